@@ -1,0 +1,45 @@
+//! Header names and method tokens, spelled as the Windows client and IIS spell them.
+//!
+//! Header names are case-insensitive on the wire; these constants are the spelling we
+//! emit. `http::HeaderMap` lookups with them are case-insensitive.
+
+/// The extension method every BITS request packet uses.
+pub const METHOD_BITS_POST: &str = "BITS_POST";
+/// Header some non-Windows clients use to carry `BITS_POST` on a plain `POST`.
+pub const METHOD_OVERRIDE: &str = "X-Http-Method-Override";
+
+/// Packet type of every request and response.
+pub const PACKET_TYPE: &str = "BITS-Packet-Type";
+/// Session id issued in the Create-Session Ack and echoed on every later packet.
+pub const SESSION_ID: &str = "BITS-Session-Id";
+/// Protocol GUIDs the client supports, most preferred first.
+pub const SUPPORTED_PROTOCOLS: &str = "BITS-Supported-Protocols";
+/// Protocol GUID the server chose.
+pub const PROTOCOL: &str = "BITS-Protocol";
+/// HRESULT of a failed packet (the spelling every implementation uses).
+pub const ERROR_CODE: &str = "BITS-Error-Code";
+/// HRESULT of a failed packet, the spelling used by the open specification only.
+pub const ERROR_CODE_ALT: &str = "BITS-Error";
+/// Where the error was raised (see [`crate::ErrorContext`]).
+pub const ERROR_CONTEXT: &str = "BITS-Error-Context";
+/// Next byte offset the server wants (a single decimal number).
+pub const RECEIVED_CONTENT_RANGE: &str = "BITS-Received-Content-Range";
+/// Node the client should talk to directly for the rest of the session.
+pub const HOST_ID: &str = "BITS-Host-Id";
+/// Seconds after which a client that cannot reach the Host-Id node falls back.
+pub const HOST_ID_FALLBACK_TIMEOUT: &str = "BITS-Host-Id-Fallback-Timeout";
+/// Location of the reply of an upload-reply job.
+pub const REPLY_URL: &str = "BITS-Reply-URL";
+/// The client's local file name.
+pub const CONTENT_NAME: &str = "Content-Name";
+/// `bytes F-L/T` on a Fragment.
+pub const CONTENT_RANGE: &str = "Content-Range";
+/// Body length.
+pub const CONTENT_LENGTH: &str = "Content-Length";
+/// Transfer coding of the body; a BITS packet never has one.
+pub const TRANSFER_ENCODING: &str = "Transfer-Encoding";
+/// Sent by the server on a successful Create-Session Ack.
+pub const ACCEPT_ENCODING: &str = "Accept-Encoding";
+
+/// Largest header value the protocol allows (spec §2: "SHOULD NOT exceed 4 KB").
+pub const MAX_HEADER_VALUE_BYTES: usize = 4096;

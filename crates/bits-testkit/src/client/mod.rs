@@ -1,0 +1,1 @@
+//! BITS upload client.

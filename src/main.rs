@@ -1,0 +1,3 @@
+fn main() {
+    println!("bitsgate {}", env!("CARGO_PKG_VERSION"));
+}
