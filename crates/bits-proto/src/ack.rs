@@ -253,7 +253,10 @@ mod tests {
     fn ack_info_ignores_values_that_do_not_parse() {
         let mut headers = HeaderMap::new();
         headers.insert("bits-session-id", HeaderValue::from_static("a b"));
-        headers.insert("bits-received-content-range", HeaderValue::from_static("12x"));
+        headers.insert(
+            "bits-received-content-range",
+            HeaderValue::from_static("12x"),
+        );
         headers.insert("bits-error-code", HeaderValue::from_static("nope"));
         let info = AckInfo::from_headers(&headers);
         assert!(!info.is_ack);

@@ -192,10 +192,7 @@ pub fn classify<'a>(
         })
     };
 
-    if headers
-        .values()
-        .any(|v| v.len() > options.max_header_value)
-    {
+    if headers.values().any(|v| v.len() > options.max_header_value) {
         return reject(RejectReason::HeaderTooLong);
     }
 

@@ -48,9 +48,18 @@ impl ErrorCode {
         (Self::SERVER_EXECUTE_ENABLE, "BG_E_SERVER_EXECUTE_ENABLE"),
         (Self::FAIL, "E_FAIL"),
         (Self::OUT_OF_MEMORY, "E_OUTOFMEMORY"),
-        (Self::PROTOCOL_MISMATCH, "BG_E_CLIENT_SERVER_PROTOCOL_MISMATCH"),
-        (Self::INVALID_SERVER_RESPONSE, "BG_E_INVALID_SERVER_RESPONSE"),
-        (Self::REMOTE_APPLICATION_ERROR, "BG_E_ERROR_CONTEXT_REMOTE_APPLICATION"),
+        (
+            Self::PROTOCOL_MISMATCH,
+            "BG_E_CLIENT_SERVER_PROTOCOL_MISMATCH",
+        ),
+        (
+            Self::INVALID_SERVER_RESPONSE,
+            "BG_E_INVALID_SERVER_RESPONSE",
+        ),
+        (
+            Self::REMOTE_APPLICATION_ERROR,
+            "BG_E_ERROR_CONTEXT_REMOTE_APPLICATION",
+        ),
         (Self::NO_PROGRESS, "BG_E_NO_PROGRESS"),
         (Self::LOCAL_FILE_CHANGED, "BG_E_LOCAL_FILE_CHANGED"),
         (Self::TOO_MANY_FILES, "BG_E_TOO_MANY_FILES"),
@@ -190,7 +199,10 @@ mod tests {
     #[test]
     fn contexts_parse_and_display() {
         assert_eq!(ErrorContext::parse(b"0x5"), Some(ErrorContext::REMOTE_FILE));
-        assert_eq!(ErrorContext::parse(b"7"), Some(ErrorContext::REMOTE_APPLICATION));
+        assert_eq!(
+            ErrorContext::parse(b"7"),
+            Some(ErrorContext::REMOTE_APPLICATION)
+        );
         assert_eq!(ErrorContext::REMOTE_FILE.to_string(), "0x5");
     }
 }

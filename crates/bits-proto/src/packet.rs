@@ -124,7 +124,13 @@ mod tests {
 
     #[test]
     fn rejects_unknown_and_near_miss_values() {
-        for bad in [&b""[..], b"Frag", b"CreateSession", b"Create_Session", b"Fragments"] {
+        for bad in [
+            &b""[..],
+            b"Frag",
+            b"CreateSession",
+            b"Create_Session",
+            b"Fragments",
+        ] {
             assert_eq!(PacketType::parse(bad), Err(UnknownPacketType), "{bad:?}");
         }
     }

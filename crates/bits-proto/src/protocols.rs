@@ -49,7 +49,9 @@ mod tests {
 
     #[test]
     fn chooses_bits_1_5_wherever_it_is_listed() {
-        let list = SupportedProtocols("{11111111-0000-0000-0000-000000000000}, {7DF0354D-249b-430f-820d-3d2a9bef4931}");
+        let list = SupportedProtocols(
+            "{11111111-0000-0000-0000-000000000000}, {7DF0354D-249b-430f-820d-3d2a9bef4931}",
+        );
         assert_eq!(list.choose(), Some(BITS_1_5_PROTOCOL));
         assert_eq!(SupportedProtocols("{x}").choose(), None);
         assert_eq!(SupportedProtocols("").choose(), None);

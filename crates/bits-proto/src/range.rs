@@ -182,7 +182,12 @@ mod tests {
 
     #[test]
     fn rejects_trailing_garbage_and_signs() {
-        for bad in ["bytes 0-9/10x", "bytes 0-9/10/11", "bytes +0-9/10", "bytes 0-9-1/10"] {
+        for bad in [
+            "bytes 0-9/10x",
+            "bytes 0-9/10/11",
+            "bytes +0-9/10",
+            "bytes 0-9-1/10",
+        ] {
             assert_eq!(parse(bad), Err(RangeError::Malformed), "{bad}");
         }
     }

@@ -104,10 +104,22 @@ mod tests {
 
     #[test]
     fn rejects_control_characters_spaces_and_non_ascii() {
-        assert_eq!(SessionId::parse("a\tb"), Err(SessionIdError::InvalidByte(b'\t')));
-        assert_eq!(SessionId::parse("a b"), Err(SessionIdError::InvalidByte(b' ')));
-        assert_eq!(SessionId::parse("a\x7fb"), Err(SessionIdError::InvalidByte(0x7f)));
-        assert_eq!(SessionId::validate(b"a\xc3\xa9"), Err(SessionIdError::InvalidByte(0xc3)));
+        assert_eq!(
+            SessionId::parse("a\tb"),
+            Err(SessionIdError::InvalidByte(b'\t'))
+        );
+        assert_eq!(
+            SessionId::parse("a b"),
+            Err(SessionIdError::InvalidByte(b' '))
+        );
+        assert_eq!(
+            SessionId::parse("a\x7fb"),
+            Err(SessionIdError::InvalidByte(0x7f))
+        );
+        assert_eq!(
+            SessionId::validate(b"a\xc3\xa9"),
+            Err(SessionIdError::InvalidByte(0xc3))
+        );
     }
 
     #[test]

@@ -1,0 +1,75 @@
+//! Assembles a bitsgate instance: the Pingora server, the proxy and admin services,
+//! and the background services, over one shared state.
+
+use crate::admin::AdminApp;
+use crate::config::Config;
+use crate::proxy::BitsProxy;
+use crate::state::Shared;
+use crate::sweeper::IdleSweeper;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+use std::sync::Arc;
+
+/// Options of the process rather than of the config file.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessOptions {
+    /// Take the listeners over from a running instance (zero-downtime upgrade).
+    pub upgrade: bool,
+}
+
+/// A built, not yet running, instance.
+pub struct Instance {
+    /// The Pingora server with every service added.
+    pub server: Server,
+    /// Its shared state (tests and the demo look at it).
+    pub shared: Arc<Shared>,
+}
+
+/// Builds the server for a validated config.
+pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instance> {
+    let conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(config.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(config.server.shutdown_timeout.as_secs()),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: process.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let listener = config.listener.clone();
+    let admin_address = config.admin.address;
+    let shared = Shared::new(config)?;
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        BitsProxy::new(shared.clone()),
+        "bitsgate proxy",
+    );
+    let address = listener.address.to_string();
+    match &listener.tls {
+        Some(tls) => proxy.add_tls(
+            &address,
+            &tls.cert_path.to_string_lossy(),
+            &tls.key_path.to_string_lossy(),
+        )?,
+        None => proxy.add_tcp(&address),
+    }
+
+    let mut admin = Service::new("bitsgate admin".to_owned(), AdminApp::new(shared.clone()));
+    admin.add_tcp(&admin_address.to_string());
+    // The admin API is light: one thread keeps it off the proxy's workers.
+    admin.threads = Some(1);
+
+    let sweeper = background_service("idle sweeper", IdleSweeper::new(shared.clone()));
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(sweeper);
+    Ok(Instance { server, shared })
+}

@@ -1,0 +1,8 @@
+//! The backend farm: stable slots for backend ids, per-backend status that outlives
+//! reloads, and the immutable snapshot the proxy routes over.
+
+mod farm;
+mod slots;
+
+pub use farm::{Backend, Farm};
+pub use slots::{BackendSlot, BackendStatus, SlotRegistry};

@@ -1,0 +1,49 @@
+//! Every default of the configuration, in one place. `config/bitsgate.toml` shows the
+//! same values; a test keeps the two in step.
+
+use std::time::Duration;
+
+/// Where the proxy listens for BITS clients.
+pub const LISTENER_ADDRESS: &str = "0.0.0.0:8080";
+/// How long an idle client connection is kept open between requests.
+pub const LISTENER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Accept `POST` + `X-Http-Method-Override: BITS_POST` (clients that cannot send
+/// extension methods use it).
+pub const LISTENER_ALLOW_METHOD_OVERRIDE: bool = true;
+/// Where the admin API (metrics, probes) listens. Loopback: it is not for clients.
+pub const ADMIN_ADDRESS: &str = "127.0.0.1:9090";
+/// What to do with `BITS-Host-Id` in backend Acks.
+pub const HOST_ID_MODE: &str = "strip";
+/// Fallback timeout sent to clients in rewrite mode.
+pub const HOST_ID_FALLBACK_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// A pin that sees no packet for this long is forgotten. Matches the IIS
+/// `BITSSessionTimeout` default, so bitsgate never forgets a session the backend keeps.
+pub const SESSIONS_IDLE_TIMEOUT: Duration = Duration::from_secs(14 * 24 * 3600);
+/// How often idle pins are looked for.
+pub const SESSIONS_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// Most sessions pinned at once; Create-Session is refused with 503 beyond it.
+pub const SESSIONS_MAX_PINNED: u64 = 10_000_000;
+/// Create-Session balancing policy.
+pub const BALANCING_POLICY: &str = "round_robin";
+/// Upstream TCP connect timeout.
+pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Upstream read timeout: an upload-reply final Ack may take 5 minutes (spec §5).
+pub const UPSTREAM_READ_TIMEOUT: Duration = Duration::from_secs(6 * 60);
+/// Upstream write timeout.
+pub const UPSTREAM_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle upstream connections are kept in the pool this long.
+pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Shortest upstream read timeout accepted: the upload-reply final Ack may take 5 min.
+pub const UPSTREAM_READ_TIMEOUT_MIN: Duration = Duration::from_secs(5 * 60);
+/// Longest request header value accepted (spec §2: 4 KB).
+pub const LIMITS_MAX_HEADER_BYTES: u64 = 4096;
+/// Largest fragment forwarded; larger ones get 413 so the client shrinks them.
+pub const LIMITS_MAX_FRAGMENT_BYTES: u64 = 1 << 30;
+/// Weight of a backend in Create-Session balancing.
+pub const BACKEND_WEIGHT: u32 = 1;
+/// Worker threads of the proxy service.
+pub const SERVER_THREADS: usize = 2;
+/// Seconds in-flight requests get to finish on SIGTERM.
+pub const SERVER_GRACE_PERIOD: Duration = Duration::from_secs(30);
+/// Seconds the runtime gets to stop after the grace period.
+pub const SERVER_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,0 +1,190 @@
+//! Configuration: TOML file → serde mirror ([`raw`]) → validated model ([`model`]).
+//!
+//! Parsing is done one section (and one backend) at a time so that a file with several
+//! mistakes gets all of them reported at once, each with its key path and a fix.
+
+pub mod defaults;
+pub mod model;
+pub mod raw;
+mod validate;
+
+pub use model::*;
+pub use validate::parse_size;
+
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::path::Path;
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Key path, e.g. `backends[2].address`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub fix: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} (fix: {})", self.key, self.message, self.fix)
+    }
+}
+
+/// Every problem found in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+const SECTIONS: [&str; 9] = [
+    "listener",
+    "admin",
+    "host_id",
+    "sessions",
+    "balancing",
+    "upstream",
+    "limits",
+    "server",
+    "backends",
+];
+
+/// Reads and validates a file.
+pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            key: "(file)".into(),
+            message: format!("cannot read {}: {e}", path.display()),
+            fix: "check the path and its permissions".into(),
+        }])
+    })?;
+    load_str(&text)
+}
+
+/// Parses and validates TOML text.
+pub fn load_str(text: &str) -> Result<Config, ConfigErrors> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        ConfigErrors(vec![ConfigError {
+            key: "(syntax)".into(),
+            message: e.message().to_owned() + &location(text, e.span()),
+            fix: "fix the TOML syntax at that place".into(),
+        }])
+    })?;
+    let mut errors = Vec::new();
+    for key in table.keys() {
+        if !SECTIONS.contains(&key.as_str()) {
+            errors.push(ConfigError {
+                key: key.clone(),
+                message: "is not a known section".into(),
+                fix: format!("use one of: {}", SECTIONS.join(", ")),
+            });
+        }
+    }
+    let mut raw = raw::RawConfig::default();
+    section(&table, "listener", &mut raw.listener, &mut errors);
+    section(&table, "admin", &mut raw.admin, &mut errors);
+    section(&table, "host_id", &mut raw.host_id, &mut errors);
+    section(&table, "sessions", &mut raw.sessions, &mut errors);
+    section(&table, "balancing", &mut raw.balancing, &mut errors);
+    section(&table, "upstream", &mut raw.upstream, &mut errors);
+    section(&table, "limits", &mut raw.limits, &mut errors);
+    section(&table, "server", &mut raw.server, &mut errors);
+    match table.get("backends") {
+        None => {}
+        Some(toml::Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                match item.clone().try_into::<raw::RawBackend>() {
+                    Ok(backend) => raw.backends.push(backend),
+                    Err(e) => {
+                        errors.push(type_error(&format!("backends[{i}]"), &e));
+                        // Keep the index stable so later messages name the right entry.
+                        raw.backends.push(raw::RawBackend {
+                            id: Some(format!("invalid-{i}")),
+                            address: Some("0.0.0.0:0".into()),
+                            ..Default::default()
+                        });
+                    }
+                }
+            }
+        }
+        Some(_) => errors.push(ConfigError {
+            key: "backends".into(),
+            message: "must be an array of tables".into(),
+            fix: "write each backend as a [[backends]] table".into(),
+        }),
+    }
+    match validate::validate(raw) {
+        Ok(config) if errors.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigErrors(errors)),
+        Err(more) => {
+            // Entries that failed to parse were replaced by placeholders; their
+            // follow-on complaints would only repeat the first error.
+            let kept: Vec<ConfigError> = more
+                .into_iter()
+                .filter(|e| !is_placeholder_noise(e, &errors))
+                .collect();
+            errors.extend(kept);
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+fn is_placeholder_noise(error: &ConfigError, earlier: &[ConfigError]) -> bool {
+    earlier
+        .iter()
+        .any(|e| e.key.starts_with("backends[") && error.key.starts_with(&format!("{}.", e.key)))
+}
+
+fn section<T: DeserializeOwned>(
+    table: &toml::Table,
+    name: &str,
+    out: &mut T,
+    errors: &mut Vec<ConfigError>,
+) {
+    if let Some(value) = table.get(name) {
+        match value.clone().try_into::<T>() {
+            Ok(parsed) => *out = parsed,
+            Err(e) => errors.push(type_error(name, &e)),
+        }
+    }
+}
+
+fn type_error(key: &str, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().to_owned();
+    let fix = if message.contains("unknown field") {
+        "remove or rename that key (see docs/configuration.md)"
+    } else {
+        "give the key a value of the documented type (see docs/configuration.md)"
+    };
+    ConfigError {
+        key: key.to_owned(),
+        message,
+        fix: fix.into(),
+    }
+}
+
+fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(span) = span else {
+        return String::new();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!(" (line {line}, column {column})")
+}
+
+#[cfg(test)]
+mod tests;

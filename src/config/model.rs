@@ -1,0 +1,169 @@
+//! The validated configuration: every value typed, every default applied.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A complete, valid configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The client-facing listener.
+    pub listener: ListenerConfig,
+    /// The admin listener.
+    pub admin: AdminConfig,
+    /// `BITS-Host-Id` handling.
+    pub host_id: HostIdConfig,
+    /// Session pinning.
+    pub sessions: SessionsConfig,
+    /// Which backend gets a new session.
+    pub balancing: BalancingPolicy,
+    /// Timeouts towards backends.
+    pub upstream: UpstreamConfig,
+    /// Request limits.
+    pub limits: Limits,
+    /// Process settings.
+    pub server: ServerSettings,
+    /// The backend farm, in file order.
+    pub backends: Vec<BackendConfig>,
+}
+
+/// The client-facing listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerConfig {
+    /// Bind address.
+    pub address: SocketAddr,
+    /// Idle keep-alive timeout between requests.
+    pub keepalive_timeout: Duration,
+    /// Accept `POST` + `X-Http-Method-Override: BITS_POST`.
+    pub allow_method_override: bool,
+    /// Serve HTTPS when set.
+    pub tls: Option<TlsConfig>,
+}
+
+/// Certificate and key for the listener, PEM files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsConfig {
+    /// Certificate chain.
+    pub cert_path: PathBuf,
+    /// Private key.
+    pub key_path: PathBuf,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    /// Bind address.
+    pub address: SocketAddr,
+}
+
+/// What bitsgate does with `BITS-Host-Id` in backend Acks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostIdMode {
+    /// Remove it, so every packet keeps coming through bitsgate.
+    Strip,
+    /// Relay it; clients then talk to the node directly.
+    Passthrough,
+    /// Replace it with the backend's `public_host_id`.
+    Rewrite,
+}
+
+impl HostIdMode {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostIdMode::Strip => "strip",
+            HostIdMode::Passthrough => "passthrough",
+            HostIdMode::Rewrite => "rewrite",
+        }
+    }
+}
+
+/// `BITS-Host-Id` handling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostIdConfig {
+    /// The policy.
+    pub mode: HostIdMode,
+    /// Fallback timeout sent with a rewritten Host-Id.
+    pub fallback_timeout: Duration,
+}
+
+/// Session pinning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionsConfig {
+    /// A pin idle this long is forgotten.
+    pub idle_timeout: Duration,
+    /// How often idle pins are looked for.
+    pub sweep_interval: Duration,
+    /// Most pins held at once.
+    pub max_pinned: u64,
+}
+
+/// Create-Session balancing policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BalancingPolicy {
+    /// Each ready backend in turn, in proportion to its weight.
+    RoundRobin,
+    /// The ready backend with the fewest pinned sessions per unit of weight.
+    LeastSessions,
+    /// A hash of the URL path, so one file always goes to the same node while it is ready.
+    UrlHash,
+}
+
+impl BalancingPolicy {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BalancingPolicy::RoundRobin => "round_robin",
+            BalancingPolicy::LeastSessions => "least_sessions",
+            BalancingPolicy::UrlHash => "url_hash",
+        }
+    }
+}
+
+/// Timeouts towards backends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    /// TCP connect.
+    pub connect_timeout: Duration,
+    /// Waiting for each read, including the Ack.
+    pub read_timeout: Duration,
+    /// Waiting for each write.
+    pub write_timeout: Duration,
+    /// Idle pooled connections.
+    pub idle_timeout: Duration,
+}
+
+/// Request limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Longest header value.
+    pub max_header_bytes: usize,
+    /// Largest fragment body.
+    pub max_fragment_bytes: u64,
+}
+
+/// Process settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    /// Worker threads of the proxy.
+    pub threads: usize,
+    /// How long in-flight requests get on SIGTERM.
+    pub grace_period: Duration,
+    /// How long the runtime gets to stop after that.
+    pub shutdown_timeout: Duration,
+}
+
+/// One backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendConfig {
+    /// Stable identity (metrics label, pins refer to it).
+    pub id: String,
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// Share of new sessions.
+    pub weight: u32,
+    /// What the backend itself sends in `BITS-Host-Id`.
+    pub host_id: Option<String>,
+    /// The name clients use for this backend in rewrite mode.
+    pub public_host_id: Option<String>,
+}

@@ -1,0 +1,114 @@
+//! The configuration file as written: a serde mirror of the TOML, no validation beyond
+//! types. Unknown keys are errors so a typo never silently falls back to a default.
+
+use serde::Deserialize;
+
+/// A value that may be written as a number or a string (`"1GiB"`, `"10m"`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum NumOrText {
+    /// `1048576`
+    Num(u64),
+    /// `"1MiB"`
+    Text(String),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub listener: RawListener,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub host_id: RawHostId,
+    #[serde(default)]
+    pub sessions: RawSessions,
+    #[serde(default)]
+    pub balancing: RawBalancing,
+    #[serde(default)]
+    pub upstream: RawUpstream,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub backends: Vec<RawBackend>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub address: Option<String>,
+    pub keepalive_timeout: Option<String>,
+    pub allow_method_override: Option<bool>,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_path: Option<String>,
+    pub key_path: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHostId {
+    pub mode: Option<String>,
+    pub fallback_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSessions {
+    pub idle_timeout: Option<String>,
+    pub sweep_interval: Option<String>,
+    pub max_pinned: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBalancing {
+    pub policy: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub connect_timeout: Option<String>,
+    pub read_timeout: Option<String>,
+    pub write_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_header_bytes: Option<NumOrText>,
+    pub max_fragment_bytes: Option<NumOrText>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub threads: Option<usize>,
+    pub grace_period: Option<String>,
+    pub shutdown_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    pub id: Option<String>,
+    pub address: Option<String>,
+    pub weight: Option<i64>,
+    pub host_id: Option<String>,
+    pub public_host_id: Option<String>,
+}

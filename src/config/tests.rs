@@ -1,0 +1,211 @@
+use super::*;
+use std::time::Duration;
+
+const MINIMAL: &str = r#"
+[[backends]]
+id = "b1"
+address = "127.0.0.1:8081"
+"#;
+
+fn errors_of(text: &str) -> Vec<ConfigError> {
+    load_str(text).expect_err("the config should be refused").0
+}
+
+fn keys_of(text: &str) -> Vec<String> {
+    errors_of(text).into_iter().map(|e| e.key).collect()
+}
+
+#[test]
+fn a_minimal_file_gets_every_default() {
+    let config = load_str(MINIMAL).unwrap();
+    assert_eq!(
+        config.listener.address.to_string(),
+        defaults::LISTENER_ADDRESS
+    );
+    assert_eq!(config.admin.address.to_string(), defaults::ADMIN_ADDRESS);
+    assert_eq!(config.host_id.mode, HostIdMode::Strip);
+    assert_eq!(
+        config.host_id.fallback_timeout,
+        defaults::HOST_ID_FALLBACK_TIMEOUT
+    );
+    assert_eq!(
+        config.sessions.idle_timeout,
+        defaults::SESSIONS_IDLE_TIMEOUT
+    );
+    assert_eq!(config.balancing, BalancingPolicy::RoundRobin);
+    assert_eq!(
+        config.upstream.read_timeout,
+        defaults::UPSTREAM_READ_TIMEOUT
+    );
+    assert_eq!(
+        config.limits.max_fragment_bytes,
+        defaults::LIMITS_MAX_FRAGMENT_BYTES
+    );
+    assert_eq!(config.backends[0].weight, defaults::BACKEND_WEIGHT);
+}
+
+#[test]
+fn human_durations_and_sizes_are_understood() {
+    let config = load_str(&format!(
+        r#"
+[host_id]
+mode = "passthrough"
+fallback_timeout = "90s"
+[sessions]
+idle_timeout = "3d"
+[limits]
+max_fragment_bytes = "64MiB"
+max_header_bytes = 8192
+{MINIMAL}"#
+    ))
+    .unwrap();
+    assert_eq!(config.host_id.fallback_timeout, Duration::from_secs(90));
+    assert_eq!(config.sessions.idle_timeout, Duration::from_secs(3 * 86400));
+    assert_eq!(config.limits.max_fragment_bytes, 64 << 20);
+    assert_eq!(config.limits.max_header_bytes, 8192);
+}
+
+#[test]
+fn every_error_is_reported_at_once_with_its_key() {
+    let keys = keys_of(
+        r#"
+[listener]
+address = "nowhere"
+[host_id]
+mode = "mangle"
+[sessions]
+idle_timeout = "forever"
+[balancing]
+policy = "random"
+[upstream]
+read_timeout = "30s"
+[[backends]]
+id = "b1"
+address = "127.0.0.1:1"
+weight = 0
+[[backends]]
+id = "b1"
+address = "not an address"
+"#,
+    );
+    for expected in [
+        "listener.address",
+        "host_id.mode",
+        "sessions.idle_timeout",
+        "balancing.policy",
+        "upstream.read_timeout",
+        "backends[0].weight",
+        "backends[1].id",
+        "backends[1].address",
+    ] {
+        assert!(
+            keys.contains(&expected.to_owned()),
+            "{expected} missing from {keys:?}"
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_are_refused_in_every_section() {
+    let errors = errors_of(&format!(
+        r#"
+[listener]
+adress = "0.0.0.0:1"
+[sessions]
+idle = "1d"
+[logging]
+level = "debug"
+[[backends]]
+id = "b0"
+address = "127.0.0.1:9"
+wieght = 2
+{MINIMAL}"#
+    ));
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert!(keys.contains(&"listener"), "{keys:?}");
+    assert!(keys.contains(&"sessions"), "{keys:?}");
+    assert!(keys.contains(&"logging"), "{keys:?}");
+    assert!(keys.contains(&"backends[0]"), "{keys:?}");
+    let listener = errors.iter().find(|e| e.key == "listener").unwrap();
+    assert!(listener.message.contains("adress"), "{}", listener.message);
+}
+
+#[test]
+fn a_file_without_backends_is_refused() {
+    assert_eq!(keys_of(""), ["backends"]);
+}
+
+#[test]
+fn rewrite_mode_needs_a_public_host_id_on_every_backend() {
+    let keys = keys_of(&format!("[host_id]\nmode = \"rewrite\"\n{MINIMAL}"));
+    assert_eq!(keys, ["backends[0].public_host_id"]);
+}
+
+#[test]
+fn host_names_must_be_unique_across_backends() {
+    let keys = keys_of(
+        r#"
+[[backends]]
+id = "b1"
+address = "127.0.0.1:1"
+public_host_id = "same.example"
+[[backends]]
+id = "b2"
+address = "127.0.0.1:2"
+public_host_id = "SAME.example"
+"#,
+    );
+    assert_eq!(keys, ["backends[1].public_host_id"]);
+}
+
+#[test]
+fn a_read_timeout_under_five_minutes_is_refused_with_the_reason() {
+    let errors = errors_of(&format!("[upstream]\nread_timeout = \"1m\"\n{MINIMAL}"));
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].fix.contains("5m"), "{}", errors[0]);
+}
+
+#[test]
+fn backend_ids_must_be_label_safe() {
+    let keys = keys_of("[[backends]]\nid = \"b 1\"\naddress = \"127.0.0.1:1\"\n");
+    assert_eq!(keys, ["backends[0].id"]);
+}
+
+#[test]
+fn admin_and_listener_must_differ() {
+    let keys = keys_of(&format!(
+        "[listener]\naddress = \"127.0.0.1:9000\"\n[admin]\naddress = \"127.0.0.1:9000\"\n{MINIMAL}"
+    ));
+    assert_eq!(keys, ["admin.address"]);
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let errors = errors_of("[listener\naddress = 1\n");
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].key, "(syntax)");
+    assert!(
+        errors[0].message.contains("line 1"),
+        "{}",
+        errors[0].message
+    );
+}
+
+#[test]
+fn sizes_parse_with_and_without_units() {
+    assert_eq!(parse_size("4096"), Some(4096));
+    assert_eq!(parse_size("64KiB"), Some(64 << 10));
+    assert_eq!(parse_size("1 GiB"), Some(1 << 30));
+    assert_eq!(parse_size("10MB"), Some(10_000_000));
+    assert_eq!(parse_size("ten"), None);
+    assert_eq!(parse_size("1PiB"), None);
+    assert_eq!(parse_size("99999999999999999999"), None);
+}
+
+#[test]
+fn every_error_message_names_a_fix() {
+    for error in errors_of("[listener]\naddress = \"x\"\n[host_id]\nmode = \"y\"\n") {
+        assert!(!error.fix.is_empty(), "{error}");
+        assert!(error.to_string().contains("fix:"));
+    }
+}

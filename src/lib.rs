@@ -1,0 +1,15 @@
+//! bitsgate: a reverse proxy that puts a farm of BITS upload servers behind one
+//! address, pinning every upload session to the backend that created it.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod app;
+pub mod backend;
+pub mod config;
+pub mod metrics;
+pub mod proxy;
+pub mod routing;
+pub mod runner;
+pub mod session;
+pub mod state;
+pub mod sweeper;

@@ -1,0 +1,205 @@
+//! Prometheus metrics. Each proxy instance has its own registry, so several instances
+//! in one process (tests, the demo) never mix their numbers.
+
+pub mod names;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Why a session's pin was removed (bounded label values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// A 200 Ack to Close-Session.
+    Closed,
+    /// A 200 Ack to Cancel-Session.
+    Cancelled,
+    /// Idle longer than `sessions.idle_timeout`.
+    Expired,
+    /// The backend answered BG_E_SESSION_NOT_FOUND.
+    NotFound,
+    /// The owner is no longer in the configuration.
+    BackendRemoved,
+}
+
+impl EndReason {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            EndReason::Closed => "closed",
+            EndReason::Cancelled => "cancelled",
+            EndReason::Expired => "expired",
+            EndReason::NotFound => "not_found",
+            EndReason::BackendRemoved => "backend_removed",
+        }
+    }
+}
+
+/// The registered metrics of one proxy instance.
+pub struct Metrics {
+    registry: Registry,
+    /// See [`names::REQUESTS_TOTAL`].
+    pub requests: IntCounterVec,
+    /// See [`names::LOCAL_ACKS_TOTAL`].
+    pub local_acks: IntCounterVec,
+    /// See [`names::SESSIONS_CREATED_TOTAL`].
+    pub sessions_created: IntCounterVec,
+    /// See [`names::SESSIONS_ENDED_TOTAL`].
+    pub sessions_ended: IntCounterVec,
+    /// See [`names::SESSIONS_ACTIVE`].
+    pub sessions_active: IntGaugeVec,
+    /// See [`names::PINNED_SESSIONS`].
+    pub pinned: IntGauge,
+    /// See [`names::UPLOADED_BYTES_TOTAL`].
+    pub uploaded_bytes: IntCounterVec,
+    /// See [`names::REQUEST_DURATION_SECONDS`].
+    pub duration: HistogramVec,
+    /// See [`names::BACKEND_UP`].
+    pub backend_up: IntGaugeVec,
+    /// See [`names::BACKEND_DRAINING`].
+    pub backend_draining: IntGaugeVec,
+    /// See [`names::UPSTREAM_CONNECT_FAILURES_TOTAL`].
+    pub connect_failures: IntCounterVec,
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("unique metric");
+            metric
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("unique metric");
+            metric
+        };
+        let requests = counter(
+            names::REQUESTS_TOTAL,
+            "Requests answered, by packet type, backend and status class.",
+            &["packet", "backend", "class"],
+        );
+        let local_acks = counter(
+            names::LOCAL_ACKS_TOTAL,
+            "Acks bitsgate answered itself instead of forwarding, by reason.",
+            &["reason"],
+        );
+        let sessions_created = counter(
+            names::SESSIONS_CREATED_TOTAL,
+            "Sessions pinned from a successful Create-Session Ack.",
+            &["backend"],
+        );
+        let sessions_ended = counter(
+            names::SESSIONS_ENDED_TOTAL,
+            "Session pins removed, by reason.",
+            &["backend", "reason"],
+        );
+        let sessions_active = gauge(
+            names::SESSIONS_ACTIVE,
+            "Sessions pinned to each backend.",
+            &["backend"],
+        );
+        let pinned = IntGauge::new(names::PINNED_SESSIONS, "Sessions pinned in total.")
+            .expect("valid metric");
+        registry
+            .register(Box::new(pinned.clone()))
+            .expect("unique metric");
+        let uploaded_bytes = counter(
+            names::UPLOADED_BYTES_TOTAL,
+            "Fragment bytes forwarded and acknowledged with 2xx by each backend.",
+            &["backend"],
+        );
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                names::REQUEST_DURATION_SECONDS,
+                "Time from request start to the end of the response, by packet type.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0, 60.0, 300.0,
+            ]),
+            &["packet"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(duration.clone()))
+            .expect("unique metric");
+        let backend_up = gauge(
+            names::BACKEND_UP,
+            "1 when the backend is considered reachable.",
+            &["backend"],
+        );
+        let backend_draining = gauge(
+            names::BACKEND_DRAINING,
+            "1 when the backend takes no new sessions.",
+            &["backend"],
+        );
+        let connect_failures = counter(
+            names::UPSTREAM_CONNECT_FAILURES_TOTAL,
+            "Failed connection attempts to each backend.",
+            &["backend"],
+        );
+        Metrics {
+            registry,
+            requests,
+            local_acks,
+            sessions_created,
+            sessions_ended,
+            sessions_active,
+            pinned,
+            uploaded_bytes,
+            duration,
+            backend_up,
+            backend_draining,
+            connect_failures,
+        }
+    }
+
+    /// Records a pin removal.
+    pub fn session_ended(&self, backend: &str, reason: EndReason) {
+        self.sessions_ended
+            .with_label_values(&[backend, reason.label()])
+            .inc();
+        self.sessions_active.with_label_values(&[backend]).dec();
+        self.pinned.dec();
+    }
+
+    /// Records a new pin.
+    pub fn session_created(&self, backend: &str) {
+        self.sessions_created.with_label_values(&[backend]).inc();
+        self.sessions_active.with_label_values(&[backend]).inc();
+        self.pinned.inc();
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The status-class label of a status code.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}

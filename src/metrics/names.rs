@@ -1,0 +1,43 @@
+//! Every metric name, in one place. `docs/metrics.md` lists the same names; a test
+//! keeps the two in step.
+
+/// Requests answered, by packet type, backend and status class.
+pub const REQUESTS_TOTAL: &str = "bitsgate_requests_total";
+/// Acks bitsgate wrote itself, by reason.
+pub const LOCAL_ACKS_TOTAL: &str = "bitsgate_local_acks_total";
+/// Sessions pinned from a Create-Session Ack, by backend.
+pub const SESSIONS_CREATED_TOTAL: &str = "bitsgate_sessions_created_total";
+/// Pins removed, by backend and reason.
+pub const SESSIONS_ENDED_TOTAL: &str = "bitsgate_sessions_ended_total";
+/// Pins held, by backend.
+pub const SESSIONS_ACTIVE: &str = "bitsgate_sessions_active";
+/// Pins held in total.
+pub const PINNED_SESSIONS: &str = "bitsgate_pinned_sessions";
+/// Fragment bytes forwarded and acknowledged, by backend.
+pub const UPLOADED_BYTES_TOTAL: &str = "bitsgate_uploaded_bytes_total";
+/// Request duration, by packet type.
+pub const REQUEST_DURATION_SECONDS: &str = "bitsgate_request_duration_seconds";
+/// 1 when a backend is considered reachable, else 0.
+pub const BACKEND_UP: &str = "bitsgate_backend_up";
+/// 1 when a backend takes no new sessions, else 0.
+pub const BACKEND_DRAINING: &str = "bitsgate_backend_draining";
+/// Upstream connect failures, by backend.
+pub const UPSTREAM_CONNECT_FAILURES_TOTAL: &str = "bitsgate_upstream_connect_failures_total";
+
+/// Every name above, for the documentation check.
+pub const ALL: [&str; 11] = [
+    REQUESTS_TOTAL,
+    LOCAL_ACKS_TOTAL,
+    SESSIONS_CREATED_TOTAL,
+    SESSIONS_ENDED_TOTAL,
+    SESSIONS_ACTIVE,
+    PINNED_SESSIONS,
+    UPLOADED_BYTES_TOTAL,
+    REQUEST_DURATION_SECONDS,
+    BACKEND_UP,
+    BACKEND_DRAINING,
+    UPSTREAM_CONNECT_FAILURES_TOTAL,
+];
+
+/// Label value for requests answered without a backend.
+pub const NO_BACKEND: &str = "none";

@@ -1,0 +1,81 @@
+//! Answers bitsgate writes itself: BITS Acks for BITS packets, bare statuses otherwise.
+
+use super::ctx::{LocalReason, RequestCtx};
+use crate::metrics::Metrics;
+use crate::routing::LocalReply;
+use bits_proto::{Ack, ErrorCode, ErrorContext};
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+/// The Ack for a routing decision answered locally.
+pub fn ack_for_reply(reply: LocalReply) -> (Ack, LocalReason) {
+    match reply {
+        LocalReply::SessionNotFound => (Ack::session_not_found(), LocalReason::SessionNotFound),
+        LocalReply::OwnerRemoved => (Ack::session_not_found(), LocalReason::OwnerRemoved),
+        // No BITS error code: the client treats a bare 5xx as transient and retries.
+        LocalReply::OwnerUnavailable => (Ack::new(503), LocalReason::OwnerUnavailable),
+        LocalReply::NoBackend => (Ack::new(503), LocalReason::NoBackend),
+    }
+}
+
+/// 413 for a fragment above the limit: the client shrinks its fragments.
+pub fn fragment_too_large() -> Ack {
+    Ack::new(413)
+}
+
+/// BITS_POST over HTTP/1.0: the protocol requires 1.1.
+pub fn http_1_0() -> Ack {
+    Ack::error(505, ErrorCode::INVALID_ARG, ErrorContext::REMOTE_FILE)
+}
+
+/// Writes an Ack, echoing `session` when given, and records why.
+///
+/// The request body is never read here, so the connection is closed after the answer:
+/// the unread body cannot be mistaken for the next request.
+pub async fn send_ack(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    metrics: &Metrics,
+    ack: Ack,
+    echo_session: Option<&str>,
+    reason: LocalReason,
+) -> Result<()> {
+    let ack = match echo_session {
+        Some(id) if ack.get(bits_proto::headers::SESSION_ID).is_none() => {
+            ack.header(bits_proto::headers::SESSION_ID, id.to_owned())
+        }
+        _ => ack,
+    };
+    let mut header = ResponseHeader::build(ack.status, Some(ack.headers.len()))?;
+    for (name, value) in &ack.headers {
+        header.append_header(*name, value.as_ref())?;
+    }
+    record(ctx, metrics, ack.status, reason);
+    session.set_keepalive(None);
+    session.write_response_header(Box::new(header), true).await
+}
+
+/// Writes a bare status with an empty body (for requests that are not BITS packets).
+pub async fn send_plain(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    metrics: &Metrics,
+    status: u16,
+    reason: LocalReason,
+) -> Result<()> {
+    let mut header = ResponseHeader::build(status, Some(1))?;
+    header.append_header("Content-Length", "0")?;
+    record(ctx, metrics, status, reason);
+    session.set_keepalive(None);
+    session.write_response_header(Box::new(header), true).await
+}
+
+fn record(ctx: &mut RequestCtx, metrics: &Metrics, status: u16, reason: LocalReason) {
+    ctx.status = status;
+    ctx.local = Some(reason);
+    metrics
+        .local_acks
+        .with_label_values(&[reason.label()])
+        .inc();
+}

@@ -1,0 +1,117 @@
+//! Per-request state, as named parts.
+
+use crate::backend::BackendSlot;
+use crate::session::SessionKey;
+use crate::state::Generation;
+use bits_proto::PacketType;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The BITS packet being proxied.
+#[derive(Debug)]
+pub struct PacketInfo {
+    /// Its type.
+    pub kind: PacketType,
+    /// Its session, for Fragment, Close-Session and Cancel-Session.
+    pub session: Option<SessionKey>,
+    /// Body length.
+    pub content_length: u64,
+    /// It came as POST + X-Http-Method-Override.
+    pub via_method_override: bool,
+}
+
+/// Where the request was sent.
+#[derive(Debug, Clone)]
+pub struct Chosen {
+    /// Index in the generation's farm.
+    pub index: usize,
+    /// The backend's slot.
+    pub slot: BackendSlot,
+    /// The backend's id (metrics label).
+    pub id: Arc<str>,
+}
+
+/// Why bitsgate answered a request itself (metrics label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalReason {
+    /// bits-proto refused the packet; the label is the reject reason.
+    Malformed(&'static str),
+    /// BITS_POST over HTTP/1.0.
+    Http10,
+    /// A non-BITS request with both Transfer-Encoding and Content-Length.
+    AmbiguousFraming,
+    /// The fragment is larger than `limits.max_fragment_bytes`.
+    FragmentTooLarge,
+    /// The session is unknown.
+    SessionNotFound,
+    /// The owner is configured but unreachable.
+    OwnerUnavailable,
+    /// The owner is no longer configured.
+    OwnerRemoved,
+    /// No ready backend.
+    NoBackend,
+    /// The session table is full.
+    TableFull,
+    /// The backend failed after the request was sent.
+    UpstreamError,
+}
+
+impl LocalReason {
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            LocalReason::Malformed(reason) => reason,
+            LocalReason::Http10 => "http_1_0",
+            LocalReason::AmbiguousFraming => "ambiguous_framing",
+            LocalReason::FragmentTooLarge => "fragment_too_large",
+            LocalReason::SessionNotFound => "session_not_found",
+            LocalReason::OwnerUnavailable => "owner_unavailable",
+            LocalReason::OwnerRemoved => "owner_removed",
+            LocalReason::NoBackend => "no_backend",
+            LocalReason::TableFull => "table_full",
+            LocalReason::UpstreamError => "upstream_error",
+        }
+    }
+}
+
+/// Everything one request carries through the phases.
+pub struct RequestCtx {
+    /// When the request started.
+    pub started: Instant,
+    /// The config generation the request was routed with (one per request, so a reload
+    /// mid-request never mixes two farms).
+    pub generation: Option<Arc<Generation>>,
+    /// The BITS packet, when it is one.
+    pub packet: Option<PacketInfo>,
+    /// The chosen backend.
+    pub chosen: Option<Chosen>,
+    /// Backends whose connect failed during this request.
+    pub tried: Vec<usize>,
+    /// Set when bitsgate answered locally.
+    pub local: Option<LocalReason>,
+    /// Status sent downstream.
+    pub status: u16,
+}
+
+impl RequestCtx {
+    pub(crate) fn new() -> Self {
+        RequestCtx {
+            started: Instant::now(),
+            generation: None,
+            packet: None,
+            chosen: None,
+            tried: Vec::new(),
+            local: None,
+            status: 0,
+        }
+    }
+
+    /// The packet-type label for metrics.
+    pub fn packet_label(&self) -> &'static str {
+        match (&self.packet, self.local) {
+            (Some(packet), _) => packet.kind.label(),
+            (None, Some(LocalReason::Malformed(_) | LocalReason::Http10)) => "invalid",
+            (None, _) => "other",
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Learning from backend Acks: pin on Create-Session, unpin on Close, Cancel and
+//! session-not-found, count bytes, apply the BITS-Host-Id policy.
+
+use super::ctx::{Chosen, PacketInfo};
+use crate::config::HostIdMode;
+use crate::metrics::EndReason;
+use crate::session::{SessionKey, UnixSecs};
+use crate::state::{Generation, Shared};
+use bits_proto::headers as h;
+use bits_proto::{ErrorCode, PacketType, SessionId};
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+
+/// Applies what an upstream Ack teaches. Runs before the Ack is released downstream,
+/// so a client never holds a session id that bitsgate does not know.
+pub fn learn_from_ack(
+    shared: &Shared,
+    generation: &Generation,
+    packet: &PacketInfo,
+    chosen: &Chosen,
+    response: &mut ResponseHeader,
+    now: UnixSecs,
+) -> Result<()> {
+    let status = response.status.as_u16();
+    let success = (200..300).contains(&status);
+    match packet.kind {
+        PacketType::CreateSession if success => {
+            pin_new_session(shared, chosen, response, now);
+            apply_host_id_policy(generation, chosen, response)?;
+        }
+        PacketType::Fragment if success => {
+            if let Some(key) = &packet.session {
+                shared.table.add_bytes(key, packet.content_length);
+            }
+            shared
+                .metrics
+                .uploaded_bytes
+                .with_label_values(&[&chosen.id])
+                .inc_by(packet.content_length);
+        }
+        PacketType::CloseSession if status == 200 => {
+            unpin(shared, packet, chosen, EndReason::Closed);
+        }
+        PacketType::CancelSession if status == 200 => {
+            unpin(shared, packet, chosen, EndReason::Cancelled);
+        }
+        _ => {}
+    }
+    if packet.kind.needs_session()
+        && bits_proto::ack::error_code(&response.headers) == Some(ErrorCode::SESSION_NOT_FOUND)
+    {
+        unpin(shared, packet, chosen, EndReason::NotFound);
+    }
+    Ok(())
+}
+
+fn pin_new_session(shared: &Shared, chosen: &Chosen, response: &ResponseHeader, now: UnixSecs) {
+    let Some(raw) = response.headers.get(h::SESSION_ID) else {
+        tracing::warn!(target: "bitsgate::learn", backend = %chosen.id, "Create-Session Ack without BITS-Session-Id");
+        return;
+    };
+    let id = match SessionId::validate(raw.as_bytes()) {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::warn!(target: "bitsgate::learn", backend = %chosen.id, error = %e, "Create-Session Ack with an invalid session id");
+            return;
+        }
+    };
+    match shared.table.pin(SessionKey::new(id), chosen.slot, now) {
+        Ok(replaced) => {
+            if let Some(old) = replaced {
+                // The same id issued twice: the old pin is gone, count it as such.
+                let old_id = shared
+                    .slots
+                    .name(old.backend)
+                    .unwrap_or_else(|| "unknown".into());
+                shared.metrics.session_ended(&old_id, EndReason::NotFound);
+            }
+            shared.metrics.session_created(&chosen.id);
+            tracing::debug!(target: "bitsgate::learn", session = id, backend = %chosen.id, "pinned");
+        }
+        Err(e) => {
+            tracing::error!(target: "bitsgate::learn", session = id, backend = %chosen.id, error = %e, "could not pin a new session");
+        }
+    }
+}
+
+fn unpin(shared: &Shared, packet: &PacketInfo, chosen: &Chosen, reason: EndReason) {
+    let Some(key) = &packet.session else {
+        return;
+    };
+    // Only the owner's answer ends a pin; a backend reached by Host name that does not
+    // own the session must not remove another node's pin.
+    if shared.table.owner(key) != Some(chosen.slot) {
+        return;
+    }
+    if shared.table.unpin(key).is_some() {
+        shared.metrics.session_ended(&chosen.id, reason);
+        tracing::debug!(target: "bitsgate::learn", session = %key, backend = %chosen.id, reason = reason.label(), "unpinned");
+    }
+}
+
+fn apply_host_id_policy(
+    generation: &Generation,
+    chosen: &Chosen,
+    response: &mut ResponseHeader,
+) -> Result<()> {
+    match generation.config.host_id.mode {
+        HostIdMode::Passthrough => {}
+        HostIdMode::Strip => {
+            response.remove_header(h::HOST_ID);
+            response.remove_header(h::HOST_ID_FALLBACK_TIMEOUT);
+        }
+        HostIdMode::Rewrite => {
+            response.remove_header(h::HOST_ID);
+            response.remove_header(h::HOST_ID_FALLBACK_TIMEOUT);
+            if let Some(public) = &generation.farm.backends[chosen.index].public_host_id {
+                response.insert_header(h::HOST_ID, public.as_str())?;
+                response.insert_header(
+                    h::HOST_ID_FALLBACK_TIMEOUT,
+                    generation
+                        .config
+                        .host_id
+                        .fallback_timeout
+                        .as_secs()
+                        .to_string(),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! The Pingora glue: one job per phase. Parsing lives in bits-proto, decisions in
+//! `routing`, state in `session`; this module only wires them to the request.
+
+mod acks;
+mod ctx;
+mod learn;
+mod service;
+
+pub use ctx::RequestCtx;
+pub use service::BitsProxy;

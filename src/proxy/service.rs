@@ -1,0 +1,436 @@
+//! `impl ProxyHttp`: parse in `request_filter`, route there too (so local Acks are
+//! written before any upstream work), connect in `upstream_peer`, learn in
+//! `upstream_response_filter`, turn failures into Acks in `fail_to_proxy`, count in
+//! `logging`.
+
+use super::acks::{self, send_ack, send_plain};
+use super::ctx::{Chosen, LocalReason, PacketInfo, RequestCtx};
+use super::learn::learn_from_ack;
+use crate::metrics::{names, status_class, EndReason};
+use crate::routing::{route, LocalReply, Route, RouteRequest, Target};
+use crate::session::{unix_now, SessionKey};
+use crate::state::{Generation, Shared};
+use async_trait::async_trait;
+use bits_proto::{headers as h, Ack, Classified, PacketType};
+use http::{Method, Version};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{ErrorSource, ErrorType};
+use std::sync::Arc;
+
+/// The BITS-aware proxy.
+pub struct BitsProxy {
+    shared: Arc<Shared>,
+}
+
+impl BitsProxy {
+    /// A proxy over shared state.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        BitsProxy { shared }
+    }
+}
+
+/// What `request_filter` decided, with everything needed to act on it owned, so the
+/// request header borrow ends before the answer is written.
+enum Verdict {
+    Forward,
+    Ack {
+        ack: Ack,
+        echo: Option<String>,
+        reason: LocalReason,
+    },
+    Plain {
+        status: u16,
+        reason: LocalReason,
+    },
+}
+
+impl BitsProxy {
+    fn decide(
+        &self,
+        req: &RequestHeader,
+        generation: &Generation,
+        ctx: &mut RequestCtx,
+    ) -> Verdict {
+        let shared = &*self.shared;
+        let limits = &generation.config.limits;
+        let packet =
+            match bits_proto::classify(req.method.as_str(), &req.headers, &generation.classify) {
+                Err(reject) => {
+                    return Verdict::Ack {
+                        ack: reject.ack(),
+                        echo: None,
+                        reason: LocalReason::Malformed(reject.reason.label()),
+                    }
+                }
+                Ok(Classified::Other) => {
+                    if req.headers.contains_key(h::TRANSFER_ENCODING)
+                        && req.headers.contains_key(h::CONTENT_LENGTH)
+                    {
+                        return Verdict::Plain {
+                            status: 400,
+                            reason: LocalReason::AmbiguousFraming,
+                        };
+                    }
+                    None
+                }
+                Ok(Classified::Bits(packet)) => Some(packet),
+            };
+        let target = match &packet {
+            None => Target::Other,
+            Some(packet) => {
+                let echo = packet.session_id.map(str::to_owned);
+                if req.version < Version::HTTP_11 {
+                    return Verdict::Ack {
+                        ack: acks::http_1_0(),
+                        echo,
+                        reason: LocalReason::Http10,
+                    };
+                }
+                let content_length = packet.content_length.unwrap_or(0);
+                if packet.kind == PacketType::Fragment && content_length > limits.max_fragment_bytes
+                {
+                    return Verdict::Ack {
+                        ack: acks::fragment_too_large(),
+                        echo,
+                        reason: LocalReason::FragmentTooLarge,
+                    };
+                }
+                let session = packet.session_id.map(SessionKey::new);
+                let target = match packet.kind {
+                    PacketType::Ping => Target::Ping,
+                    PacketType::CreateSession if shared.table.is_full() => {
+                        return Verdict::Ack {
+                            ack: Ack::new(503),
+                            echo: None,
+                            reason: LocalReason::TableFull,
+                        };
+                    }
+                    PacketType::CreateSession => Target::CreateSession,
+                    _ => Target::SessionPacket {
+                        owner: session
+                            .as_ref()
+                            .and_then(|key| shared.table.touch(key, unix_now())),
+                    },
+                };
+                ctx.packet = Some(PacketInfo {
+                    kind: packet.kind,
+                    session,
+                    content_length,
+                    via_method_override: packet.via_method_override,
+                });
+                target
+            }
+        };
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| req.uri.host());
+        let request = RouteRequest {
+            target,
+            host_backend: host.and_then(|host| generation.farm.index_for_host(host)),
+            path: req.uri.path(),
+            tick: shared.next_tick(),
+            exclude: &ctx.tried,
+        };
+        match route(
+            &request,
+            &generation.farm,
+            generation.config.balancing,
+            &|slot| shared.table.sessions_of(slot),
+        ) {
+            Route::Forward(index) => {
+                let backend = &generation.farm.backends[index];
+                ctx.chosen = Some(Chosen {
+                    index,
+                    slot: backend.slot,
+                    id: backend.id.clone(),
+                });
+                Verdict::Forward
+            }
+            Route::Local(reply) => {
+                if reply == LocalReply::OwnerRemoved {
+                    self.drop_removed_owner(ctx);
+                }
+                let (ack, reason) = acks::ack_for_reply(reply);
+                match &ctx.packet {
+                    Some(packet) => Verdict::Ack {
+                        ack,
+                        echo: packet.session.as_ref().map(ToString::to_string),
+                        reason,
+                    },
+                    None => Verdict::Plain {
+                        status: 503,
+                        reason,
+                    },
+                }
+            }
+        }
+    }
+
+    fn drop_removed_owner(&self, ctx: &RequestCtx) {
+        let Some(key) = ctx.packet.as_ref().and_then(|p| p.session.as_ref()) else {
+            return;
+        };
+        if let Some(pin) = self.shared.table.unpin(key) {
+            let id = self
+                .shared
+                .slots
+                .name(pin.backend)
+                .unwrap_or_else(|| "unknown".into());
+            self.shared
+                .metrics
+                .session_ended(&id, EndReason::BackendRemoved);
+        }
+    }
+
+    fn generation(&self, ctx: &mut RequestCtx) -> Arc<Generation> {
+        ctx.generation
+            .get_or_insert_with(|| self.shared.generation())
+            .clone()
+    }
+
+    fn build_peer(&self, generation: &Generation, index: usize) -> Box<HttpPeer> {
+        let backend = &generation.farm.backends[index];
+        let upstream = &generation.config.upstream;
+        let mut peer = HttpPeer::new(backend.address, false, String::new());
+        peer.options.connection_timeout = Some(upstream.connect_timeout);
+        peer.options.total_connection_timeout = Some(upstream.connect_timeout);
+        peer.options.read_timeout = Some(upstream.read_timeout);
+        peer.options.write_timeout = Some(upstream.write_timeout);
+        peer.options.idle_timeout = Some(upstream.idle_timeout);
+        Box::new(peer)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for BitsProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let generation = self.generation(ctx);
+        // Pingora keeps idle client connections forever unless told otherwise.
+        session.set_keepalive(Some(generation.config.listener.keepalive_timeout.as_secs()));
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let generation = self.generation(ctx);
+        match self.decide(session.req_header(), &generation, ctx) {
+            Verdict::Forward => Ok(false),
+            Verdict::Ack { ack, echo, reason } => {
+                send_ack(
+                    session,
+                    ctx,
+                    &self.shared.metrics,
+                    ack,
+                    echo.as_deref(),
+                    reason,
+                )
+                .await?;
+                Ok(true)
+            }
+            Verdict::Plain { status, reason } => {
+                send_plain(session, ctx, &self.shared.metrics, status, reason).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let generation = self.generation(ctx);
+        if ctx.chosen.is_none() {
+            // A retry after a failed connect: route again without the failed backends.
+            match self.decide(session.req_header(), &generation, ctx) {
+                Verdict::Forward => {}
+                Verdict::Ack { reason, .. } | Verdict::Plain { reason, .. } => {
+                    ctx.local = Some(reason);
+                    return Err(Error::explain(
+                        ErrorType::HTTPStatus(503),
+                        "no backend left to try",
+                    ));
+                }
+            }
+        }
+        let index = ctx
+            .chosen
+            .as_ref()
+            .map(|c| c.index)
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no backend chosen"))?;
+        Ok(self.build_peer(&generation, index))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let Some(chosen) = ctx.chosen.take() else {
+            return e;
+        };
+        self.shared
+            .metrics
+            .connect_failures
+            .with_label_values(&[&chosen.id])
+            .inc();
+        ctx.tried.push(chosen.index);
+        let session_bound = ctx.packet.as_ref().is_some_and(|p| p.kind.needs_session());
+        if session_bound {
+            // Never another node for a pinned session: it would answer not-found and the
+            // client would restart from byte 0. 503 makes it retry the owner later.
+            ctx.local = Some(LocalReason::OwnerUnavailable);
+            e.set_retry(false);
+        } else {
+            // Nothing was created anywhere yet: another backend may take it.
+            let farm_size = ctx.generation.as_ref().map_or(0, |g| g.farm.backends.len());
+            let retry = ctx.tried.len() < farm_size;
+            if !retry {
+                ctx.local = Some(LocalReason::NoBackend);
+            }
+            e.set_retry(retry);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if ctx.packet.as_ref().is_some_and(|p| p.via_method_override) {
+            // Backends only know the extension method.
+            upstream_request.set_method(
+                Method::from_bytes(h::METHOD_BITS_POST.as_bytes())
+                    .map_err(|e| Error::because(ErrorType::InternalError, "method", e))?,
+            );
+            upstream_request.remove_header(h::METHOD_OVERRIDE);
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // Also called for 100 Continue: learn only from the final answer.
+        if upstream_response.status.is_informational() {
+            return Ok(());
+        }
+        ctx.status = upstream_response.status.as_u16();
+        if let (Some(packet), Some(chosen), Some(generation)) =
+            (&ctx.packet, &ctx.chosen, &ctx.generation)
+        {
+            learn_from_ack(
+                &self.shared,
+                generation,
+                packet,
+                chosen,
+                upstream_response,
+                unix_now(),
+            )?;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let no_reuse = |error_code| FailToProxy {
+            error_code,
+            can_reuse_downstream: false,
+        };
+        if session.response_written().is_some() {
+            // Mid-response: the status is out, all that is left is to close.
+            return no_reuse(0);
+        }
+        let (ack, reason) = match ctx.local {
+            Some(LocalReason::OwnerUnavailable) => {
+                acks::ack_for_reply(LocalReply::OwnerUnavailable)
+            }
+            Some(LocalReason::NoBackend) => acks::ack_for_reply(LocalReply::NoBackend),
+            Some(other) => (Ack::new(503), other),
+            None => {
+                let status = match (e.etype(), e.esource()) {
+                    (ErrorType::HTTPStatus(code), _) => *code,
+                    (_, ErrorSource::Upstream) => 502,
+                    (
+                        ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
+                        ErrorSource::Downstream,
+                    ) => return no_reuse(0),
+                    (_, ErrorSource::Downstream) => 400,
+                    _ => 500,
+                };
+                // No BITS error code: a bare 5xx is transient for the client, which
+                // retries the same packet; the pin stays.
+                (Ack::new(status), LocalReason::UpstreamError)
+            }
+        };
+        let status = ack.status;
+        let echo = ctx
+            .packet
+            .as_ref()
+            .and_then(|p| p.session.as_ref())
+            .map(ToString::to_string);
+        let written = if ctx.packet.is_some() {
+            send_ack(
+                session,
+                ctx,
+                &self.shared.metrics,
+                ack,
+                echo.as_deref(),
+                reason,
+            )
+            .await
+        } else {
+            send_plain(session, ctx, &self.shared.metrics, status, reason).await
+        };
+        if let Err(write_error) = written {
+            tracing::debug!(target: "bitsgate::proxy", error = %write_error, "could not write the error Ack");
+        }
+        no_reuse(status)
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(ctx.status);
+        let packet = ctx.packet_label();
+        let backend = match (&ctx.chosen, ctx.local) {
+            (Some(chosen), None) => &*chosen.id,
+            _ => names::NO_BACKEND,
+        };
+        let metrics = &self.shared.metrics;
+        metrics
+            .requests
+            .with_label_values(&[packet, backend, status_class(status)])
+            .inc();
+        metrics
+            .duration
+            .with_label_values(&[packet])
+            .observe(ctx.started.elapsed().as_secs_f64());
+    }
+}

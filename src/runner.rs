@@ -1,0 +1,139 @@
+//! Running an instance on a thread of its own, with a handle to stop it. The demo and
+//! the integration tests use this; `bitsgate run` uses Pingora's own signal handling.
+
+use crate::app::{self, ProcessOptions};
+use crate::config::Config;
+use crate::state::Shared;
+use async_trait::async_trait;
+use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// A bitsgate instance running on its own thread.
+pub struct RunningProxy {
+    /// Its shared state.
+    pub shared: Arc<Shared>,
+    /// The client-facing address.
+    pub proxy_addr: SocketAddr,
+    /// The admin address.
+    pub admin_addr: SocketAddr,
+    stop: Arc<StopSignal>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct StopSignal {
+    notify: Notify,
+    kind: Mutex<Option<Stop>>,
+}
+
+#[derive(Clone, Copy)]
+enum Stop {
+    Fast,
+    Graceful,
+}
+
+struct StopWatch(Arc<StopSignal>);
+
+#[async_trait]
+impl ShutdownSignalWatch for StopWatch {
+    async fn recv(&self) -> ShutdownSignal {
+        self.0.notify.notified().await;
+        match *self.0.kind.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(Stop::Graceful) => ShutdownSignal::GracefulTerminate,
+            _ => ShutdownSignal::FastShutdown,
+        }
+    }
+}
+
+/// Starts an instance. Port 0 in the listener or admin address is replaced by a free
+/// port first, since Pingora binds inside its own runtime and cannot report it.
+pub fn spawn(mut config: Config) -> anyhow::Result<RunningProxy> {
+    config.listener.address = resolve_port_zero(config.listener.address)?;
+    config.admin.address = resolve_port_zero(config.admin.address)?;
+    let proxy_addr = config.listener.address;
+    let admin_addr = config.admin.address;
+    let instance = app::build(config, &ProcessOptions::default())?;
+    let shared = instance.shared.clone();
+    let stop = Arc::new(StopSignal::default());
+    let signal = stop.clone();
+    let server = instance.server;
+    let thread = std::thread::Builder::new()
+        .name("bitsgate".into())
+        .spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: Box::new(StopWatch(signal)),
+            })
+        })?;
+    let running = RunningProxy {
+        shared,
+        proxy_addr,
+        admin_addr,
+        stop,
+        thread: Some(thread),
+    };
+    wait_until_listening(&[proxy_addr, admin_addr], Duration::from_secs(30))?;
+    Ok(running)
+}
+
+impl RunningProxy {
+    /// Stops at once (in-flight requests are cut).
+    pub fn stop(mut self) {
+        self.shutdown(Stop::Fast);
+    }
+
+    /// Stops after in-flight requests finish (bounded by the grace period).
+    pub fn stop_gracefully(mut self) {
+        self.shutdown(Stop::Graceful);
+    }
+
+    /// Blocks until the instance stops by itself (e.g. on a signal).
+    pub fn wait(mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    fn shutdown(&mut self, kind: Stop) {
+        *self.stop.kind.lock().unwrap_or_else(|e| e.into_inner()) = Some(kind);
+        self.stop.notify.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.shutdown(Stop::Fast);
+        }
+    }
+}
+
+fn resolve_port_zero(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    TcpListener::bind(addr)?.local_addr()
+}
+
+/// Waits until every address accepts TCP connections, or fails at the deadline.
+pub fn wait_until_listening(addrs: &[SocketAddr], limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    for addr in addrs {
+        loop {
+            if TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("nothing listens on {addr} after {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    Ok(())
+}

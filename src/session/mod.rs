@@ -1,0 +1,15 @@
+//! Session pinning: compact keys and the table.
+
+pub mod key;
+pub mod table;
+
+pub use key::SessionKey;
+pub use table::{Pin, PinError, SessionTable, UnixSecs};
+
+/// The wall clock as [`UnixSecs`]; the one place that reads it.
+pub fn unix_now() -> UnixSecs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+        .unwrap_or(0)
+}
