@@ -69,7 +69,7 @@ impl PacketType {
 
     /// Parses a header value, ignoring ASCII case and surrounding white space.
     pub fn parse(value: &[u8]) -> Result<Self, UnknownPacketType> {
-        let value = trim_ascii(value);
+        let value = crate::headers::trim_ows(value);
         [
             PacketType::Ping,
             PacketType::CreateSession,
@@ -97,10 +97,6 @@ impl fmt::Display for PacketType {
     }
 }
 
-pub(crate) fn trim_ascii(value: &[u8]) -> &[u8] {
-    value.trim_ascii()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,7 +120,13 @@ mod tests {
 
     #[test]
     fn rejects_unknown_and_near_miss_values() {
-        for bad in [&b""[..], b"Frag", b"CreateSession", b"Create_Session", b"Fragments"] {
+        for bad in [
+            &b""[..],
+            b"Frag",
+            b"CreateSession",
+            b"Create_Session",
+            b"Fragments",
+        ] {
             assert_eq!(PacketType::parse(bad), Err(UnknownPacketType), "{bad:?}");
         }
     }

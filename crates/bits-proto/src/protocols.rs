@@ -5,7 +5,8 @@ pub const BITS_1_5_PROTOCOL: &str = "{7df0354d-249b-430f-820d-3d2a9bef4931}";
 
 /// Whether a GUID names BITS 1.5 (compared case-insensitively, braces required).
 pub fn is_bits_1_5(guid: &str) -> bool {
-    guid.trim().eq_ignore_ascii_case(BITS_1_5_PROTOCOL)
+    guid.trim_matches([' ', '\t'])
+        .eq_ignore_ascii_case(BITS_1_5_PROTOCOL)
 }
 
 /// The GUIDs of a `BITS-Supported-Protocols` value, most preferred first.
@@ -49,7 +50,9 @@ mod tests {
 
     #[test]
     fn chooses_bits_1_5_wherever_it_is_listed() {
-        let list = SupportedProtocols("{11111111-0000-0000-0000-000000000000}, {7DF0354D-249b-430f-820d-3d2a9bef4931}");
+        let list = SupportedProtocols(
+            "{11111111-0000-0000-0000-000000000000}, {7DF0354D-249b-430f-820d-3d2a9bef4931}",
+        );
         assert_eq!(list.choose(), Some(BITS_1_5_PROTOCOL));
         assert_eq!(SupportedProtocols("{x}").choose(), None);
         assert_eq!(SupportedProtocols("").choose(), None);
