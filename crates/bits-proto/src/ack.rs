@@ -142,7 +142,7 @@ impl AckInfo {
         let bytes = |name: &str| headers.get(name).map(|v| v.as_bytes());
         AckInfo {
             is_ack: bytes(h::PACKET_TYPE)
-                .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"Ack")),
+                .is_some_and(|v| crate::headers::trim_ows(v).eq_ignore_ascii_case(b"Ack")),
             session_id: bytes(h::SESSION_ID)
                 .and_then(|v| SessionId::validate(v).ok())
                 .and_then(|id| SessionId::parse(id).ok()),
@@ -161,11 +161,16 @@ impl AckInfo {
 
 /// The error code of an Ack, from `BITS-Error-Code` or the alternative `BITS-Error`.
 /// Cheap enough for a proxy's response path: no allocation.
+///
+/// A `BITS-Error-Code` that does not parse does not hide a usable `BITS-Error`: the
+/// point of reading leniently is to recover the HRESULT whenever one was sent.
 pub fn error_code(headers: &HeaderMap) -> Option<ErrorCode> {
-    headers
-        .get(h::ERROR_CODE)
-        .or_else(|| headers.get(h::ERROR_CODE_ALT))
-        .and_then(|v| ErrorCode::parse(v.as_bytes()))
+    let parse = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &http::HeaderValue| ErrorCode::parse(v.as_bytes()))
+    };
+    parse(h::ERROR_CODE).or_else(|| parse(h::ERROR_CODE_ALT))
 }
 
 #[cfg(test)]
@@ -222,6 +227,18 @@ mod tests {
         assert_eq!(error_code(&headers), Some(ErrorCode::SESSION_NOT_FOUND));
         headers.insert("bits-error-code", HeaderValue::from_static("80070057"));
         assert_eq!(error_code(&headers), Some(ErrorCode::INVALID_ARG));
+    }
+
+    #[test]
+    fn an_unreadable_error_code_falls_back_to_the_other_spelling() {
+        let mut headers = HeaderMap::new();
+        headers.insert("BITS-Error-Code", HeaderValue::from_static("unknown"));
+        headers.insert("BITS-Error", HeaderValue::from_static("x8020001F"));
+        assert_eq!(error_code(&headers), Some(ErrorCode::SESSION_NOT_FOUND));
+        assert_eq!(
+            AckInfo::from_headers(&headers).error_code,
+            Some(ErrorCode::SESSION_NOT_FOUND)
+        );
     }
 
     #[test]

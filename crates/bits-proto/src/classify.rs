@@ -5,7 +5,7 @@
 
 use crate::ack::Ack;
 use crate::error_code::{ErrorCode, ErrorContext};
-use crate::headers as h;
+use crate::headers::{self as h, trim_ows};
 use crate::packet::PacketType;
 use crate::protocols::SupportedProtocols;
 use crate::range::{parse_decimal, ContentRange, RangeError};
@@ -167,7 +167,7 @@ pub fn classify<'a>(
         && method.eq_ignore_ascii_case("POST")
         && headers
             .get(h::METHOD_OVERRIDE)
-            .is_some_and(|v| v.as_bytes().trim_ascii() == h::METHOD_BITS_POST.as_bytes())
+            .is_some_and(|v| trim_ows(v.as_bytes()) == h::METHOD_BITS_POST.as_bytes())
     {
         true
     } else {
@@ -209,17 +209,18 @@ pub fn classify<'a>(
         },
     };
 
-    if let Err(reason) = session_raw {
-        return reject(reason);
-    }
     let session_id = if kind.needs_session() {
+        if let Err(reason) = session_raw {
+            return reject(reason);
+        }
         match session_id {
             None => return reject(RejectReason::MissingSessionId),
             Some(Err(e)) => return reject(RejectReason::InvalidSessionId(e)),
             Some(Ok(id)) => Some(id),
         }
     } else {
-        // Ping and Create-Session have no session yet; a stray header is ignored.
+        // Ping and Create-Session have no session yet: a stray header, even a repeated
+        // or malformed one, says nothing about this packet, so it is ignored.
         None
     };
 
@@ -301,9 +302,9 @@ fn single_value<'a>(
 }
 
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    a.trim_ascii() == b.trim_ascii()
+    trim_ows(a) == trim_ows(b)
 }
 
 fn same_ignoring_case(a: &[u8], b: &[u8]) -> bool {
-    a.trim_ascii().eq_ignore_ascii_case(b.trim_ascii())
+    trim_ows(a).eq_ignore_ascii_case(trim_ows(b))
 }

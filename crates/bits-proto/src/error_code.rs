@@ -37,8 +37,16 @@ impl ErrorCode {
     pub const LOCAL_FILE_CHANGED: ErrorCode = ErrorCode(0x8020_001D);
     /// Client side: an upload job holds more than one file.
     pub const TOO_MANY_FILES: ErrorCode = ErrorCode(0x8020_001C);
+    /// Client download-range API: a byte range outside the file. Not for uploads: a
+    /// server answers a bad fragment range with 416 or 400 + [`ErrorCode::INVALID_ARG`].
+    pub const INVALID_RANGE: ErrorCode = ErrorCode(0x8020_002B);
+    /// Client download-range API: overlapping or duplicate ranges. Not for uploads.
+    pub const OVERLAPPING_RANGES: ErrorCode = ErrorCode(0x8020_002C);
+    /// The HRESULT the open specification gives for a 416 "out of sync" Ack, when one
+    /// is sent at all.
+    pub const NONE: ErrorCode = ErrorCode(0);
 
-    const NAMES: [(ErrorCode, &'static str); 15] = [
+    const NAMES: [(ErrorCode, &'static str); 18] = [
         (Self::SESSION_NOT_FOUND, "BG_E_SESSION_NOT_FOUND"),
         (Self::ACCESS_DENIED, "E_ACCESSDENIED"),
         (Self::INVALID_ARG, "E_INVALIDARG"),
@@ -63,6 +71,9 @@ impl ErrorCode {
         (Self::NO_PROGRESS, "BG_E_NO_PROGRESS"),
         (Self::LOCAL_FILE_CHANGED, "BG_E_LOCAL_FILE_CHANGED"),
         (Self::TOO_MANY_FILES, "BG_E_TOO_MANY_FILES"),
+        (Self::INVALID_RANGE, "BG_E_INVALID_RANGE"),
+        (Self::OVERLAPPING_RANGES, "BG_E_OVERLAPPING_RANGES"),
+        (Self::NONE, "S_OK"),
     ];
 
     /// `BG_E_HTTP_ERROR_nnn`: what the client reports for a bare HTTP error status.
@@ -134,7 +145,7 @@ impl fmt::Display for ErrorContext {
 }
 
 fn parse_hex(value: &[u8]) -> Option<u32> {
-    let value = value.trim_ascii();
+    let value = crate::headers::trim_ows(value);
     let digits = match value {
         [b'0', b'x' | b'X', rest @ ..] => rest,
         [b'x' | b'X', rest @ ..] => rest,
@@ -193,6 +204,15 @@ mod tests {
         assert_eq!(
             format!("{:?}", ErrorCode::TOO_LARGE),
             "0x80200020 (BG_E_TOO_LARGE)"
+        );
+    }
+
+    #[test]
+    fn line_breaks_are_not_trimmed_as_white_space() {
+        assert_eq!(ErrorCode::parse(b"0x8020001F\r\n"), None);
+        assert_eq!(
+            ErrorCode::parse(b"\t0x8020001F "),
+            Some(ErrorCode::SESSION_NOT_FOUND)
         );
     }
 

@@ -43,3 +43,42 @@ pub const ACCEPT_ENCODING: &str = "Accept-Encoding";
 
 /// Largest header value the protocol allows (spec §2: "SHOULD NOT exceed 4 KB").
 pub const MAX_HEADER_VALUE_BYTES: usize = 4096;
+
+/// Strips HTTP optional white space (space and horizontal tab, RFC 9110 §5.6.3) from
+/// both ends. `<[u8]>::trim_ascii` is deliberately not used: it also strips CR, LF and
+/// form feed, which would let a value such as `"{id}\r\n"` pass as a clean token.
+pub(crate) fn trim_ows(value: &[u8]) -> &[u8] {
+    trim_ows_end(trim_ows_start(value))
+}
+
+/// Strips leading space and horizontal tab.
+pub(crate) fn trim_ows_start(value: &[u8]) -> &[u8] {
+    let start = value
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(value.len());
+    &value[start..]
+}
+
+fn trim_ows_end(value: &[u8]) -> &[u8] {
+    let end = value
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(0, |last| last + 1);
+    &value[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ows_trimming_strips_only_spaces_and_tabs() {
+        assert_eq!(trim_ows(b" \t a b \t"), b"a b");
+        assert_eq!(trim_ows(b"  \t "), b"");
+        assert_eq!(trim_ows(b""), b"");
+        assert_eq!(trim_ows(b"id\r\n"), b"id\r\n");
+        assert_eq!(trim_ows(b"\x0cid"), b"\x0cid");
+        assert_eq!(trim_ows_start(b" \tx "), b"x ");
+    }
+}

@@ -69,7 +69,7 @@ impl PacketType {
 
     /// Parses a header value, ignoring ASCII case and surrounding white space.
     pub fn parse(value: &[u8]) -> Result<Self, UnknownPacketType> {
-        let value = trim_ascii(value);
+        let value = crate::headers::trim_ows(value);
         [
             PacketType::Ping,
             PacketType::CreateSession,
@@ -95,10 +95,6 @@ impl fmt::Display for PacketType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-pub(crate) fn trim_ascii(value: &[u8]) -> &[u8] {
-    value.trim_ascii()
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@ pub const BITS_1_5_PROTOCOL: &str = "{7df0354d-249b-430f-820d-3d2a9bef4931}";
 
 /// Whether a GUID names BITS 1.5 (compared case-insensitively, braces required).
 pub fn is_bits_1_5(guid: &str) -> bool {
-    guid.trim().eq_ignore_ascii_case(BITS_1_5_PROTOCOL)
+    guid.trim_matches([' ', '\t'])
+        .eq_ignore_ascii_case(BITS_1_5_PROTOCOL)
 }
 
 /// The GUIDs of a `BITS-Supported-Protocols` value, most preferred first.

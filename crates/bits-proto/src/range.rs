@@ -1,5 +1,6 @@
 //! `Content-Range: bytes F-L/T` on Fragment packets.
 
+use crate::headers::{trim_ows, trim_ows_start};
 use std::fmt;
 
 /// An inclusive byte range `first..=last` of a file of `total` bytes.
@@ -57,14 +58,14 @@ impl ContentRange {
     /// parts is tolerated, anything else (a missing part, trailing garbage, signs,
     /// `*`) is refused.
     pub fn parse(value: &[u8]) -> Result<Self, RangeError> {
-        let value = value.trim_ascii();
+        let value = trim_ows(value);
         let rest = match value.get(..5) {
             Some(unit) if unit.eq_ignore_ascii_case(b"bytes") => &value[5..],
             _ => return Err(RangeError::MissingUnit),
         };
         // The unit must be followed by white space or '=' (some clients send "bytes=").
         let rest = match rest.first() {
-            Some(b' ' | b'\t' | b'=') => rest[1..].trim_ascii_start(),
+            Some(b' ' | b'\t' | b'=') => trim_ows_start(&rest[1..]),
             _ => return Err(RangeError::Malformed),
         };
         let dash = rest
@@ -85,8 +86,12 @@ impl ContentRange {
     }
 
     /// Number of bytes in the fragment (`L-F+1`).
+    ///
+    /// The fields are public, so a value built by hand may break `F <= L < T`; the
+    /// arithmetic saturates instead of panicking on such a value (a parsed or
+    /// [`ContentRange::new`] value never needs it).
     pub fn len(&self) -> u64 {
-        self.last - self.first + 1
+        self.last.saturating_sub(self.first).saturating_add(1)
     }
 
     /// A range always holds at least one byte.
@@ -96,7 +101,7 @@ impl ContentRange {
 
     /// Whether this fragment carries the file's last byte.
     pub fn is_final(&self) -> bool {
-        self.last + 1 == self.total
+        self.last.checked_add(1) == Some(self.total)
     }
 
     /// Checks `Content-Length == L-F+1`.
@@ -120,7 +125,7 @@ impl fmt::Display for ContentRange {
 
 /// Parses a non-empty run of ASCII digits (white space around it allowed).
 pub(crate) fn parse_decimal(part: &[u8]) -> Result<u64, RangeError> {
-    let part = part.trim_ascii();
+    let part = trim_ows(part);
     if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
         return Err(RangeError::Malformed);
     }
@@ -229,6 +234,29 @@ mod tests {
     fn knows_the_final_fragment() {
         assert!(parse("bytes 90-99/100").unwrap().is_final());
         assert!(!parse("bytes 80-89/100").unwrap().is_final());
+    }
+
+    #[test]
+    fn hand_built_ranges_that_break_the_invariants_do_not_panic() {
+        let backwards = ContentRange {
+            first: 9,
+            last: 0,
+            total: 0,
+        };
+        assert_eq!(backwards.len(), 1);
+        assert!(!backwards.is_final());
+        let huge = ContentRange {
+            first: 0,
+            last: u64::MAX,
+            total: u64::MAX,
+        };
+        assert_eq!(huge.len(), u64::MAX);
+        assert!(!huge.is_final());
+    }
+
+    #[test]
+    fn line_breaks_are_not_trimmed_as_white_space() {
+        assert_eq!(parse("bytes 0-9/10\r\n"), Err(RangeError::Malformed));
     }
 
     #[test]

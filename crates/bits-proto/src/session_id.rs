@@ -8,7 +8,7 @@ pub const MAX_SESSION_ID_LEN: usize = 100;
 /// Why a value is not a valid session id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SessionIdError {
-    /// The header is present but empty (after trimming white space).
+    /// The header is present but empty (after trimming spaces and tabs).
     #[error("session id is empty")]
     Empty,
     /// More than [`MAX_SESSION_ID_LEN`] characters.
@@ -24,9 +24,9 @@ pub enum SessionIdError {
 pub struct SessionId(Box<str>);
 
 impl SessionId {
-    /// Validates a header value (surrounding white space is ignored) and borrows it.
+    /// Validates a header value (surrounding spaces and tabs are ignored) and borrows it.
     pub fn validate(value: &[u8]) -> Result<&str, SessionIdError> {
-        let value = value.trim_ascii();
+        let value = crate::headers::trim_ows(value);
         if value.is_empty() {
             return Err(SessionIdError::Empty);
         }
@@ -125,5 +125,24 @@ mod tests {
     #[test]
     fn trims_surrounding_white_space() {
         assert_eq!(SessionId::validate(b" {abc} "), Ok("{abc}"));
+        assert_eq!(SessionId::validate(b"\t{abc}\t"), Ok("{abc}"));
+    }
+
+    #[test]
+    fn line_breaks_and_form_feeds_are_not_white_space_to_trim() {
+        // HTTP optional white space is only SP and HTAB; a CR or LF at either end is a
+        // control character in the id, not padding.
+        assert_eq!(
+            SessionId::parse("{abc}\r\n"),
+            Err(SessionIdError::InvalidByte(b'\r'))
+        );
+        assert_eq!(
+            SessionId::parse("\n{abc}"),
+            Err(SessionIdError::InvalidByte(b'\n'))
+        );
+        assert_eq!(
+            SessionId::parse("{abc}\x0c"),
+            Err(SessionIdError::InvalidByte(0x0c))
+        );
     }
 }
