@@ -6,6 +6,7 @@ pub mod admin;
 pub mod app;
 pub mod backend;
 pub mod config;
+pub mod demo;
 pub mod metrics;
 pub mod proxy;
 pub mod routing;

@@ -3,7 +3,9 @@
 use anyhow::Context;
 use bitsgate::app::{self, ProcessOptions};
 use bitsgate::config;
+use bitsgate::demo::{self, DemoOptions};
 use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,6 +40,21 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Run three reference BITS servers and the proxy in front of them, on loopback.
+    Demo {
+        /// Proxy address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Admin (metrics) address.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: SocketAddr,
+        /// Number of reference servers.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+        backends: u16,
+        /// Keep uploaded files in this directory instead of a temporary one.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -45,13 +62,28 @@ fn main() -> ExitCode {
     init_logging();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Run { config, upgrade } => match run(&config, upgrade) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("bitsgate: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Run { config, upgrade } => report(run(&config, upgrade)),
+        Command::Demo {
+            listen,
+            admin,
+            backends,
+            data_dir,
+        } => report(demo::run(DemoOptions {
+            listen,
+            admin,
+            backends: usize::from(backends),
+            data_dir,
+        })),
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bitsgate: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
