@@ -4,6 +4,7 @@
 
 use super::body::PacketBody;
 use super::hostid::OnConnectFailure;
+use super::request::build_error;
 use super::session::{protocol, Uploader};
 use super::transport::SendError;
 use super::verdict::{verdict, Verdict};
@@ -12,10 +13,6 @@ use bits_proto::headers as h;
 use bits_proto::{AckInfo, ContentRange, PacketType, BITS_1_5_PROTOCOL};
 use http::Request;
 use std::time::{Duration, Instant};
-
-/// `User-Agent` of every packet. Servers and filters that look for the Windows client
-/// find its product token; the comment says what is really talking.
-const USER_AGENT: &str = "Microsoft BITS/7.8 (bits-testkit)";
 
 /// The answer to one packet, after transient failures were retried away.
 pub(super) struct Exchange {
@@ -153,15 +150,7 @@ impl Uploader<'_> {
             Some(range) => (self.source.body(range).await?, range.len()),
             None => (PacketBody::Empty, 0),
         };
-        let mut builder = Request::builder()
-            .method(self.method.clone())
-            .uri(self.target.path.as_str())
-            .header(http::header::HOST, self.target.authority())
-            .header(http::header::ACCEPT, "*/*")
-            .header(http::header::USER_AGENT, USER_AGENT)
-            .header(http::header::CONNECTION, "Keep-Alive")
-            .header(h::PACKET_TYPE, packet.as_str())
-            .header(h::CONTENT_LENGTH, len);
+        let mut builder = self.template.builder(&self.target, packet, len);
         if let Some(id) = session {
             builder = builder.header(h::SESSION_ID, id);
         }
@@ -176,13 +165,7 @@ impl Uploader<'_> {
         if let Some(name) = self.content_name.as_ref().filter(|_| named) {
             builder = builder.header(h::CONTENT_NAME, name);
         }
-        for (name, value) in &self.extra_headers {
-            builder = builder.header(name, value);
-        }
-        builder.body(body).map_err(|e| UploadError::InvalidUrl {
-            url: self.target.url(),
-            reason: e.to_string(),
-        })
+        builder.body(body).map_err(|e| build_error(&self.target, e))
     }
 }
 

@@ -25,8 +25,10 @@ mod exchange;
 mod fragments;
 mod hostid;
 mod options;
+mod ping;
 pub mod raw;
 mod report;
+mod request;
 mod session;
 mod source;
 mod target;
@@ -39,6 +41,7 @@ pub use options::{
     DEFAULT_MAX_RESTARTS, DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_DELAY, DEFAULT_MIN_FRAGMENT_SIZE,
     DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_DELAY,
 };
+pub use ping::{PingResponse, Pinger};
 pub use report::{Event, NoObserver, Observer, UploadReport};
 
 /// Uploads `source` to `url` (an `http://` URL naming the remote file) and returns a

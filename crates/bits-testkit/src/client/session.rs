@@ -5,15 +5,14 @@
 use super::exchange::Exchange;
 use super::fragments::FragmentSizer;
 use super::hostid::FallbackTimer;
+use super::request::RequestTemplate;
 use super::source::Source;
 use super::target::Target;
 use super::transport::Transport;
 use super::verdict::Verdict;
 use super::{Event, Observer, UploadError, UploadOptions, UploadReport};
-use bits_proto::headers as h;
 use bits_proto::{is_bits_1_5, AckInfo, ContentRange, PacketType};
-use http::header::{HeaderName, HeaderValue};
-use http::Method;
+use http::header::HeaderValue;
 use std::time::Instant;
 
 /// How a session ended.
@@ -29,8 +28,7 @@ pub(crate) struct Uploader<'a> {
     pub(super) observer: &'a dyn Observer,
     pub(super) source: Source,
     pub(super) content_name: Option<HeaderValue>,
-    pub(super) extra_headers: Vec<(HeaderName, HeaderValue)>,
-    pub(super) method: Method,
+    pub(super) template: RequestTemplate,
     pub(super) transport: Transport,
     /// The URL's own host; every session starts here.
     pub(super) origin: Target,
@@ -50,22 +48,6 @@ impl<'a> Uploader<'a> {
         options: &'a UploadOptions,
         observer: &'a dyn Observer,
     ) -> Result<Self, UploadError> {
-        let extra_headers = options
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                let parsed = (
-                    HeaderName::from_bytes(name.as_bytes()),
-                    HeaderValue::from_str(value),
-                );
-                match parsed {
-                    (Ok(name), Ok(value)) => Ok((name, value)),
-                    _ => Err(UploadError::InvalidOption {
-                        reason: format!("header {name:?}: {value:?} is not a valid HTTP header"),
-                    }),
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let name = source.name().unwrap_or_else(|| origin.file_name());
         let report = UploadReport {
             url: url.to_owned(),
@@ -77,9 +59,7 @@ impl<'a> Uploader<'a> {
             observer,
             content_name: HeaderValue::from_bytes(name.as_bytes()).ok(),
             source,
-            extra_headers,
-            method: Method::from_bytes(h::METHOD_BITS_POST.as_bytes())
-                .expect("BITS_POST is a valid method token"),
+            template: RequestTemplate::new(options)?,
             transport: Transport::new(options),
             target: origin.clone(),
             origin,
