@@ -1,0 +1,143 @@
+//! The HTTP face: sorts each request with `bits_proto::classify`, hands BITS packets to
+//! their handler, answers the few plain HTTP routes, and turns Acks into responses.
+
+use super::handlers::{self, Reply};
+use super::stats::{LABEL_OTHER, LABEL_REJECTED};
+use super::Shared;
+use bits_proto::{classify, Ack, Classified, ClassifyOptions, PacketType};
+use bytes::Bytes;
+use http::header::{ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, SERVER};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::{Body, Incoming};
+use std::convert::Infallible;
+use std::sync::Arc;
+use tracing::debug;
+
+/// Path of the JSON counters.
+pub const STATS_PATH: &str = "/_bits/stats";
+
+const LOG: &str = "bits_server";
+
+/// Serves one request. Never fails: every outcome is a response.
+pub(crate) async fn serve(
+    sh: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let classified = classify(
+        parts.method.as_str(),
+        &parts.headers,
+        &ClassifyOptions::default(),
+    );
+    let packet = match classified {
+        Ok(Classified::Bits(packet)) => packet,
+        Ok(Classified::Other) => {
+            sh.stats.request(LABEL_OTHER, None);
+            let unread = !body.is_end_stream();
+            return Ok(finish(
+                &sh,
+                plain(&sh, &parts.method, parts.uri.path()),
+                unread,
+            ));
+        }
+        Err(reject) => {
+            let session = reject.session_id.as_ref().map(|id| id.as_str());
+            sh.stats.request(LABEL_REJECTED, session);
+            debug!(target: LOG, reason = reject.reason.label(), "refused malformed packet");
+            let unread = !body.is_end_stream();
+            return Ok(ack_response(&sh, &reject.ack(), unread));
+        }
+    };
+    sh.stats.request(packet.kind.label(), packet.session_id);
+    // `classify` guarantees a session id on session packets and a range on Fragments;
+    // the fallbacks below only keep a broken guarantee from becoming a panic.
+    let session = packet.session_id.unwrap_or_default();
+    let reply = match (packet.kind, packet.range) {
+        (PacketType::Ping, _) => Reply {
+            ack: Ack::ping_ok(),
+            close: false,
+        },
+        (PacketType::CreateSession, _) => {
+            handlers::create_session(&sh, packet.supported_protocols, parts.uri.path()).await
+        }
+        (PacketType::Fragment, Some(range)) => {
+            return Ok(reply_response(
+                &sh,
+                handlers::fragment(&sh, session, range, body).await,
+            ));
+        }
+        (PacketType::CloseSession, _) => handlers::close_session(&sh, session).await,
+        (PacketType::CancelSession, _) => handlers::cancel_session(&sh, session).await,
+        (PacketType::Fragment, None) | (PacketType::Ack, _) => Reply {
+            ack: Ack::invalid_arg(),
+            close: true,
+        },
+    };
+    // Only Fragments have a body; one sent anyway is left unread, so the connection
+    // cannot carry another request.
+    let close = reply.close || !body.is_end_stream();
+    Ok(ack_response(&sh, &reply.ack, close))
+}
+
+fn reply_response(sh: &Shared, reply: Reply) -> Response<Full<Bytes>> {
+    ack_response(sh, &reply.ack, reply.close)
+}
+
+/// An Ack as an HTTP response: its status, its headers in order, `Server`, an empty
+/// body with `Content-Length: 0` (spec §2: never chunked).
+pub(crate) fn ack_response(sh: &Shared, ack: &Ack, close: bool) -> Response<Full<Bytes>> {
+    let mut builder = Response::builder().status(ack.status);
+    for (name, value) in &ack.headers {
+        builder = builder.header(*name, value.as_ref());
+    }
+    finish(sh, builder.body(Full::new(Bytes::new())), close)
+}
+
+/// Adds `Server` (and `Connection: close` when asked) to a built response.
+fn finish(
+    sh: &Shared,
+    built: http::Result<Response<Full<Bytes>>>,
+    close: bool,
+) -> Response<Full<Bytes>> {
+    let mut response = built.unwrap_or_else(|e| {
+        // Only a header value the server itself produced can get here.
+        tracing::error!(target: LOG, error = %e, "could not build a response");
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        r
+    });
+    let headers = response.headers_mut();
+    headers.insert(SERVER, sh.server_header.clone());
+    if close {
+        headers.insert(CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// The non-BITS routes: the stats JSON; everything else is 404 or 405.
+fn plain(sh: &Shared, method: &Method, path: &str) -> http::Result<Response<Full<Bytes>>> {
+    let text = |status: StatusCode, body: &'static str| {
+        Response::builder()
+            .status(status)
+            .header(CONTENT_TYPE, "text/plain; charset=utf-8")
+            .header(CONTENT_LENGTH, body.len())
+            .header(ALLOW, "GET, HEAD, BITS_POST")
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+    };
+    if method != Method::GET && method != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    }
+    if path != STATS_PATH {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    }
+    let json = match serde_json::to_vec_pretty(&sh.stats()) {
+        Ok(json) => json,
+        Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "stats unavailable\n"),
+    };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(CONTENT_TYPE, "application/json")
+        .header(CONTENT_LENGTH, json.len())
+        .body(Full::new(Bytes::from(json)))
+}

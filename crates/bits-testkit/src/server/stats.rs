@@ -1,0 +1,241 @@
+//! What the server saw: counters served as JSON at `GET /_bits/stats` and returned by
+//! `ServerHandle::stats`, so tests can assert on traffic that reached this node.
+
+use super::config::MAX_ENDED_SESSIONS_IN_STATS;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+/// Packet label of requests that were not BITS packets.
+pub const LABEL_OTHER: &str = "other";
+/// Packet label of BITS packets refused as malformed.
+pub const LABEL_REJECTED: &str = "rejected";
+
+/// A snapshot of the server's counters.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// The server's name.
+    pub name: String,
+    /// Every HTTP request received, BITS or not, valid or not.
+    pub requests_total: u64,
+    /// Requests by label: ping, create_session, fragment, close_session,
+    /// cancel_session, rejected, other.
+    pub packets: BTreeMap<String, u64>,
+    /// Sessions created and not yet closed, cancelled or expired (completed ones
+    /// waiting for their Close-Session included).
+    pub sessions_open: u64,
+    /// Sessions whose file was committed to its destination.
+    pub sessions_completed: u64,
+    /// Sessions ended by Close-Session.
+    pub sessions_closed: u64,
+    /// Sessions ended by Cancel-Session.
+    pub sessions_cancelled: u64,
+    /// Sessions ended by the idle sweeper.
+    pub sessions_expired: u64,
+    /// Bytes written to session files.
+    pub bytes_received: u64,
+    /// By session id; ended sessions are kept, the newest 10,000 of them.
+    pub sessions: BTreeMap<String, SessionStats>,
+}
+
+/// One session as seen by this server (since it started: counters are not persisted).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct SessionStats {
+    /// Packets of this session by label.
+    pub packets: BTreeMap<String, u64>,
+    /// Bytes of this session written to disk.
+    pub bytes: u64,
+    /// open | completed | closed | cancelled | expired.
+    pub state: String,
+    /// Destination, relative to the upload root.
+    pub path: String,
+}
+
+/// Life-cycle state of a session as reported in [`SessionStats::state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// Receiving fragments.
+    Open,
+    /// All bytes received and the file committed; waiting for Close-Session.
+    Completed,
+    /// Ended by Close-Session.
+    Closed,
+    /// Ended by Cancel-Session.
+    Cancelled,
+    /// Ended by the idle sweeper.
+    Expired,
+}
+
+impl SessionState {
+    /// The label used in the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Open => "open",
+            SessionState::Completed => "completed",
+            SessionState::Closed => "closed",
+            SessionState::Cancelled => "cancelled",
+            SessionState::Expired => "expired",
+        }
+    }
+
+    fn is_ended(self) -> bool {
+        matches!(
+            self,
+            SessionState::Closed | SessionState::Cancelled | SessionState::Expired
+        )
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    stats: Stats,
+    /// Ended sessions, oldest first, so the oldest is dropped when over the bound.
+    ended: VecDeque<String>,
+}
+
+/// The live counters. One short lock per update: never held across I/O.
+pub(crate) struct Recorder {
+    inner: Mutex<Inner>,
+}
+
+impl Recorder {
+    pub(crate) fn new(name: &str) -> Self {
+        let mut inner = Inner::default();
+        inner.stats.name = name.to_owned();
+        Recorder {
+            inner: Mutex::new(inner),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        // A panic while holding this lock cannot leave the counters inconsistent in a
+        // way that matters, so a poisoned lock is simply taken over.
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard)
+    }
+
+    /// Counts one HTTP request and its label, and the packet against a known session.
+    pub(crate) fn request(&self, label: &str, session: Option<&str>) {
+        self.with(|inner| {
+            inner.stats.requests_total += 1;
+            *inner.stats.packets.entry(label.to_owned()).or_default() += 1;
+            if let Some(s) = session.and_then(|id| inner.stats.sessions.get_mut(id)) {
+                *s.packets.entry(label.to_owned()).or_default() += 1;
+            }
+        });
+    }
+
+    /// Counts a packet against a session that exists now (used for Create-Session,
+    /// whose session only exists once the packet succeeded).
+    pub(crate) fn session_packet(&self, id: &str, label: &str) {
+        self.with(|inner| {
+            if let Some(s) = inner.stats.sessions.get_mut(id) {
+                *s.packets.entry(label.to_owned()).or_default() += 1;
+            }
+        });
+    }
+
+    /// Registers a session that is open or completed (new, or recovered after a restart).
+    pub(crate) fn session_started(&self, id: &str, path: &str, state: SessionState) {
+        self.with(|inner| {
+            inner.stats.sessions_open += 1;
+            inner.stats.sessions.insert(
+                id.to_owned(),
+                SessionStats {
+                    path: path.to_owned(),
+                    state: state.as_str().to_owned(),
+                    ..SessionStats::default()
+                },
+            );
+        });
+    }
+
+    /// Records bytes written to a session's file.
+    pub(crate) fn bytes(&self, id: &str, n: u64) {
+        self.with(|inner| {
+            inner.stats.bytes_received += n;
+            if let Some(s) = inner.stats.sessions.get_mut(id) {
+                s.bytes += n;
+            }
+        });
+    }
+
+    /// Moves a session to a new state and counts the transition.
+    pub(crate) fn transition(&self, id: &str, state: SessionState) {
+        self.with(|inner| {
+            let stats = &mut inner.stats;
+            match state {
+                SessionState::Open => {}
+                SessionState::Completed => stats.sessions_completed += 1,
+                SessionState::Closed => stats.sessions_closed += 1,
+                SessionState::Cancelled => stats.sessions_cancelled += 1,
+                SessionState::Expired => stats.sessions_expired += 1,
+            }
+            if state.is_ended() {
+                stats.sessions_open = stats.sessions_open.saturating_sub(1);
+                inner.ended.push_back(id.to_owned());
+                while inner.ended.len() > MAX_ENDED_SESSIONS_IN_STATS {
+                    if let Some(old) = inner.ended.pop_front() {
+                        inner.stats.sessions.remove(&old);
+                    }
+                }
+            }
+            if let Some(s) = inner.stats.sessions.get_mut(id) {
+                s.state = state.as_str().to_owned();
+            }
+        });
+    }
+
+    /// A copy of the counters.
+    pub(crate) fn snapshot(&self) -> Stats {
+        self.with(|inner| inner.stats.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_requests_and_session_packets() {
+        let r = Recorder::new("n1");
+        r.session_started("{a}", "x.bin", SessionState::Open);
+        r.session_packet("{a}", "create_session");
+        r.request("fragment", Some("{a}"));
+        r.request("fragment", Some("{unknown}"));
+        r.bytes("{a}", 10);
+        r.transition("{a}", SessionState::Completed);
+        r.transition("{a}", SessionState::Closed);
+        let s = r.snapshot();
+        assert_eq!(s.name, "n1");
+        assert_eq!(s.requests_total, 2);
+        assert_eq!(s.packets["fragment"], 2);
+        assert_eq!(s.sessions["{a}"].packets["fragment"], 1);
+        assert_eq!(s.sessions["{a}"].packets["create_session"], 1);
+        assert_eq!(s.sessions["{a}"].bytes, 10);
+        assert_eq!(s.sessions["{a}"].state, "closed");
+        assert_eq!(
+            (s.sessions_open, s.sessions_completed, s.sessions_closed),
+            (0, 1, 1)
+        );
+        assert!(!s.sessions.contains_key("{unknown}"));
+    }
+
+    #[test]
+    fn keeps_only_the_newest_ended_sessions() {
+        let r = Recorder::new("n");
+        r.session_started("open", "p", SessionState::Open);
+        for i in 0..MAX_ENDED_SESSIONS_IN_STATS + 5 {
+            let id = format!("{i}");
+            r.session_started(&id, "p", SessionState::Open);
+            r.transition(&id, SessionState::Cancelled);
+        }
+        let s = r.snapshot();
+        assert_eq!(s.sessions.len(), MAX_ENDED_SESSIONS_IN_STATS + 1);
+        assert!(s.sessions.contains_key("open"));
+        assert!(!s.sessions.contains_key("0"));
+        assert!(s
+            .sessions
+            .contains_key(&format!("{}", MAX_ENDED_SESSIONS_IN_STATS + 4)));
+    }
+}
