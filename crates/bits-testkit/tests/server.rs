@@ -81,6 +81,25 @@ async fn malformed_packets_and_missing_protocol_get_400_invalidarg() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_with_method_override_is_a_bits_packet() {
+    let fx = Fixture::start().await;
+    let resp = once(
+        fx.addr(),
+        "POST",
+        FILE,
+        &[
+            ("X-Http-Method-Override", "BITS_POST"),
+            ("BITS-Packet-Type", "Create-Session"),
+            ("BITS-Supported-Protocols", BITS_1_5),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(fx.server.stats().sessions_open, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gap_gets_416_with_next_and_writes_nothing() {
     let fx = Fixture::start().await;
     let id = open(fx.addr(), FILE).await;

@@ -64,6 +64,55 @@ async fn restart_on_the_same_address_recovers_a_half_done_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_in_the_middle_of_a_fragment_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Fixture::config(dir.path());
+    let server = spawn(config.clone()).await.unwrap();
+    let addr = server.addr();
+    let body = data(40_000, 9);
+    let id = open(addr, FILE).await;
+    assert_eq!(
+        fragment(addr, FILE, &id, 0, 40_000, &body[..10_000])
+            .await
+            .status,
+        200
+    );
+    // A fragment whose body stalls half way: shutdown must not wait for it forever.
+    let mut stalled = Conn::connect(addr).await;
+    stalled
+        .write_head(
+            "BITS_POST",
+            FILE,
+            &[
+                ("BITS-Packet-Type", "Fragment"),
+                ("BITS-Session-Id", &id),
+                ("Content-Range", "bytes 10000-39999/40000"),
+            ],
+            30_000,
+        )
+        .await;
+    stalled.write(&body[10_000..20_000]).await;
+    wait_until("the stalled fragment to be in progress", || {
+        server.stats().packets.get("fragment") == Some(&2)
+    })
+    .await;
+    server.shutdown().await;
+    assert!(stalled.closed_by_server().await);
+
+    let mut again = config;
+    again.listen = vec![addr];
+    let server = spawn(again).await.unwrap();
+    // Whatever part of the cut fragment reached the disk, resending from the last
+    // acknowledged offset completes the file correctly.
+    let resp = fragment(addr, FILE, &id, 10_000, 40_000, &body[10_000..]).await;
+    assert_eq!((resp.status, resp.received()), (200, 40_000));
+    assert_eq!(close(addr, FILE, &id).await.status, 200);
+    let written = std::fs::read(dir.path().join("root/up/file.bin")).unwrap();
+    assert_eq!(sha256(&written), sha256(&body));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_a_completed_session_until_it_is_closed() {
     let dir = tempfile::tempdir().unwrap();
     let config = Fixture::config(dir.path());
