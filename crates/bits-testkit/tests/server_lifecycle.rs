@@ -252,3 +252,39 @@ async fn shutdown_closes_idle_connections() {
     server.shutdown().await;
     assert!(conn.closed_by_server().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_recognises_a_commit_interrupted_before_it_was_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Fixture::config(dir.path());
+    let sessions = dir.path().join("root/.bits-sessions");
+    std::fs::create_dir_all(&sessions).unwrap();
+    std::fs::create_dir_all(dir.path().join("root/up")).unwrap();
+    // The file reached its destination, the metadata still says "not completed", and
+    // the temp data is gone: a crash between the two steps of a commit.
+    let id = "{11111111-2222-4333-8444-555555555555}";
+    let meta = format!(r#"{{"id":"{id}","path":"up/file.bin","total":3,"completed":false}}"#);
+    std::fs::write(
+        sessions.join("11111111-2222-4333-8444-555555555555.json"),
+        meta,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("root/up/file.bin"), b"abc").unwrap();
+    // Temp data without metadata belongs to no session and is cleaned away.
+    std::fs::write(
+        sessions.join("99999999-2222-4333-8444-555555555555.part"),
+        b"x",
+    )
+    .unwrap();
+
+    let server = spawn(config).await.unwrap();
+    assert_eq!(server.stats().sessions[id].state, "completed");
+    assert!(!sessions
+        .join("99999999-2222-4333-8444-555555555555.part")
+        .exists());
+    let resp = fragment(server.addr(), FILE, id, 0, 3, b"abc").await;
+    assert_eq!((resp.status, resp.received()), (200, 3));
+    assert_eq!(close(server.addr(), FILE, id).await.status, 200);
+    assert_eq!(std::fs::read_dir(&sessions).unwrap().count(), 0);
+    server.shutdown().await;
+}
