@@ -53,6 +53,17 @@ impl Shared {
         self.current.load_full()
     }
 
+    /// Swaps in a new config generation. The session table is kept; pins of backends
+    /// that left the config are answered as removed when their next packet arrives.
+    pub fn apply(&self, config: Config) -> anyhow::Result<()> {
+        let generation = Generation::build(config, &self.slots)?;
+        self.table
+            .set_max_pinned(generation.config.sessions.max_pinned);
+        self.current.store(Arc::new(generation));
+        self.publish_backend_metrics();
+        Ok(())
+    }
+
     /// A counter for round robin.
     pub fn next_tick(&self) -> u64 {
         self.tick.fetch_add(1, Ordering::Relaxed)

@@ -209,3 +209,57 @@ fn every_error_message_names_a_fix() {
         assert!(error.to_string().contains("fix:"));
     }
 }
+
+#[test]
+fn the_example_config_shows_every_default() {
+    let example = load_str(include_str!("../../config/bitsgate.toml")).expect("example is valid");
+    let minimal = load_str(MINIMAL).unwrap();
+    // The example listens on its documented defaults and differs only in backends.
+    assert_eq!(example.listener, minimal.listener);
+    assert_eq!(example.admin, minimal.admin);
+    assert_eq!(example.host_id, minimal.host_id);
+    assert_eq!(example.sessions, minimal.sessions);
+    assert_eq!(example.balancing, minimal.balancing);
+    assert_eq!(example.upstream, minimal.upstream);
+    assert_eq!(example.limits, minimal.limits);
+    assert_eq!(example.server, minimal.server);
+    assert!(example
+        .backends
+        .iter()
+        .all(|b| b.weight == defaults::BACKEND_WEIGHT));
+}
+
+#[test]
+fn the_example_config_names_every_key() {
+    let example = include_str!("../../config/bitsgate.toml");
+    for key in [
+        "address",
+        "keepalive_timeout",
+        "allow_method_override",
+        "cert_path",
+        "key_path",
+        "mode",
+        "fallback_timeout",
+        "idle_timeout",
+        "sweep_interval",
+        "max_pinned",
+        "policy",
+        "connect_timeout",
+        "read_timeout",
+        "write_timeout",
+        "max_header_bytes",
+        "max_fragment_bytes",
+        "threads",
+        "grace_period",
+        "shutdown_timeout",
+        "id",
+        "weight",
+        "host_id",
+        "public_host_id",
+    ] {
+        assert!(
+            example.contains(&format!("{key} = ")),
+            "{key} is missing from config/bitsgate.toml"
+        );
+    }
+}

@@ -18,7 +18,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
         raw.admin.address.as_deref(),
         d::ADMIN_ADDRESS,
     );
-    if admin_address == listener.address {
+    if admin_address == listener.address && admin_address.port() != 0 {
         v.push(
             "admin.address",
             format!("{admin_address} is also listener.address"),

@@ -15,6 +15,7 @@ use bits_proto::{headers as h, Ack, Classified, PacketType};
 use http::{Method, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
@@ -51,6 +52,7 @@ impl BitsProxy {
     fn decide(
         &self,
         req: &RequestHeader,
+        framing_conflict: bool,
         generation: &Generation,
         ctx: &mut RequestCtx,
     ) -> Verdict {
@@ -66,9 +68,7 @@ impl BitsProxy {
                     }
                 }
                 Ok(Classified::Other) => {
-                    if req.headers.contains_key(h::TRANSFER_ENCODING)
-                        && req.headers.contains_key(h::CONTENT_LENGTH)
-                    {
+                    if framing_conflict {
                         return Verdict::Plain {
                             status: 400,
                             reason: LocalReason::AmbiguousFraming,
@@ -206,6 +206,27 @@ impl BitsProxy {
     }
 }
 
+/// Whether the request came with both Transfer-Encoding and Content-Length. Pingora
+/// drops Content-Length in that case (TE wins, RFC 9112 §6.3), so the raw header is
+/// the only place left to see it; it is read only when TE is present, which BITS
+/// clients never send.
+fn te_with_content_length(session: &Session) -> bool {
+    if !session
+        .req_header()
+        .headers
+        .contains_key(h::TRANSFER_ENCODING)
+    {
+        return false;
+    }
+    match session.as_downstream() {
+        ServerSession::H1(h1) => h1
+            .get_headers_raw_bytes()
+            .split(|&b| b == b'\n')
+            .any(|line| line.len() > 15 && line[..15].eq_ignore_ascii_case(b"content-length:")),
+        _ => false,
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for BitsProxy {
     type CTX = RequestCtx;
@@ -227,7 +248,8 @@ impl ProxyHttp for BitsProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let generation = self.generation(ctx);
-        match self.decide(session.req_header(), &generation, ctx) {
+        let framing_conflict = te_with_content_length(session);
+        match self.decide(session.req_header(), framing_conflict, &generation, ctx) {
             Verdict::Forward => Ok(false),
             Verdict::Ack { ack, echo, reason } => {
                 send_ack(
@@ -256,7 +278,7 @@ impl ProxyHttp for BitsProxy {
         let generation = self.generation(ctx);
         if ctx.chosen.is_none() {
             // A retry after a failed connect: route again without the failed backends.
-            match self.decide(session.req_header(), &generation, ctx) {
+            match self.decide(session.req_header(), false, &generation, ctx) {
                 Verdict::Forward => {}
                 Verdict::Ack { reason, .. } | Verdict::Plain { reason, .. } => {
                     ctx.local = Some(reason);

@@ -1,0 +1,264 @@
+//! A small builder for a real cluster on loopback: reference BITS servers and a real
+//! bitsgate instance in front of them, all on 127.0.0.1 with ports picked by the OS.
+
+use bits_testkit::client::raw::{self, RawRequest, RawResponse};
+use bits_testkit::client::{
+    self, NoObserver, UploadError, UploadOptions, UploadReport, UploadSource,
+};
+use bits_testkit::server::{self, ServerConfig, ServerHandle, Stats};
+use bitsgate::config::{self, Config};
+use bitsgate::runner::{self, RunningProxy};
+use bytes::Bytes;
+use rand::{RngCore, SeedableRng};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub struct Cluster {
+    pub proxy: RunningProxy,
+    backends: Vec<Option<ServerHandle>>,
+    server_configs: Vec<ServerConfig>,
+    /// Backend roots live here; removed when the cluster is dropped.
+    _dir: tempfile::TempDir,
+    header: String,
+}
+
+/// Adjusts reference server `i`'s config before it starts.
+type ServerTweak = dyn Fn(usize, &mut ServerConfig);
+
+pub struct ClusterBuilder {
+    backends: usize,
+    host_id_mode: &'static str,
+    extra: String,
+    tweak: Option<Box<ServerTweak>>,
+}
+
+impl Cluster {
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new() -> ClusterBuilder {
+        ClusterBuilder {
+            backends: 3,
+            host_id_mode: "strip",
+            extra: String::new(),
+            tweak: None,
+        }
+    }
+}
+
+impl ClusterBuilder {
+    pub fn backends(mut self, n: usize) -> Self {
+        self.backends = n;
+        self
+    }
+
+    pub fn host_id_mode(mut self, mode: &'static str) -> Self {
+        self.host_id_mode = mode;
+        self
+    }
+
+    /// Extra TOML sections for the proxy config (not [listener], [admin], [host_id]).
+    pub fn config(mut self, toml: &str) -> Self {
+        self.extra.push_str(toml);
+        self.extra.push('\n');
+        self
+    }
+
+    /// Adjusts each reference server's config (index, config).
+    pub fn server(mut self, tweak: impl Fn(usize, &mut ServerConfig) + 'static) -> Self {
+        self.tweak = Some(Box::new(tweak));
+        self
+    }
+
+    pub async fn start(self) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut backends = Vec::new();
+        let mut server_configs = Vec::new();
+        for i in 0..self.backends {
+            let mut config = ServerConfig::new(dir.path().join(format!("b{i}")));
+            config.name = format!("b{i}");
+            if let Some(tweak) = &self.tweak {
+                tweak(i, &mut config);
+            }
+            std::fs::create_dir_all(&config.root).expect("backend root");
+            let handle = server::spawn(config.clone())
+                .await
+                .expect("reference server");
+            // Pin the address so a restart comes back on the same one.
+            config.listen = handle.addrs().to_vec();
+            server_configs.push(config);
+            backends.push(Some(handle));
+        }
+        let header = format!(
+            "[listener]\naddress = \"127.0.0.1:0\"\nkeepalive_timeout = \"5s\"\n[admin]\naddress = \"127.0.0.1:0\"\n[host_id]\nmode = \"{}\"\nfallback_timeout = \"2s\"\n[upstream]\nconnect_timeout = \"2s\"\n[server]\nthreads = 2\ngrace_period = \"1s\"\nshutdown_timeout = \"1s\"\n{}",
+            self.host_id_mode, self.extra
+        );
+        let config = build_config(&header, &server_configs, |_| true);
+        let proxy = tokio::task::block_in_place(|| runner::spawn(config)).expect("proxy starts");
+        Cluster {
+            proxy,
+            backends,
+            server_configs,
+            _dir: dir,
+            header,
+        }
+    }
+}
+
+/// Backend `i` is called `b{i}` and answers to `b{i}.bits.example` / `NODE{i}`.
+fn build_config(header: &str, servers: &[ServerConfig], keep: impl Fn(usize) -> bool) -> Config {
+    let mut text = header.to_owned();
+    for (i, server) in servers.iter().enumerate().filter(|(i, _)| keep(*i)) {
+        text.push_str(&format!(
+            "[[backends]]\nid = \"b{i}\"\naddress = \"{}\"\nhost_id = \"NODE{i}\"\npublic_host_id = \"b{i}.bits.example\"\n",
+            server.listen[0]
+        ));
+    }
+    config::load_str(&text).unwrap_or_else(|e| panic!("test config is invalid: {e}\n{text}"))
+}
+
+impl Cluster {
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy.proxy_addr
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.proxy.proxy_addr)
+    }
+
+    pub fn backend_count(&self) -> usize {
+        self.server_configs.len()
+    }
+
+    pub fn backend_root(&self, i: usize) -> PathBuf {
+        self.server_configs[i].root.clone()
+    }
+
+    pub fn stats(&self, i: usize) -> Stats {
+        self.backends[i]
+            .as_ref()
+            .expect("backend is running")
+            .stats()
+    }
+
+    pub fn all_stats(&self) -> Vec<Stats> {
+        (0..self.backends.len())
+            .filter(|i| self.backends[*i].is_some())
+            .map(|i| self.stats(i))
+            .collect()
+    }
+
+    /// Total requests every running backend has seen.
+    pub fn requests_seen(&self) -> u64 {
+        self.all_stats().iter().map(|s| s.requests_total).sum()
+    }
+
+    /// Index of the backend whose stats know this session.
+    pub fn owners_of(&self, session: &str) -> Vec<usize> {
+        (0..self.backends.len())
+            .filter(|i| self.backends[*i].is_some())
+            .filter(|i| self.stats(*i).sessions.contains_key(session))
+            .collect()
+    }
+
+    pub async fn stop_backend(&mut self, i: usize) {
+        if let Some(handle) = self.backends[i].take() {
+            handle.shutdown().await;
+        }
+    }
+
+    pub async fn restart_backend(&mut self, i: usize) {
+        assert!(self.backends[i].is_none(), "backend {i} is running");
+        let handle = server::spawn(self.server_configs[i].clone())
+            .await
+            .expect("reference server restarts on its address");
+        self.backends[i] = Some(handle);
+    }
+
+    /// Applies a config with only the backends `keep` accepts.
+    pub fn reconfigure(&self, keep: impl Fn(usize) -> bool) {
+        let config = build_config(&self.header, &self.server_configs, keep);
+        self.proxy.shared.apply(config).expect("config applies");
+    }
+
+    pub async fn send(&self, request: &RawRequest) -> RawResponse {
+        raw::send(self.proxy.proxy_addr, request)
+            .await
+            .expect("request through the proxy")
+    }
+
+    pub async fn metrics(&self) -> String {
+        let response = raw::send(self.proxy.admin_addr, &RawRequest::new("GET", "/metrics"))
+            .await
+            .expect("metrics scrape");
+        assert_eq!(response.status, 200);
+        String::from_utf8(response.body.to_vec()).expect("utf-8 metrics")
+    }
+
+    pub async fn upload(
+        &self,
+        path: &str,
+        data: &Bytes,
+        options: &UploadOptions,
+    ) -> Result<UploadReport, UploadError> {
+        client::upload(
+            &self.url(path),
+            UploadSource::Bytes(data.clone()),
+            options,
+            &NoObserver,
+        )
+        .await
+    }
+
+    /// Finds the committed file on whichever backend has it and returns its sha256.
+    pub fn committed_sha256(&self, path: &str) -> Vec<String> {
+        (0..self.server_configs.len())
+            .filter_map(|i| {
+                std::fs::read(self.backend_root(i).join(path.trim_start_matches('/'))).ok()
+            })
+            .map(|bytes| sha256(&bytes))
+            .collect()
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+pub fn random_bytes(len: usize, seed: u64) -> Bytes {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut data = vec![0u8; len];
+    rng.fill_bytes(&mut data);
+    Bytes::from(data)
+}
+
+/// Client options for tests: fast retries, fragments of `fragment` bytes.
+pub fn options(fragment: u64) -> UploadOptions {
+    UploadOptions {
+        fragment_size: fragment,
+        retry_delay: Duration::from_millis(20),
+        max_retry_delay: Duration::from_millis(200),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(30),
+        ..UploadOptions::default()
+    }
+}
+
+/// Polls `check` until it holds or the deadline passes.
+pub async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The value of one sample line of a Prometheus text exposition.
+pub fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (key, value) = line.rsplit_once(' ')?;
+        (key == name_and_labels)
+            .then(|| value.parse().ok())
+            .flatten()
+    })
+}

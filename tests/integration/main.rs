@@ -1,0 +1,13 @@
+//! Integration tests: real bitsgate instances in front of real reference BITS servers,
+//! all on loopback. One test binary, so the suite links once.
+
+mod cluster;
+
+mod check_cli;
+mod failover;
+mod host_id;
+mod malformed;
+mod metrics;
+mod sessions;
+mod uploads;
+mod wire;
