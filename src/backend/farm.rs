@@ -118,6 +118,8 @@ mod tests {
             weight: 1,
             host_id: host_id.map(Into::into),
             public_host_id: public.map(Into::into),
+            drain: false,
+            health_check: None,
         }
     }
 

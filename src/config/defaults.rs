@@ -47,3 +47,36 @@ pub const SERVER_THREADS: usize = 2;
 pub const SERVER_GRACE_PERIOD: Duration = Duration::from_secs(30);
 /// Seconds the runtime gets to stop after the grace period.
 pub const SERVER_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Read-only admin calls need the token too (when a token is set).
+pub const ADMIN_PROTECT_READS: bool = false;
+/// How backends are probed: a BITS Ping, a TCP connect, or not at all.
+pub const HEALTH_CHECK_KIND: &str = "bits_ping";
+/// Time between two probes of one backend.
+pub const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// A probe slower than this counts as failed.
+pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// URL path of the BITS Ping probe.
+pub const HEALTH_CHECK_PATH: &str = "/";
+/// Consecutive successful probes that bring a down backend back.
+pub const HEALTH_CHECK_HEALTHY_THRESHOLD: u32 = 2;
+/// Consecutive failed probes that take a backend down.
+pub const HEALTH_CHECK_UNHEALTHY_THRESHOLD: u32 = 3;
+/// Consecutive connect failures of live traffic that take a backend down (0: off).
+pub const HEALTH_CHECK_PASSIVE_FAILURES: u32 = 3;
+/// Reload when the config file changes on disk.
+pub const RELOAD_WATCH: bool = false;
+/// What happens to the sessions of a backend that leaves the config.
+pub const RELOAD_REMOVED_BACKENDS: &str = "drain";
+/// Send Cancel-Session to the owner when a pin expires, so it frees its temp files.
+pub const SESSIONS_CANCEL_ON_EXPIRY: bool = true;
+/// Where pins are kept beyond the process: on local disk, or only in memory.
+pub const STORAGE_MODE: &str = "durable";
+/// Directory of the pin journal, relative to the working directory.
+pub const STORAGE_DATA_DIR: &str = "data";
+/// When a pin write is durable: `write` survives a crash of bitsgate, `fsync` also a
+/// power cut (at a latency cost on Create-Session).
+pub const STORAGE_SYNC: &str = "write";
+/// Pingora's zero-downtime upgrade socket.
+pub const SERVER_UPGRADE_SOCK: &str = "/tmp/bitsgate_upgrade.sock";
+/// Pingora's pid file.
+pub const SERVER_PID_FILE: &str = "/tmp/bitsgate.pid";

@@ -7,6 +7,7 @@ pub mod defaults;
 pub mod model;
 pub mod raw;
 mod validate;
+mod validate_ops;
 
 pub use model::*;
 pub use validate::parse_size;
@@ -50,7 +51,7 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 12] = [
     "listener",
     "admin",
     "host_id",
@@ -59,6 +60,9 @@ const SECTIONS: [&str; 9] = [
     "upstream",
     "limits",
     "server",
+    "health_check",
+    "reload",
+    "storage",
     "backends",
 ];
 
@@ -102,6 +106,9 @@ pub fn load_str(text: &str) -> Result<Config, ConfigErrors> {
     section(&table, "upstream", &mut raw.upstream, &mut errors);
     section(&table, "limits", &mut raw.limits, &mut errors);
     section(&table, "server", &mut raw.server, &mut errors);
+    section(&table, "health_check", &mut raw.health_check, &mut errors);
+    section(&table, "reload", &mut raw.reload, &mut errors);
+    section(&table, "storage", &mut raw.storage, &mut errors);
     match table.get("backends") {
         None => {}
         Some(toml::Value::Array(items)) => {

@@ -23,6 +23,12 @@ pub struct Config {
     pub limits: Limits,
     /// Process settings.
     pub server: ServerSettings,
+    /// Backend probing.
+    pub health_check: HealthCheckConfig,
+    /// Reload behaviour.
+    pub reload: ReloadConfig,
+    /// Where pins are kept.
+    pub storage: StorageConfig,
     /// The backend farm, in file order.
     pub backends: Vec<BackendConfig>,
 }
@@ -54,6 +60,10 @@ pub struct TlsConfig {
 pub struct AdminConfig {
     /// Bind address.
     pub address: SocketAddr,
+    /// Bearer token required by mutating calls (and reads with `protect_reads`).
+    pub token: Option<String>,
+    /// Read-only calls need the token too.
+    pub protect_reads: bool,
 }
 
 /// What bitsgate does with `BITS-Host-Id` in backend Acks.
@@ -96,6 +106,8 @@ pub struct SessionsConfig {
     pub sweep_interval: Duration,
     /// Most pins held at once.
     pub max_pinned: u64,
+    /// Send Cancel-Session to the owner when a pin expires.
+    pub cancel_on_expiry: bool,
 }
 
 /// Create-Session balancing policy.
@@ -151,6 +163,98 @@ pub struct ServerSettings {
     pub grace_period: Duration,
     /// How long the runtime gets to stop after that.
     pub shutdown_timeout: Duration,
+    /// Pingora's zero-downtime upgrade socket.
+    pub upgrade_sock: PathBuf,
+    /// Pingora's pid file.
+    pub pid_file: PathBuf,
+}
+
+/// How a backend is probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthCheckKind {
+    /// `BITS_POST` with `BITS-Packet-Type: Ping`; any Ack (any status) counts as alive.
+    BitsPing,
+    /// A TCP connect.
+    Tcp,
+    /// No active probing (passive failures still count).
+    None,
+}
+
+impl HealthCheckKind {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthCheckKind::BitsPing => "bits_ping",
+            HealthCheckKind::Tcp => "tcp",
+            HealthCheckKind::None => "none",
+        }
+    }
+}
+
+/// Backend probing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheckConfig {
+    /// Default probe kind (a backend may override it).
+    pub kind: HealthCheckKind,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Probe timeout.
+    pub timeout: Duration,
+    /// URL path of the BITS Ping.
+    pub path: String,
+    /// Successes that bring a backend up.
+    pub healthy_threshold: u32,
+    /// Failures that take it down.
+    pub unhealthy_threshold: u32,
+    /// Consecutive live connect failures that take it down (0: off).
+    pub passive_failures: u32,
+}
+
+/// What a reload does with the sessions of a backend that left the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovedBackends {
+    /// Keep serving its pinned sessions until they end; no new ones.
+    Drain,
+    /// Forget its sessions at once: their next packet gets not-found.
+    End,
+}
+
+/// Reload behaviour.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReloadConfig {
+    /// Reload when the file changes.
+    pub watch: bool,
+    /// Sessions of removed backends.
+    pub removed_backends: RemovedBackends,
+}
+
+/// Where pins live beyond one process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageMode {
+    /// A journal on local disk, loaded at start.
+    Durable,
+    /// Memory only: a restart forgets every pin.
+    Memory,
+}
+
+/// When a pin write counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageSync {
+    /// Handed to the kernel: survives a crash of bitsgate, not of the machine.
+    Write,
+    /// Flushed to the device: survives a power cut too.
+    Fsync,
+}
+
+/// Pin storage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageConfig {
+    /// Durable or memory.
+    pub mode: StorageMode,
+    /// Journal directory.
+    pub data_dir: PathBuf,
+    /// Durability of each write.
+    pub sync: StorageSync,
 }
 
 /// One backend.
@@ -166,4 +270,8 @@ pub struct BackendConfig {
     pub host_id: Option<String>,
     /// The name clients use for this backend in rewrite mode.
     pub public_host_id: Option<String>,
+    /// Start draining: no new sessions, pinned ones keep being served.
+    pub drain: bool,
+    /// Probe kind for this backend (the global one when not set).
+    pub health_check: Option<HealthCheckKind>,
 }

@@ -33,6 +33,12 @@ pub struct RawConfig {
     #[serde(default)]
     pub server: RawServer,
     #[serde(default)]
+    pub health_check: RawHealthCheck,
+    #[serde(default)]
+    pub reload: RawReload,
+    #[serde(default)]
+    pub storage: RawStorage,
+    #[serde(default)]
     pub backends: Vec<RawBackend>,
 }
 
@@ -56,6 +62,9 @@ pub struct RawTls {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub address: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<String>,
+    pub protect_reads: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -71,6 +80,7 @@ pub struct RawSessions {
     pub idle_timeout: Option<String>,
     pub sweep_interval: Option<String>,
     pub max_pinned: Option<u64>,
+    pub cancel_on_expiry: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -101,6 +111,35 @@ pub struct RawServer {
     pub threads: Option<usize>,
     pub grace_period: Option<String>,
     pub shutdown_timeout: Option<String>,
+    pub upgrade_sock: Option<String>,
+    pub pid_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    pub kind: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub path: Option<String>,
+    pub healthy_threshold: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+    pub passive_failures: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReload {
+    pub watch: Option<bool>,
+    pub removed_backends: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    pub mode: Option<String>,
+    pub data_dir: Option<String>,
+    pub sync: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -111,4 +150,6 @@ pub struct RawBackend {
     pub weight: Option<i64>,
     pub host_id: Option<String>,
     pub public_host_id: Option<String>,
+    pub drain: Option<bool>,
+    pub health_check: Option<String>,
 }

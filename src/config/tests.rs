@@ -223,6 +223,9 @@ fn the_example_config_shows_every_default() {
     assert_eq!(example.upstream, minimal.upstream);
     assert_eq!(example.limits, minimal.limits);
     assert_eq!(example.server, minimal.server);
+    assert_eq!(example.health_check, minimal.health_check);
+    assert_eq!(example.reload, minimal.reload);
+    assert_eq!(example.storage, minimal.storage);
     assert!(example
         .backends
         .iter()
@@ -262,4 +265,65 @@ fn the_example_config_names_every_key() {
             "{key} is missing from config/bitsgate.toml"
         );
     }
+}
+
+#[test]
+fn operations_sections_validate_their_choices() {
+    let keys = keys_of(&format!(
+        r#"
+[admin]
+token = "short"
+[health_check]
+kind = "icmp"
+path = "no-slash"
+healthy_threshold = 0
+[reload]
+removed_backends = "keep"
+[storage]
+mode = "disk"
+sync = "sometimes"
+{MINIMAL}"#
+    ));
+    for expected in [
+        "admin.token",
+        "health_check.kind",
+        "health_check.path",
+        "health_check.healthy_threshold",
+        "reload.removed_backends",
+        "storage.mode",
+        "storage.sync",
+    ] {
+        assert!(
+            keys.contains(&expected.to_owned()),
+            "{expected} missing from {keys:?}"
+        );
+    }
+}
+
+#[test]
+fn the_admin_token_can_come_from_a_file_but_not_from_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    std::fs::write(&path, "0123456789abcdef0123\n").unwrap();
+    let config = load_str(&format!(
+        "[admin]\ntoken_file = {:?}\n{MINIMAL}",
+        path.display().to_string()
+    ))
+    .unwrap();
+    assert_eq!(config.admin.token.as_deref(), Some("0123456789abcdef0123"));
+    let keys = keys_of(&format!(
+        "[admin]\ntoken = \"0123456789abcdef\"\ntoken_file = {:?}\n{MINIMAL}",
+        path.display().to_string()
+    ));
+    assert_eq!(keys, ["admin.token_file"]);
+}
+
+#[test]
+fn durable_storage_is_the_default() {
+    let config = load_str(MINIMAL).unwrap();
+    assert_eq!(config.storage.mode, StorageMode::Durable);
+    assert_eq!(
+        config.storage.data_dir,
+        std::path::PathBuf::from(defaults::STORAGE_DATA_DIR)
+    );
 }

@@ -31,13 +31,22 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
     let upstream = v.upstream(&raw.upstream);
     let limits = v.limits(&raw.limits);
     let server = v.server(&raw.server);
+    let admin_token = v.admin_token(&raw.admin);
+    let health_check = v.health_check(&raw.health_check);
+    let reload = v.reload(&raw.reload);
+    let storage = v.storage(&raw.storage);
     let backends = v.backends(&raw.backends, host_id.mode);
     if v.errors.is_empty() {
         Ok(Config {
             listener,
             admin: AdminConfig {
                 address: admin_address,
+                token: admin_token,
+                protect_reads: raw.admin.protect_reads.unwrap_or(d::ADMIN_PROTECT_READS),
             },
+            health_check,
+            reload,
+            storage,
             host_id,
             sessions,
             balancing,
@@ -52,12 +61,17 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
 }
 
 #[derive(Default)]
-struct Validator {
+pub(super) struct Validator {
     errors: Vec<ConfigError>,
 }
 
 impl Validator {
-    fn push(&mut self, key: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) {
+    pub(super) fn push(
+        &mut self,
+        key: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
         self.errors.push(ConfigError {
             key: key.into(),
             message: message.into(),
@@ -80,7 +94,12 @@ impl Validator {
         }
     }
 
-    fn duration(&mut self, key: &str, value: Option<&str>, default: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        default: Duration,
+    ) -> Duration {
         let Some(text) = value else {
             return default;
         };
@@ -220,6 +239,7 @@ impl Validator {
             idle_timeout,
             sweep_interval,
             max_pinned,
+            cancel_on_expiry: raw.cancel_on_expiry.unwrap_or(d::SESSIONS_CANCEL_ON_EXPIRY),
         }
     }
 
@@ -327,6 +347,12 @@ impl Validator {
                 raw.shutdown_timeout.as_deref(),
                 d::SERVER_SHUTDOWN_TIMEOUT,
             ),
+            upgrade_sock: PathBuf::from(
+                raw.upgrade_sock
+                    .as_deref()
+                    .unwrap_or(d::SERVER_UPGRADE_SOCK),
+            ),
+            pid_file: PathBuf::from(raw.pid_file.as_deref().unwrap_or(d::SERVER_PID_FILE)),
         }
     }
 
@@ -429,12 +455,18 @@ impl Validator {
                     "set a name that resolves to bitsgate, e.g. \"b1.bits.example\"",
                 );
             }
+            let health_check = backend
+                .health_check
+                .as_deref()
+                .and_then(|kind| self.health_check_kind(&key("health_check"), kind));
             out.push(BackendConfig {
                 id,
                 address,
                 weight,
                 host_id,
                 public_host_id,
+                drain: backend.drain.unwrap_or(false),
+                health_check,
             });
         }
         out

@@ -17,6 +17,8 @@ fn farm(mode: HostIdMode, n: usize) -> Fixture {
             weight: 1,
             host_id: Some(format!("NODE{i}")),
             public_host_id: Some(format!("b{i}.bits.example")),
+            drain: false,
+            health_check: None,
         })
         .collect();
     Fixture {
@@ -99,6 +101,8 @@ fn create_session_respects_weights_in_round_robin() {
         weight,
         host_id: None,
         public_host_id: None,
+        drain: false,
+        health_check: None,
     });
     let farm = Farm::build(&configs, HostIdMode::Strip, &registry).unwrap();
     let mut counts = [0; 2];
