@@ -4,7 +4,7 @@
 use crate::backend::{Farm, SlotRegistry};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::session::SessionTable;
+use crate::session::{DirRegistry, SessionTable};
 use arc_swap::ArcSwap;
 use bits_proto::ClassifyOptions;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +27,8 @@ pub struct Shared {
     pub table: SessionTable,
     /// Backend ids → slots and live status.
     pub slots: SlotRegistry,
+    /// URL directories of sessions.
+    pub dirs: DirRegistry,
     /// This instance's metrics.
     pub metrics: Metrics,
     tick: AtomicU64,
@@ -41,6 +43,7 @@ impl Shared {
             table: SessionTable::new(generation.config.sessions.max_pinned),
             current: ArcSwap::from_pointee(generation),
             slots,
+            dirs: DirRegistry::default(),
             metrics: Metrics::new(),
             tick: AtomicU64::new(0),
         };

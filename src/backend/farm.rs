@@ -23,6 +23,8 @@ pub struct Backend {
     pub public_host_id: Option<String>,
     /// Health and drain state, shared across generations.
     pub status: Arc<BackendStatus>,
+    /// Left the config; kept only until its sessions end.
+    pub retired: bool,
 }
 
 impl Backend {
@@ -48,15 +50,29 @@ impl Farm {
         mode: HostIdMode,
         registry: &SlotRegistry,
     ) -> Result<Farm, SlotsExhausted> {
+        Self::build_with_retired(configs, &[], mode, registry)
+    }
+
+    /// Builds a generation that also keeps `retired` backends (gone from the config,
+    /// still owning sessions): they serve their pins and take nothing new.
+    pub fn build_with_retired(
+        configs: &[BackendConfig],
+        retired: &[BackendConfig],
+        mode: HostIdMode,
+        registry: &SlotRegistry,
+    ) -> Result<Farm, SlotsExhausted> {
         let mut farm = Farm::default();
-        for (index, config) in configs.iter().enumerate() {
+        let all = configs.iter().map(|c| (c, false)).chain(retired.iter().map(|c| (c, true)));
+        for (index, (config, is_retired)) in all.enumerate() {
             let (slot, status) = registry.slot(&config.id)?;
+            status.set_retired(is_retired);
+            status.set_config_drain(config.drain);
             let host_name = match mode {
                 HostIdMode::Rewrite => config.public_host_id.as_deref(),
                 HostIdMode::Passthrough => config.host_id.as_deref(),
                 HostIdMode::Strip => None,
             };
-            if let Some(name) = host_name {
+            if let Some(name) = host_name.filter(|_| !is_retired) {
                 farm.by_host.insert(name.to_ascii_lowercase(), index);
             }
             farm.by_slot.insert(slot, index);
@@ -68,9 +84,15 @@ impl Farm {
                 host_id: config.host_id.clone(),
                 public_host_id: config.public_host_id.clone(),
                 status,
+                retired: is_retired,
             });
         }
         Ok(farm)
+    }
+
+    /// The index of the backend with this id.
+    pub fn index_of_id(&self, id: &str) -> Option<usize> {
+        self.backends.iter().position(|b| &*b.id == id)
     }
 
     /// The index of the backend with this slot, if it is in this generation.

@@ -19,10 +19,15 @@ impl BackendSlot {
 }
 
 /// Live status of a backend, shared by every config generation that lists it.
+///
+/// Draining has three independent causes, so that clearing one (an admin undrain)
+/// never overrides another (the config file, or the backend having left the config).
 #[derive(Debug)]
 pub struct BackendStatus {
     up: AtomicBool,
     draining: AtomicBool,
+    config_drain: AtomicBool,
+    retired: AtomicBool,
 }
 
 impl BackendStatus {
@@ -30,6 +35,8 @@ impl BackendStatus {
         BackendStatus {
             up: AtomicBool::new(true),
             draining: AtomicBool::new(false),
+            config_drain: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
         }
     }
 
@@ -43,14 +50,41 @@ impl BackendStatus {
         self.up.swap(up, Ordering::Relaxed) != up
     }
 
-    /// Whether it takes no new sessions.
+    /// Whether it takes no new sessions, for any reason.
     pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+            || self.config_drain.load(Ordering::Relaxed)
+            || self.retired.load(Ordering::Relaxed)
+    }
+
+    /// Sets the operator's drain flag (admin API); returns whether it changed.
+    pub fn set_draining(&self, draining: bool) -> bool {
+        self.draining.swap(draining, Ordering::Relaxed) != draining
+    }
+
+    /// Whether the operator's drain flag is set.
+    pub fn is_admin_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
 
-    /// Sets the drain flag; returns whether it changed.
-    pub fn set_draining(&self, draining: bool) -> bool {
-        self.draining.swap(draining, Ordering::Relaxed) != draining
+    /// Sets the config file's `drain` flag.
+    pub fn set_config_drain(&self, drain: bool) {
+        self.config_drain.store(drain, Ordering::Relaxed);
+    }
+
+    /// Whether the config file says `drain = true`.
+    pub fn is_config_draining(&self) -> bool {
+        self.config_drain.load(Ordering::Relaxed)
+    }
+
+    /// Marks a backend that left the config but still owns sessions.
+    pub fn set_retired(&self, retired: bool) {
+        self.retired.store(retired, Ordering::Relaxed);
+    }
+
+    /// Whether it left the config.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
     }
 }
 

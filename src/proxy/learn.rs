@@ -25,7 +25,7 @@ pub fn learn_from_ack(
     let success = (200..300).contains(&status);
     match packet.kind {
         PacketType::CreateSession if success => {
-            pin_new_session(shared, chosen, response, now);
+            pin_new_session(shared, packet, chosen, response, now);
             apply_host_id_policy(generation, chosen, response)?;
         }
         PacketType::Fragment if success => {
@@ -54,7 +54,13 @@ pub fn learn_from_ack(
     Ok(())
 }
 
-fn pin_new_session(shared: &Shared, chosen: &Chosen, response: &ResponseHeader, now: UnixSecs) {
+fn pin_new_session(
+    shared: &Shared,
+    packet: &PacketInfo,
+    chosen: &Chosen,
+    response: &ResponseHeader,
+    now: UnixSecs,
+) {
     let Some(raw) = response.headers.get(h::SESSION_ID) else {
         tracing::warn!(target: "bitsgate::learn", backend = %chosen.id, "Create-Session Ack without BITS-Session-Id");
         return;
@@ -66,7 +72,7 @@ fn pin_new_session(shared: &Shared, chosen: &Chosen, response: &ResponseHeader, 
             return;
         }
     };
-    match shared.table.pin(SessionKey::new(id), chosen.slot, now) {
+    match shared.table.pin(SessionKey::new(id), chosen.slot, packet.dir, now) {
         Ok(replaced) => {
             if let Some(old) = replaced {
                 // The same id issued twice: the old pin is gone, count it as such.

@@ -8,7 +8,7 @@ use super::ctx::{Chosen, LocalReason, PacketInfo, RequestCtx};
 use super::learn::learn_from_ack;
 use crate::metrics::{names, status_class, EndReason};
 use crate::routing::{route, LocalReply, Route, RouteRequest, Target};
-use crate::session::{unix_now, SessionKey};
+use crate::session::{unix_now, DirId, SessionKey};
 use crate::state::{Generation, Shared};
 use async_trait::async_trait;
 use bits_proto::{headers as h, Ack, Classified, PacketType};
@@ -81,6 +81,20 @@ impl BitsProxy {
         let target = match &packet {
             None => Target::Other,
             Some(packet) => {
+                let content_length = packet.content_length.unwrap_or(0);
+                let dir = if packet.kind == PacketType::CreateSession {
+                    shared.dirs.intern_path(req.uri.path())
+                } else {
+                    DirId::default()
+                };
+                // Recorded first, so even a local refusal is labelled by packet type.
+                let info = ctx.packet.insert(PacketInfo {
+                    kind: packet.kind,
+                    session: packet.session_id.map(SessionKey::new),
+                    content_length,
+                    via_method_override: packet.via_method_override,
+                    dir,
+                });
                 let echo = packet.session_id.map(str::to_owned);
                 if req.version < Version::HTTP_11 {
                     return Verdict::Ack {
@@ -89,7 +103,6 @@ impl BitsProxy {
                         reason: LocalReason::Http10,
                     };
                 }
-                let content_length = packet.content_length.unwrap_or(0);
                 if packet.kind == PacketType::Fragment && content_length > limits.max_fragment_bytes
                 {
                     return Verdict::Ack {
@@ -98,8 +111,7 @@ impl BitsProxy {
                         reason: LocalReason::FragmentTooLarge,
                     };
                 }
-                let session = packet.session_id.map(SessionKey::new);
-                let target = match packet.kind {
+                match packet.kind {
                     PacketType::Ping => Target::Ping,
                     PacketType::CreateSession if shared.table.is_full() => {
                         return Verdict::Ack {
@@ -110,18 +122,12 @@ impl BitsProxy {
                     }
                     PacketType::CreateSession => Target::CreateSession,
                     _ => Target::SessionPacket {
-                        owner: session
+                        owner: info
+                            .session
                             .as_ref()
                             .and_then(|key| shared.table.touch(key, unix_now())),
                     },
-                };
-                ctx.packet = Some(PacketInfo {
-                    kind: packet.kind,
-                    session,
-                    content_length,
-                    via_method_override: packet.via_method_override,
-                });
-                target
+                }
             }
         };
         let host = req

@@ -1,8 +1,10 @@
 //! Session pinning: compact keys and the table.
 
+pub mod dirs;
 pub mod key;
 pub mod table;
 
+pub use dirs::{DirId, DirRegistry};
 pub use key::SessionKey;
 pub use table::{Pin, PinError, SessionTable, UnixSecs};
 

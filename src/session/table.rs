@@ -1,5 +1,6 @@
 //! `SessionTable`: which backend owns which session. The hot path of every packet.
 
+use super::dirs::DirId;
 use super::key::SessionKey;
 use crate::backend::BackendSlot;
 use dashmap::DashMap;
@@ -13,6 +14,8 @@ pub type UnixSecs = u32;
 pub struct Pin {
     /// The backend that created the session.
     pub backend: BackendSlot,
+    /// The URL directory it was created under (for Cancel-Session sent by bitsgate).
+    pub dir: DirId,
     /// When the Create-Session Ack was seen.
     pub created: UnixSecs,
     /// When the last packet of the session was seen.
@@ -68,6 +71,7 @@ impl SessionTable {
         &self,
         key: SessionKey,
         backend: BackendSlot,
+        dir: DirId,
         now: UnixSecs,
     ) -> Result<Option<Pin>, PinError> {
         if self.is_full() {
@@ -75,6 +79,7 @@ impl SessionTable {
         }
         let pin = Pin {
             backend,
+            dir,
             created: now,
             last_seen: now,
             packets: 1,
@@ -164,6 +169,18 @@ impl SessionTable {
             .collect()
     }
 
+    /// Puts back a pin loaded from the durable store, as it was.
+    pub fn restore(&self, key: SessionKey, pin: Pin) {
+        let backend = pin.backend;
+        match self.pins.insert(key, pin) {
+            Some(old) => self.count(old.backend, -1),
+            None => {
+                self.len.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count(backend, 1);
+    }
+
     /// Pins held.
     pub fn len(&self) -> u64 {
         self.len.load(Ordering::Relaxed)
@@ -204,7 +221,7 @@ mod tests {
     #[test]
     fn a_pinned_session_routes_to_its_backend_until_unpinned() {
         let table = SessionTable::new(10);
-        table.pin(key(1), BackendSlot(3), 100).unwrap();
+        table.pin(key(1), BackendSlot(3), DirId(0), 100).unwrap();
         assert_eq!(table.owner(&key(1)), Some(BackendSlot(3)));
         assert_eq!(table.touch(&key(1), 150), Some(BackendSlot(3)));
         let pin = table.unpin(&key(1)).unwrap();
@@ -216,9 +233,9 @@ mod tests {
     #[test]
     fn counts_sessions_per_backend_through_pin_repin_and_unpin() {
         let table = SessionTable::new(10);
-        table.pin(key(1), BackendSlot(0), 0).unwrap();
-        table.pin(key(2), BackendSlot(0), 0).unwrap();
-        table.pin(key(2), BackendSlot(1), 0).unwrap();
+        table.pin(key(1), BackendSlot(0), DirId(0), 0).unwrap();
+        table.pin(key(2), BackendSlot(0), DirId(0), 0).unwrap();
+        table.pin(key(2), BackendSlot(1), DirId(0), 0).unwrap();
         assert_eq!(table.sessions_of(BackendSlot(0)), 1);
         assert_eq!(table.sessions_of(BackendSlot(1)), 1);
         assert_eq!(table.len(), 2);
@@ -231,16 +248,16 @@ mod tests {
     #[test]
     fn refuses_new_pins_when_full() {
         let table = SessionTable::new(1);
-        table.pin(key(1), BackendSlot(0), 0).unwrap();
-        assert_eq!(table.pin(key(2), BackendSlot(0), 0), Err(PinError::Full));
+        table.pin(key(1), BackendSlot(0), DirId(0), 0).unwrap();
+        assert_eq!(table.pin(key(2), BackendSlot(0), DirId(0), 0), Err(PinError::Full));
         assert_eq!(table.len(), 1);
     }
 
     #[test]
     fn takes_only_idle_pins() {
         let table = SessionTable::new(10);
-        table.pin(key(1), BackendSlot(0), 100).unwrap();
-        table.pin(key(2), BackendSlot(0), 100).unwrap();
+        table.pin(key(1), BackendSlot(0), DirId(0), 100).unwrap();
+        table.pin(key(2), BackendSlot(0), DirId(0), 100).unwrap();
         table.touch(&key(2), 190);
         let idle = table.take_idle(200, 60);
         assert_eq!(idle.len(), 1);
@@ -252,9 +269,9 @@ mod tests {
     #[test]
     fn takes_every_pin_of_one_backend() {
         let table = SessionTable::new(10);
-        table.pin(key(1), BackendSlot(0), 0).unwrap();
-        table.pin(key(2), BackendSlot(1), 0).unwrap();
-        table.pin(key(3), BackendSlot(1), 0).unwrap();
+        table.pin(key(1), BackendSlot(0), DirId(0), 0).unwrap();
+        table.pin(key(2), BackendSlot(1), DirId(0), 0).unwrap();
+        table.pin(key(3), BackendSlot(1), DirId(0), 0).unwrap();
         assert_eq!(table.take_backend(BackendSlot(1)).len(), 2);
         assert_eq!(table.len(), 1);
         assert_eq!(table.sessions_of(BackendSlot(1)), 0);
@@ -263,7 +280,7 @@ mod tests {
     #[test]
     fn accumulates_bytes() {
         let table = SessionTable::new(10);
-        table.pin(key(1), BackendSlot(0), 0).unwrap();
+        table.pin(key(1), BackendSlot(0), DirId(0), 0).unwrap();
         table.add_bytes(&key(1), 10);
         table.add_bytes(&key(1), 5);
         assert_eq!(table.get(&key(1)).unwrap().bytes, 15);
