@@ -225,6 +225,23 @@ struct Recorder {
     statuses: Mutex<Vec<(PacketType, u16)>>,
 }
 
+impl Recorder {
+    /// Every `Event::Retry` as (packet, delay, reason).
+    fn retries(&self) -> Vec<(PacketType, Duration, String)> {
+        let events = self.events.lock().unwrap();
+        let retry = |e: &Event| match e {
+            Event::Retry {
+                packet,
+                delay,
+                reason,
+                ..
+            } => Some((*packet, *delay, reason.clone())),
+            _ => None,
+        };
+        events.iter().filter_map(retry).collect()
+    }
+}
+
 impl Observer for Recorder {
     fn on_response(&self, packet: PacketType, status: u16, _latency: Duration) {
         self.statuses.lock().unwrap().push((packet, status));
@@ -747,14 +764,9 @@ async fn a_503_is_retried_with_the_same_packet() {
     assert_eq!(report.retries, 1);
     assert_eq!(report.fragments, 4);
     let retries: Vec<_> = recorder
-        .events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|e| match e {
-            Event::Retry { packet, reason, .. } => Some((*packet, reason.clone())),
-            _ => None,
-        })
+        .retries()
+        .into_iter()
+        .map(|(packet, _, reason)| (packet, reason))
         .collect();
     assert_eq!(retries, [(PacketType::Fragment, "status 503".to_owned())]);
 }
@@ -842,14 +854,9 @@ async fn an_unreachable_server_exhausts_the_retries_with_backoff() {
         "{err}"
     );
     let delays: Vec<u128> = recorder
-        .events
-        .lock()
-        .unwrap()
+        .retries()
         .iter()
-        .filter_map(|e| match e {
-            Event::Retry { delay, .. } => Some(delay.as_millis()),
-            _ => None,
-        })
+        .map(|(_, delay, _)| delay.as_millis())
         .collect();
     assert_eq!(delays, [10, 20, 40]);
 }
