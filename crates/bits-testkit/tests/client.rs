@@ -134,16 +134,31 @@ struct Relay {
 }
 
 async fn relay(to: SocketAddr) -> Relay {
+    flaky_relay(to, None).await
+}
+
+/// A relay that answers connection number `busy_on` (from 1) itself with a bare 503
+/// Ack (no BITS error code: "try later") and closes it. It reads the whole request
+/// first, as a well-behaved server does: a server that closes with the body unread
+/// resets the connection, and the client then sees a connection error instead.
+async fn flaky_relay(to: SocketAddr, busy_on: Option<u64>) -> Relay {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicU64::new(0));
     let bytes_up = Arc::new(AtomicU64::new(0));
     let (conns, up) = (connections.clone(), bytes_up.clone());
     tokio::spawn(async move {
-        while let Ok((inbound, _)) = listener.accept().await {
-            conns.fetch_add(1, Ordering::SeqCst);
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let number = conns.fetch_add(1, Ordering::SeqCst) + 1;
             let up = up.clone();
             tokio::spawn(async move {
+                if busy_on == Some(number) {
+                    read_request(&mut inbound).await;
+                    let _ = inbound
+                        .write_all(b"HTTP/1.1 503 Service Unavailable\r\nBITS-Packet-Type: Ack\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .await;
+                    return;
+                }
                 let Ok(outbound) = TcpStream::connect(to).await else {
                     return;
                 };
@@ -170,6 +185,33 @@ async fn relay(to: SocketAddr) -> Relay {
     }
 }
 
+/// Reads one request head and its `Content-Length` body.
+async fn read_request(stream: &mut TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 /// An address nothing listens on.
 async fn closed_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -181,6 +223,23 @@ async fn closed_port() -> SocketAddr {
 struct Recorder {
     events: Mutex<Vec<Event>>,
     statuses: Mutex<Vec<(PacketType, u16)>>,
+}
+
+impl Recorder {
+    /// Every `Event::Retry` as (packet, delay, reason).
+    fn retries(&self) -> Vec<(PacketType, Duration, String)> {
+        let events = self.events.lock().unwrap();
+        let retry = |e: &Event| match e {
+            Event::Retry {
+                packet,
+                delay,
+                reason,
+                ..
+            } => Some((*packet, *delay, reason.clone())),
+            _ => None,
+        };
+        events.iter().filter_map(retry).collect()
+    }
 }
 
 impl Observer for Recorder {
@@ -683,6 +742,36 @@ async fn one_connection_is_reused_by_default_and_new_ones_are_opened_on_request(
 }
 
 #[tokio::test]
+async fn a_503_is_retried_with_the_same_packet() {
+    let server = Server::start(|_| {}).await;
+    // One connection per packet: Ping, Create-Session, fragment 1, then fragment 2 is
+    // answered 503 by the relay.
+    let relay = flaky_relay(server.addr(), Some(4)).await;
+    let (path, sha) = server.source("busy.bin", 3000, 19);
+    let recorder = Recorder::default();
+    let report = upload(
+        &format!("http://{}/up/busy.bin", relay.addr),
+        UploadSource::File(path),
+        &UploadOptions {
+            new_connection_per_packet: true,
+            ..options(1000)
+        },
+        &recorder,
+    )
+    .await
+    .unwrap();
+    assert_eq!(sha256_file(&server.uploaded("busy.bin")), sha);
+    assert_eq!(report.retries, 1);
+    assert_eq!(report.fragments, 4);
+    let retries: Vec<_> = recorder
+        .retries()
+        .into_iter()
+        .map(|(packet, _, reason)| (packet, reason))
+        .collect();
+    assert_eq!(retries, [(PacketType::Fragment, "status 503".to_owned())]);
+}
+
+#[tokio::test]
 async fn two_hundred_concurrent_uploads_all_succeed() {
     let server = Server::start(|_| {}).await;
     let data = Bytes::from((0..20_000u32).map(|i| (i * 7) as u8).collect::<Vec<_>>());
@@ -765,14 +854,9 @@ async fn an_unreachable_server_exhausts_the_retries_with_backoff() {
         "{err}"
     );
     let delays: Vec<u128> = recorder
-        .events
-        .lock()
-        .unwrap()
+        .retries()
         .iter()
-        .filter_map(|e| match e {
-            Event::Retry { delay, .. } => Some(delay.as_millis()),
-            _ => None,
-        })
+        .map(|(_, delay, _)| delay.as_millis())
         .collect();
     assert_eq!(delays, [10, 20, 40]);
 }

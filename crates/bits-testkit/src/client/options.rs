@@ -103,9 +103,37 @@ pub enum UploadSource {
     Bytes(Bytes),
 }
 
+/// Parses a `--resolve` value, `HOST:ADDR` with `ADDR` an IP address and port
+/// (`node2:127.0.0.1:9000`, `node2:[::1]:9000`).
+pub fn parse_resolve(value: &str) -> Result<(String, SocketAddr), String> {
+    let (host, addr) = value
+        .split_once(':')
+        .ok_or_else(|| format!("{value:?} is not HOST:ADDR (for example node2:127.0.0.1:9000)"))?;
+    if host.is_empty() {
+        return Err(format!("{value:?} has no host name"));
+    }
+    let addr = addr
+        .parse::<SocketAddr>()
+        .map_err(|_| format!("{addr:?} in {value:?} is not an IP address with a port"))?;
+    Ok((host.to_ascii_lowercase(), addr))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_resolve_overrides() {
+        let (host, addr) = parse_resolve("Node2:127.0.0.1:9000").unwrap();
+        assert_eq!((host.as_str(), addr.port()), ("node2", 9000));
+        assert_eq!(
+            parse_resolve("n:[::1]:80").unwrap().1,
+            "[::1]:80".parse().unwrap()
+        );
+        for bad in ["node2", ":127.0.0.1:1", "n:127.0.0.1", "n:host:80"] {
+            assert!(parse_resolve(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn backoff_doubles_and_stops_at_the_ceiling() {

@@ -89,9 +89,11 @@ impl<'a> Uploader<'a> {
                 attempt: self.report.restarts,
                 packet,
             });
-            // A new session starts at the URL's host, like the Windows client's.
+            // A new session starts at the URL's host, like the Windows client's, and
+            // learns its own Host-Id, if any.
             self.target = self.origin.clone();
             self.fallback = None;
+            self.report.host_id = None;
         }
         self.report.elapsed = started.elapsed();
         Ok(self.report)

@@ -14,6 +14,8 @@ pub(crate) struct Target {
     pub port: u16,
     /// Request target: path and query, always starting with `/`.
     pub path: String,
+    /// The `Host` header value, computed once: every packet sends it.
+    authority: String,
 }
 
 impl Target {
@@ -46,7 +48,26 @@ impl Target {
                 "the path must be percent-encoded (no spaces, controls or non-ASCII)".to_owned(),
             );
         }
-        Ok(Target { host, port, path })
+        Ok(Target::new(host, port, path))
+    }
+
+    fn new(host: String, port: u16, path: String) -> Target {
+        let bracketed = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        let authority = if port == 80 {
+            bracketed
+        } else {
+            format!("{bracketed}:{port}")
+        };
+        Target {
+            host,
+            port,
+            path,
+            authority,
+        }
     }
 
     /// The same path on the node named by a `BITS-Host-Id` value. The value is a name or
@@ -62,25 +83,16 @@ impl Target {
         } else {
             split_host_port(value)?
         };
-        Ok(Target {
+        Ok(Target::new(
             host,
-            port: port.unwrap_or(self.port),
-            path: self.path.clone(),
-        })
+            port.unwrap_or(self.port),
+            self.path.clone(),
+        ))
     }
 
     /// The `Host` header value: `host[:port]`, the port left out when it is 80.
-    pub fn authority(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == 80 {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+    pub fn authority(&self) -> &str {
+        &self.authority
     }
 
     /// The URL this target stands for.
