@@ -62,7 +62,10 @@ impl Farm {
         registry: &SlotRegistry,
     ) -> Result<Farm, SlotsExhausted> {
         let mut farm = Farm::default();
-        let all = configs.iter().map(|c| (c, false)).chain(retired.iter().map(|c| (c, true)));
+        let all = configs
+            .iter()
+            .map(|c| (c, false))
+            .chain(retired.iter().map(|c| (c, true)));
         for (index, (config, is_retired)) in all.enumerate() {
             let (slot, status) = registry.slot(&config.id)?;
             status.set_retired(is_retired);

@@ -72,7 +72,10 @@ fn pin_new_session(
             return;
         }
     };
-    match shared.table.pin(SessionKey::new(id), chosen.slot, packet.dir, now) {
+    match shared
+        .table
+        .pin(SessionKey::new(id), chosen.slot, packet.dir, now)
+    {
         Ok(replaced) => {
             if let Some(old) = replaced {
                 // The same id issued twice: the old pin is gone, count it as such.

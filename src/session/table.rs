@@ -249,7 +249,10 @@ mod tests {
     fn refuses_new_pins_when_full() {
         let table = SessionTable::new(1);
         table.pin(key(1), BackendSlot(0), DirId(0), 0).unwrap();
-        assert_eq!(table.pin(key(2), BackendSlot(0), DirId(0), 0), Err(PinError::Full));
+        assert_eq!(
+            table.pin(key(2), BackendSlot(0), DirId(0), 0),
+            Err(PinError::Full)
+        );
         assert_eq!(table.len(), 1);
     }
 

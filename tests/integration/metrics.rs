@@ -96,3 +96,14 @@ async fn an_open_session_shows_as_active_and_pinned() {
         Some(1.0)
     );
 }
+#[test]
+fn every_metric_name_is_documented() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/metrics.md");
+    let doc = std::fs::read_to_string(&path).expect("docs/metrics.md exists");
+    for name in bitsgate::metrics::names::ALL {
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "{name} is not in docs/metrics.md"
+        );
+    }
+}
