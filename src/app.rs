@@ -4,6 +4,7 @@
 use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::proxy::BitsProxy;
+use crate::reload::ReloadService;
 use crate::state::Shared;
 use crate::sweeper::IdleSweeper;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -17,6 +18,10 @@ use std::sync::Arc;
 pub struct ProcessOptions {
     /// Take the listeners over from a running instance (zero-downtime upgrade).
     pub upgrade: bool,
+    /// The file the config came from (enables reloads).
+    pub config_path: Option<std::path::PathBuf>,
+    /// Reload on SIGHUP (only for a process that owns its signals, not in tests).
+    pub reload_on_sighup: bool,
 }
 
 /// A built, not yet running, instance.
@@ -33,6 +38,8 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(config.server.shutdown_timeout.as_secs()),
+        upgrade_sock: config.server.upgrade_sock.to_string_lossy().into_owned(),
+        pid_file: config.server.pid_file.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
     let opt = Opt {
@@ -44,7 +51,7 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
 
     let listener = config.listener.clone();
     let admin_address = config.admin.address;
-    let shared = Shared::new(config)?;
+    let shared = Shared::new(config, process.config_path.clone())?;
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -67,9 +74,14 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
     admin.threads = Some(1);
 
     let sweeper = background_service("idle sweeper", IdleSweeper::new(shared.clone()));
+    let reloader = background_service(
+        "config reload",
+        ReloadService::new(shared.clone(), process.reload_on_sighup),
+    );
 
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(sweeper);
+    server.add_service(reloader);
     Ok(Instance { server, shared })
 }

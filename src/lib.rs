@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod runner;
 pub mod session;

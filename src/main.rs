@@ -113,8 +113,12 @@ fn run(path: &std::path::Path, upgrade: bool) -> anyhow::Result<()> {
     let config = config::load_file(path)
         .map_err(|errors| anyhow::anyhow!("invalid configuration:\n{errors}"))?;
     tracing::info!(target: "bitsgate", listener = %config.listener.address, admin = %config.admin.address, backends = config.backends.len(), "starting");
-    let instance =
-        app::build(config, &ProcessOptions { upgrade }).context("building the server")?;
+    let process = ProcessOptions {
+        upgrade,
+        config_path: Some(path.to_owned()),
+        reload_on_sighup: true,
+    };
+    let instance = app::build(config, &process).context("building the server")?;
     instance.server.run_forever()
 }
 

@@ -51,12 +51,17 @@ impl ShutdownSignalWatch for StopWatch {
 
 /// Starts an instance. Port 0 in the listener or admin address is replaced by a free
 /// port first, since Pingora binds inside its own runtime and cannot report it.
-pub fn spawn(mut config: Config) -> anyhow::Result<RunningProxy> {
+pub fn spawn(config: Config) -> anyhow::Result<RunningProxy> {
+    spawn_with(config, ProcessOptions::default())
+}
+
+/// Starts an instance with process options (e.g. a config file to reload from).
+pub fn spawn_with(mut config: Config, process: ProcessOptions) -> anyhow::Result<RunningProxy> {
     config.listener.address = resolve_port_zero(config.listener.address)?;
     config.admin.address = resolve_port_zero(config.admin.address)?;
     let proxy_addr = config.listener.address;
     let admin_addr = config.admin.address;
-    let instance = app::build(config, &ProcessOptions::default())?;
+    let instance = app::build(config, &process)?;
     let shared = instance.shared.clone();
     let stop = Arc::new(StopSignal::default());
     let signal = stop.clone();

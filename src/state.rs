@@ -2,19 +2,23 @@
 //! config generation (swapped whole on reload), the session table, the metrics.
 
 use crate::backend::{Farm, SlotRegistry};
-use crate::config::Config;
+use crate::config::{BackendConfig, Config};
 use crate::metrics::Metrics;
 use crate::session::{DirRegistry, SessionTable};
 use arc_swap::ArcSwap;
 use bits_proto::ClassifyOptions;
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// One configuration generation and everything derived from it.
 pub struct Generation {
     /// The validated config.
     pub config: Config,
-    /// The backends of this generation.
+    /// Backends that left the config but still own sessions (served, never chosen).
+    pub retired: Vec<BackendConfig>,
+    /// The backends of this generation, configured ones first, then retired ones.
     pub farm: Farm,
     /// Packet validation options derived from the config.
     pub classify: ClassifyOptions,
@@ -31,21 +35,29 @@ pub struct Shared {
     pub dirs: DirRegistry,
     /// This instance's metrics.
     pub metrics: Metrics,
-    tick: AtomicU64,
+    /// The file the config came from, for reloads (none for in-memory configs).
+    pub config_path: Option<PathBuf>,
+    /// Serialises reloads and retired-backend pruning (never taken on the request path).
+    pub(crate) swap_lock: Mutex<()>,
+    create_tick: AtomicU64,
+    other_tick: AtomicU64,
 }
 
 impl Shared {
     /// Builds the first generation from a validated config.
-    pub fn new(config: Config) -> anyhow::Result<Arc<Shared>> {
+    pub fn new(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<Arc<Shared>> {
         let slots = SlotRegistry::default();
-        let generation = Generation::build(config, &slots)?;
+        let generation = Generation::build(config, Vec::new(), &slots)?;
         let shared = Shared {
             table: SessionTable::new(generation.config.sessions.max_pinned),
             current: ArcSwap::from_pointee(generation),
             slots,
             dirs: DirRegistry::default(),
             metrics: Metrics::new(),
-            tick: AtomicU64::new(0),
+            config_path,
+            swap_lock: Mutex::new(()),
+            create_tick: AtomicU64::new(0),
+            other_tick: AtomicU64::new(0),
         };
         shared.publish_backend_metrics();
         Ok(Arc::new(shared))
@@ -56,48 +68,115 @@ impl Shared {
         self.current.load_full()
     }
 
-    /// Swaps in a new config generation. The session table is kept; pins of backends
-    /// that left the config are answered as removed when their next packet arrives.
+    /// Swaps in exactly this config: backends not in it are gone, and packets of their
+    /// sessions are answered as removed. `reload` is the policy-aware way in.
     pub fn apply(&self, config: Config) -> anyhow::Result<()> {
-        let generation = Generation::build(config, &self.slots)?;
+        self.install(config, Vec::new())
+    }
+
+    /// Swaps in a config plus the retired backends to keep serving. The session table
+    /// is kept as it is.
+    pub(crate) fn install(
+        &self,
+        config: Config,
+        retired: Vec<BackendConfig>,
+    ) -> anyhow::Result<()> {
+        let generation = Generation::build(config, retired, &self.slots)?;
+        let before: HashSet<Arc<str>> = self
+            .generation()
+            .farm
+            .backends
+            .iter()
+            .map(|b| b.id.clone())
+            .collect();
         self.table
             .set_max_pinned(generation.config.sessions.max_pinned);
+        for gone in before
+            .iter()
+            .filter(|id| generation.farm.index_of_id(id).is_none())
+        {
+            self.metrics.forget_backend(gone);
+        }
         self.current.store(Arc::new(generation));
         self.publish_backend_metrics();
         Ok(())
     }
 
-    /// A counter for round robin.
-    pub fn next_tick(&self) -> u64 {
-        self.tick.fetch_add(1, Ordering::Relaxed)
+    /// Drops retired backends whose last session ended; returns their ids.
+    pub fn prune_retired(&self) -> Vec<String> {
+        let _guard = self.swap_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = self.generation();
+        let (keep, done): (Vec<BackendConfig>, Vec<BackendConfig>) =
+            generation.retired.iter().cloned().partition(|backend| {
+                generation
+                    .farm
+                    .index_of_id(&backend.id)
+                    .is_some_and(|i| self.table.sessions_of(generation.farm.backends[i].slot) > 0)
+            });
+        if done.is_empty() {
+            return Vec::new();
+        }
+        if let Err(e) = self.install(generation.config.clone(), keep) {
+            tracing::error!(target: "bitsgate::reload", error = %e, "could not prune retired backends");
+            return Vec::new();
+        }
+        let ids: Vec<String> = done.into_iter().map(|b| b.id).collect();
+        tracing::info!(target: "bitsgate::reload", backends = ?ids, "retired backends drained and removed");
+        ids
     }
 
-    /// Sets the backend up/draining gauges from the live status.
+    /// The round-robin counter of a request kind. Create-Session has its own, so the
+    /// Pings and other requests of an upload never shift which backend gets the next
+    /// session (with a shared counter, uploads of the same shape all land on one node).
+    pub fn next_tick(&self, create_session: bool) -> u64 {
+        let counter = if create_session {
+            &self.create_tick
+        } else {
+            &self.other_tick
+        };
+        counter.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether a backend is draining and owns no session any more.
+    pub fn is_drained(&self, backend: &crate::backend::Backend) -> bool {
+        backend.status.is_draining() && self.table.sessions_of(backend.slot) == 0
+    }
+
+    /// Sets the per-backend gauges from the live status.
     pub fn publish_backend_metrics(&self) {
         let generation = self.current.load();
         for backend in &generation.farm.backends {
-            self.metrics
-                .backend_up
-                .with_label_values(&[&backend.id])
+            let labels = [&*backend.id];
+            let m = &self.metrics;
+            m.backend_up
+                .with_label_values(&labels)
                 .set(i64::from(backend.status.is_up()));
-            self.metrics
-                .backend_draining
-                .with_label_values(&[&backend.id])
+            m.backend_draining
+                .with_label_values(&labels)
                 .set(i64::from(backend.status.is_draining()));
+            m.backend_drained
+                .with_label_values(&labels)
+                .set(i64::from(self.is_drained(backend)));
         }
     }
 }
 
 impl Generation {
-    /// Derives a generation from a config.
-    pub fn build(config: Config, slots: &SlotRegistry) -> anyhow::Result<Generation> {
-        let farm = Farm::build(&config.backends, config.host_id.mode, slots)?;
+    /// Derives a generation from a config and the retired backends to keep.
+    pub fn build(
+        config: Config,
+        retired: Vec<BackendConfig>,
+        slots: &SlotRegistry,
+    ) -> anyhow::Result<Generation> {
+        let farm =
+            Farm::build_with_retired(&config.backends, &retired, config.host_id.mode, slots)?;
         let classify = ClassifyOptions {
             allow_method_override: config.listener.allow_method_override,
             max_header_value: config.limits.max_header_bytes,
         };
         Ok(Generation {
             config,
+            retired,
             farm,
             classify,
         })

@@ -1,16 +1,66 @@
-//! The admin listener: Prometheus metrics and probes. Read-only for now.
+//! The admin listener: metrics, probes, and the operations API (backends, sessions,
+//! drain, reload). JSON in, JSON out; documented in docs/admin-api.md.
 
+mod auth;
+mod views;
+
+use crate::metrics::EndReason;
+use crate::reload::{self, ReloadError};
+use crate::session::SessionKey;
 use crate::state::Shared;
+use crate::sweeper::{cancel_at_owner, CancelReason};
 use async_trait::async_trait;
-use http::{Response, StatusCode};
+use bits_proto::SessionId;
+use http::{Method, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use serde::Serialize;
+use serde_json::json;
 use std::sync::Arc;
 
-/// `GET /metrics`, `/livez`, `/readyz`.
+/// Default and largest page of `GET /sessions`.
+const SESSIONS_DEFAULT_LIMIT: usize = 100;
+const SESSIONS_MAX_LIMIT: usize = 10_000;
+
+/// The admin application.
 pub struct AdminApp {
     shared: Arc<Shared>,
 }
+
+/// A response before it is encoded.
+struct Reply {
+    status: StatusCode,
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(status: StatusCode, value: &impl Serialize) -> Reply {
+        let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+        body.push(b'\n');
+        Reply {
+            status,
+            content_type: JSON,
+            body,
+        }
+    }
+
+    fn error(status: StatusCode, message: impl Into<String>) -> Reply {
+        Reply::json(status, &json!({ "error": message.into() }))
+    }
+
+    fn text(status: StatusCode, text: &str) -> Reply {
+        Reply {
+            status,
+            content_type: TEXT,
+            body: text.as_bytes().to_vec(),
+        }
+    }
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
+const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 impl AdminApp {
     /// An admin app over shared state.
@@ -18,50 +68,223 @@ impl AdminApp {
         AdminApp { shared }
     }
 
-    fn route(&self, method: &http::Method, path: &str) -> (StatusCode, &'static str, Vec<u8>) {
-        if method != http::Method::GET && method != http::Method::HEAD {
-            return (
-                StatusCode::METHOD_NOT_ALLOWED,
-                TEXT,
-                b"method not allowed\n".to_vec(),
-            );
-        }
-        match path {
-            "/metrics" => {
+    async fn dispatch(&self, method: &Method, path: &str, query: Option<&str>) -> Reply {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let read = *method == Method::GET || *method == Method::HEAD;
+        match (read, method, segments.as_slice()) {
+            (true, _, ["metrics"]) => {
                 self.shared.publish_backend_metrics();
-                (StatusCode::OK, PROMETHEUS, self.shared.metrics.render())
-            }
-            "/livez" => (StatusCode::OK, TEXT, b"ok\n".to_vec()),
-            "/readyz" => {
-                let generation = self.shared.generation();
-                if generation.farm.backends.iter().any(|b| b.is_ready()) {
-                    (StatusCode::OK, TEXT, b"ready\n".to_vec())
-                } else {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        TEXT,
-                        b"no ready backend\n".to_vec(),
-                    )
+                Reply {
+                    status: StatusCode::OK,
+                    content_type: PROMETHEUS,
+                    body: self.shared.metrics.render(),
                 }
             }
-            _ => (StatusCode::NOT_FOUND, TEXT, b"not found\n".to_vec()),
+            (true, _, ["livez"]) => Reply::text(StatusCode::OK, "ok\n"),
+            (true, _, ["readyz"]) => self.readyz(),
+            (true, _, ["backends"]) => self.backends(),
+            (true, _, ["sessions"]) => self.sessions(query),
+            (true, _, ["sessions", id]) => self.session(id),
+            (_, &Method::POST, ["backends", id, "drain"]) => self.drain(id, true),
+            (_, &Method::POST, ["backends", id, "undrain"]) => self.drain(id, false),
+            (_, &Method::DELETE, ["sessions", id]) => self.delete_session(id).await,
+            (_, &Method::POST, ["config", "reload"]) => self.reload().await,
+            _ => Reply::error(
+                StatusCode::NOT_FOUND,
+                format!("no such endpoint: {method} {path}"),
+            ),
+        }
+    }
+
+    fn readyz(&self) -> Reply {
+        let generation = self.shared.generation();
+        if generation.farm.backends.iter().any(|b| b.is_ready()) {
+            Reply::text(StatusCode::OK, "ready\n")
+        } else {
+            Reply::text(StatusCode::SERVICE_UNAVAILABLE, "no ready backend\n")
+        }
+    }
+
+    fn backends(&self) -> Reply {
+        let generation = self.shared.generation();
+        let list: Vec<_> = generation
+            .farm
+            .backends
+            .iter()
+            .map(|b| views::backend(&self.shared, b))
+            .collect();
+        Reply::json(StatusCode::OK, &json!({ "backends": list }))
+    }
+
+    fn sessions(&self, query: Option<&str>) -> Reply {
+        let mut backend = None;
+        let mut limit = SESSIONS_DEFAULT_LIMIT;
+        for (key, value) in query
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+        {
+            match key {
+                "backend" => backend = Some(decode(value)),
+                "limit" => match value.parse::<usize>() {
+                    Ok(n) => limit = n.min(SESSIONS_MAX_LIMIT),
+                    Err(_) => {
+                        return Reply::error(StatusCode::BAD_REQUEST, "limit must be a number")
+                    }
+                },
+                _ => {}
+            }
+        }
+        let slot = match &backend {
+            Some(id) => match self.shared.generation().farm.index_of_id(id) {
+                Some(i) => Some(self.shared.generation().farm.backends[i].slot),
+                None => return Reply::error(StatusCode::NOT_FOUND, format!("no backend {id:?}")),
+            },
+            None => None,
+        };
+        let mut total = 0u64;
+        let mut list = Vec::new();
+        self.shared.table.for_each(|key, pin| {
+            if slot.is_some_and(|s| s != pin.backend) {
+                return;
+            }
+            total += 1;
+            if list.len() < limit {
+                list.push(views::session(&self.shared, key, pin));
+            }
+        });
+        Reply::json(StatusCode::OK, &json!({ "total": total, "sessions": list }))
+    }
+
+    fn lookup(&self, raw_id: &str) -> Result<(SessionKey, crate::session::Pin), Reply> {
+        let id = decode(raw_id);
+        let key = SessionId::validate(id.as_bytes())
+            .map(SessionKey::new)
+            .map_err(|e| {
+                Reply::error(StatusCode::BAD_REQUEST, format!("invalid session id: {e}"))
+            })?;
+        match self.shared.table.get(&key) {
+            Some(pin) => Ok((key, pin)),
+            None => Err(Reply::error(
+                StatusCode::NOT_FOUND,
+                format!("no pinned session {id}"),
+            )),
+        }
+    }
+
+    fn session(&self, raw_id: &str) -> Reply {
+        match self.lookup(raw_id) {
+            Ok((key, pin)) => {
+                Reply::json(StatusCode::OK, &views::session(&self.shared, &key, &pin))
+            }
+            Err(reply) => reply,
+        }
+    }
+
+    fn drain(&self, raw_id: &str, drain: bool) -> Reply {
+        let id = decode(raw_id);
+        let generation = self.shared.generation();
+        let Some(index) = generation.farm.index_of_id(&id) else {
+            return Reply::error(StatusCode::NOT_FOUND, format!("no backend {id:?}"));
+        };
+        let backend = &generation.farm.backends[index];
+        if !drain && (backend.status.is_config_draining() || backend.retired) {
+            return Reply::error(
+                StatusCode::CONFLICT,
+                format!("{id} drains because of the config file; change the file and reload"),
+            );
+        }
+        if backend.status.set_draining(drain) {
+            tracing::info!(target: "bitsgate::admin", backend = %id, draining = drain, "drain state changed");
+        }
+        self.shared.publish_backend_metrics();
+        Reply::json(StatusCode::OK, &views::backend(&self.shared, backend))
+    }
+
+    async fn delete_session(&self, raw_id: &str) -> Reply {
+        let (key, pin) = match self.lookup(raw_id) {
+            Ok(found) => found,
+            Err(reply) => return reply,
+        };
+        let answer = cancel_at_owner(&self.shared, &key, &pin, CancelReason::Admin).await;
+        let unpinned = self.shared.table.unpin(&key).is_some();
+        if unpinned {
+            let backend = self
+                .shared
+                .slots
+                .name(pin.backend)
+                .unwrap_or_else(|| "unknown".into());
+            self.shared
+                .metrics
+                .session_ended(&backend, EndReason::Cancelled);
+        }
+        Reply::json(
+            StatusCode::OK,
+            &json!({
+                "session": key.to_string(),
+                "unpinned": unpinned,
+                "cancel": answer.map(|a| json!({
+                    "status": a.status,
+                    "error_code": a.error_code.map(|c| c.to_string()),
+                })),
+            }),
+        )
+    }
+
+    async fn reload(&self) -> Reply {
+        let shared = self.shared.clone();
+        // Reading the file and resolving backend names block: keep them off the runtime.
+        let outcome = tokio::task::spawn_blocking(move || reload::reload(&shared)).await;
+        match outcome {
+            Ok(Ok(report)) => Reply::json(
+                StatusCode::OK,
+                &json!({ "outcome": "reloaded", "report": report }),
+            ),
+            Ok(Err(ReloadError::Invalid(errors))) => Reply::json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &json!({
+                    "outcome": "refused",
+                    "errors": errors.0.iter().map(|e| json!({ "key": e.key, "message": e.message, "fix": e.fix })).collect::<Vec<_>>(),
+                }),
+            ),
+            Ok(Err(e @ ReloadError::NoConfigFile)) => {
+                Reply::error(StatusCode::CONFLICT, e.to_string())
+            }
+            Ok(Err(e)) => Reply::error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            Err(e) => Reply::error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
     }
 }
 
-const TEXT: &str = "text/plain; charset=utf-8";
-const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+fn decode(value: &str) -> String {
+    percent_encoding::percent_decode_str(value)
+        .decode_utf8_lossy()
+        .into_owned()
+}
 
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
-        let (status, content_type, body) = self.route(&req.method, req.uri.path());
-        Response::builder()
-            .status(status)
-            .header(http::header::CONTENT_TYPE, content_type)
-            .header(http::header::CONTENT_LENGTH, body.len())
-            .body(body)
+        let method = req.method.clone();
+        let path = req.uri.path().to_owned();
+        let query = req.uri.query().map(str::to_owned);
+        let generation = self.shared.generation();
+        let reply = if auth::authorized(&generation.config.admin, &method, &path, &req.headers) {
+            self.dispatch(&method, &path, query.as_deref()).await
+        } else {
+            tracing::warn!(target: "bitsgate::admin", %method, path, "admin call refused: missing or wrong token");
+            Reply::error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
+        };
+        let mut builder = Response::builder()
+            .status(reply.status)
+            .header(http::header::CONTENT_TYPE, reply.content_type)
+            .header(http::header::CONTENT_LENGTH, reply.body.len());
+        if reply.status == StatusCode::UNAUTHORIZED {
+            builder = builder.header(http::header::WWW_AUTHENTICATE, "Bearer");
+        }
+        builder
+            .body(reply.body)
             .unwrap_or_else(|_| Response::new(Vec::new()))
     }
 }

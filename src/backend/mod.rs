@@ -1,6 +1,7 @@
 //! The backend farm: stable slots for backend ids, per-backend status that outlives
 //! reloads, and the immutable snapshot the proxy routes over.
 
+pub mod cancel;
 mod farm;
 mod slots;
 

@@ -61,6 +61,12 @@ pub struct Metrics {
     pub backend_draining: IntGaugeVec,
     /// See [`names::UPSTREAM_CONNECT_FAILURES_TOTAL`].
     pub connect_failures: IntCounterVec,
+    /// See [`names::BACKEND_DRAINED`].
+    pub backend_drained: IntGaugeVec,
+    /// See [`names::CONFIG_RELOADS_TOTAL`].
+    pub reloads: IntCounterVec,
+    /// See [`names::CANCELS_SENT_TOTAL`].
+    pub cancels_sent: IntCounterVec,
 }
 
 impl Metrics {
@@ -146,8 +152,26 @@ impl Metrics {
             "Failed connection attempts to each backend.",
             &["backend"],
         );
+        let backend_drained = gauge(
+            names::BACKEND_DRAINED,
+            "1 when a draining backend owns no session any more and can be taken down.",
+            &["backend"],
+        );
+        let reloads = counter(
+            names::CONFIG_RELOADS_TOTAL,
+            "Configuration reloads, by outcome.",
+            &["outcome"],
+        );
+        let cancels_sent = counter(
+            names::CANCELS_SENT_TOTAL,
+            "Cancel-Session packets bitsgate sent to backends itself, by reason and outcome.",
+            &["reason", "outcome"],
+        );
         Metrics {
             registry,
+            backend_drained,
+            reloads,
+            cancels_sent,
             requests,
             local_acks,
             sessions_created,
@@ -178,6 +202,17 @@ impl Metrics {
         self.pinned.inc();
     }
 
+    /// Removes the per-backend gauges of a backend that left the farm.
+    pub fn forget_backend(&self, backend: &str) {
+        for gauge in [
+            &self.backend_up,
+            &self.backend_draining,
+            &self.backend_drained,
+        ] {
+            let _ = gauge.remove_label_values(&[backend]);
+        }
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -196,6 +231,8 @@ impl Default for Metrics {
 /// The status-class label of a status code.
 pub fn status_class(status: u16) -> &'static str {
     match status {
+        // No response was written (the client went away first).
+        0 => "none",
         100..=199 => "1xx",
         200..=299 => "2xx",
         300..=399 => "3xx",

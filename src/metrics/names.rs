@@ -24,8 +24,18 @@ pub const BACKEND_DRAINING: &str = "bitsgate_backend_draining";
 /// Upstream connect failures, by backend.
 pub const UPSTREAM_CONNECT_FAILURES_TOTAL: &str = "bitsgate_upstream_connect_failures_total";
 
+/// 1 when a draining backend owns no session any more (safe to take down), else 0.
+pub const BACKEND_DRAINED: &str = "bitsgate_backend_drained";
+/// Config reloads, by outcome (success, failure).
+pub const CONFIG_RELOADS_TOTAL: &str = "bitsgate_config_reloads_total";
+/// Cancel-Session packets bitsgate sent itself, by reason (expired, admin) and outcome.
+pub const CANCELS_SENT_TOTAL: &str = "bitsgate_cancels_sent_total";
+
 /// Every name above, for the documentation check.
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 14] = [
+    BACKEND_DRAINED,
+    CONFIG_RELOADS_TOTAL,
+    CANCELS_SENT_TOTAL,
     REQUESTS_TOTAL,
     LOCAL_ACKS_TOTAL,
     SESSIONS_CREATED_TOTAL,

@@ -25,8 +25,22 @@ pub fn learn_from_ack(
     let success = (200..300).contains(&status);
     match packet.kind {
         PacketType::CreateSession if success => {
-            pin_new_session(shared, packet, chosen, response, now);
-            apply_host_id_policy(generation, chosen, response)?;
+            if pin_new_session(shared, packet, chosen, response, now) {
+                apply_host_id_policy(generation, chosen, response)?;
+            } else {
+                // A session bitsgate cannot route must not reach the client: its
+                // next packet would be refused as unknown. A bare 503 makes the client
+                // retry Create-Session later.
+                response.set_status(503)?;
+                for name in [
+                    h::SESSION_ID,
+                    h::PROTOCOL,
+                    h::HOST_ID,
+                    h::HOST_ID_FALLBACK_TIMEOUT,
+                ] {
+                    response.remove_header(name);
+                }
+            }
         }
         PacketType::Fragment if success => {
             if let Some(key) = &packet.session {
@@ -60,16 +74,16 @@ fn pin_new_session(
     chosen: &Chosen,
     response: &ResponseHeader,
     now: UnixSecs,
-) {
+) -> bool {
     let Some(raw) = response.headers.get(h::SESSION_ID) else {
         tracing::warn!(target: "bitsgate::learn", backend = %chosen.id, "Create-Session Ack without BITS-Session-Id");
-        return;
+        return false;
     };
     let id = match SessionId::validate(raw.as_bytes()) {
         Ok(id) => id,
         Err(e) => {
             tracing::warn!(target: "bitsgate::learn", backend = %chosen.id, error = %e, "Create-Session Ack with an invalid session id");
-            return;
+            return false;
         }
     };
     match shared
@@ -87,9 +101,11 @@ fn pin_new_session(
             }
             shared.metrics.session_created(&chosen.id);
             tracing::debug!(target: "bitsgate::learn", session = id, backend = %chosen.id, "pinned");
+            true
         }
         Err(e) => {
             tracing::error!(target: "bitsgate::learn", session = id, backend = %chosen.id, error = %e, "could not pin a new session");
+            false
         }
     }
 }

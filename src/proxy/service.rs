@@ -139,7 +139,11 @@ impl BitsProxy {
             target,
             host_backend: host.and_then(|host| generation.farm.index_for_host(host)),
             path: req.uri.path(),
-            tick: shared.next_tick(),
+            tick: match target {
+                Target::SessionPacket { .. } => 0,
+                Target::CreateSession => shared.next_tick(true),
+                Target::Ping | Target::Other => shared.next_tick(false),
+            },
             exclude: &ctx.tried,
         };
         match route(

@@ -6,6 +6,7 @@ use bits_testkit::client::{
     self, NoObserver, UploadError, UploadOptions, UploadReport, UploadSource,
 };
 use bits_testkit::server::{self, ServerConfig, ServerHandle, Stats};
+use bitsgate::app::ProcessOptions;
 use bitsgate::config::{self, Config};
 use bitsgate::runner::{self, RunningProxy};
 use bytes::Bytes;
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 pub struct Cluster {
     pub proxy: RunningProxy,
+    config_path: PathBuf,
     backends: Vec<Option<ServerHandle>>,
     server_configs: Vec<ServerConfig>,
     /// Backend roots live here; removed when the cluster is dropped.
@@ -29,6 +31,8 @@ type ServerTweak = dyn Fn(usize, &mut ServerConfig);
 
 pub struct ClusterBuilder {
     backends: usize,
+    configured: Option<usize>,
+    admin_token: Option<String>,
     host_id_mode: &'static str,
     extra: String,
     tweak: Option<Box<ServerTweak>>,
@@ -39,6 +43,8 @@ impl Cluster {
     pub fn new() -> ClusterBuilder {
         ClusterBuilder {
             backends: 3,
+            configured: None,
+            admin_token: None,
             host_id_mode: "strip",
             extra: String::new(),
             tweak: None,
@@ -49,6 +55,18 @@ impl Cluster {
 impl ClusterBuilder {
     pub fn backends(mut self, n: usize) -> Self {
         self.backends = n;
+        self
+    }
+
+    /// Lists only the first `n` backends in the initial config (the others run but
+    /// are unknown to bitsgate until a reload adds them).
+    pub fn configured(mut self, n: usize) -> Self {
+        self.configured = Some(n);
+        self
+    }
+
+    pub fn admin_token(mut self, token: &str) -> Self {
+        self.admin_token = Some(token.to_owned());
         self
     }
 
@@ -89,14 +107,29 @@ impl ClusterBuilder {
             server_configs.push(config);
             backends.push(Some(handle));
         }
+        let token = self
+            .admin_token
+            .as_ref()
+            .map(|t| format!("token = \"{t}\"\n"))
+            .unwrap_or_default();
         let header = format!(
-            "[listener]\naddress = \"127.0.0.1:0\"\nkeepalive_timeout = \"5s\"\n[admin]\naddress = \"127.0.0.1:0\"\n[host_id]\nmode = \"{}\"\nfallback_timeout = \"2s\"\n[upstream]\nconnect_timeout = \"2s\"\n[server]\nthreads = 2\ngrace_period = \"1s\"\nshutdown_timeout = \"1s\"\n{}",
+            "[listener]\naddress = \"127.0.0.1:0\"\nkeepalive_timeout = \"5s\"\n[admin]\naddress = \"127.0.0.1:0\"\n{token}[storage]\nmode = \"memory\"\n[host_id]\nmode = \"{}\"\nfallback_timeout = \"2s\"\n[upstream]\nconnect_timeout = \"2s\"\n[server]\nthreads = 2\ngrace_period = \"1s\"\nshutdown_timeout = \"1s\"\n{}",
             self.host_id_mode, self.extra
         );
-        let config = build_config(&header, &server_configs, |_| true);
-        let proxy = tokio::task::block_in_place(|| runner::spawn(config)).expect("proxy starts");
+        let configured = self.configured.unwrap_or(self.backends);
+        let text = config_text(&header, &server_configs, |i| i < configured);
+        let config_path = dir.path().join("bitsgate.toml");
+        std::fs::write(&config_path, &text).expect("config file");
+        let config = parse(&text);
+        let process = ProcessOptions {
+            config_path: Some(config_path.clone()),
+            ..ProcessOptions::default()
+        };
+        let proxy = tokio::task::block_in_place(|| runner::spawn_with(config, process))
+            .expect("proxy starts");
         Cluster {
             proxy,
+            config_path,
             backends,
             server_configs,
             _dir: dir,
@@ -107,6 +140,14 @@ impl ClusterBuilder {
 
 /// Backend `i` is called `b{i}` and answers to `b{i}.bits.example` / `NODE{i}`.
 fn build_config(header: &str, servers: &[ServerConfig], keep: impl Fn(usize) -> bool) -> Config {
+    parse(&config_text(header, servers, keep))
+}
+
+fn parse(text: &str) -> Config {
+    config::load_str(text).unwrap_or_else(|e| panic!("test config is invalid: {e}\n{text}"))
+}
+
+fn config_text(header: &str, servers: &[ServerConfig], keep: impl Fn(usize) -> bool) -> String {
     let mut text = header.to_owned();
     for (i, server) in servers.iter().enumerate().filter(|(i, _)| keep(*i)) {
         text.push_str(&format!(
@@ -114,7 +155,7 @@ fn build_config(header: &str, servers: &[ServerConfig], keep: impl Fn(usize) -> 
             server.listen[0]
         ));
     }
-    config::load_str(&text).unwrap_or_else(|e| panic!("test config is invalid: {e}\n{text}"))
+    text
 }
 
 impl Cluster {
@@ -179,6 +220,40 @@ impl Cluster {
     pub fn reconfigure(&self, keep: impl Fn(usize) -> bool) {
         let config = build_config(&self.header, &self.server_configs, keep);
         self.proxy.shared.apply(config).expect("config applies");
+    }
+
+    /// Rewrites the config file with the backends `keep` accepts and `extra` appended.
+    pub fn write_config(&self, keep: impl Fn(usize) -> bool, extra: &str) {
+        let text = config_text(&self.header, &self.server_configs, keep) + extra;
+        std::fs::write(&self.config_path, text).expect("config file");
+    }
+
+    /// Overwrites the config file with arbitrary text.
+    pub fn write_raw_config(&self, text: &str) {
+        std::fs::write(&self.config_path, text).expect("config file");
+    }
+
+    /// An admin call, with a bearer token when given.
+    pub async fn admin(&self, method: &str, path: &str, token: Option<&str>) -> RawResponse {
+        let mut request = RawRequest::new(method, path);
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        raw::send(self.proxy.admin_addr, &request)
+            .await
+            .expect("admin call")
+    }
+
+    /// An admin call whose JSON answer is returned.
+    pub async fn admin_json(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let response = self.admin(method, path, token).await;
+        let value = serde_json::from_slice(&response.body).unwrap_or(serde_json::Value::Null);
+        (response.status, value)
     }
 
     pub async fn send(&self, request: &RawRequest) -> RawResponse {

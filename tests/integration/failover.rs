@@ -13,7 +13,7 @@ const PATH: &str = "/uploads/f.bin";
 
 /// Holds the upload still once `pause_at` bytes are acknowledged, until released, and
 /// records what the client went through.
-struct Pauser {
+pub struct Pauser {
     pause_at: u64,
     paused: AtomicBool,
     reached: Mutex<Option<mpsc::Sender<()>>>,
@@ -28,12 +28,15 @@ impl Observer for Pauser {
             if let Some(reached) = self.reached.lock().unwrap().take() {
                 let _ = reached.send(());
             }
-            // Blocks this upload task only; the test drives the cluster meanwhile.
-            let _ = self
-                .release
-                .lock()
-                .unwrap()
-                .recv_timeout(Duration::from_secs(30));
+            // Holds this upload task only. block_in_place moves the worker's other
+            // tasks (and its timer duties) elsewhere, so the test can drive the cluster.
+            tokio::task::block_in_place(|| {
+                let _ = self
+                    .release
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(30));
+            });
         }
     }
 
@@ -50,7 +53,7 @@ impl Observer for Pauser {
     }
 }
 
-fn pauser(pause_at: u64) -> (Arc<Pauser>, mpsc::Receiver<()>, mpsc::Sender<()>) {
+pub fn pauser(pause_at: u64) -> (Arc<Pauser>, mpsc::Receiver<()>, mpsc::Sender<()>) {
     let (reached_tx, reached_rx) = mpsc::channel();
     let (release_tx, release_rx) = mpsc::channel();
     let pauser = Arc::new(Pauser {
@@ -64,7 +67,7 @@ fn pauser(pause_at: u64) -> (Arc<Pauser>, mpsc::Receiver<()>, mpsc::Sender<()>) 
     (pauser, reached_rx, release_tx)
 }
 
-async fn wait_for(rx: &mpsc::Receiver<()>) {
+pub async fn wait_for(rx: &mpsc::Receiver<()>) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         match rx.try_recv() {

@@ -8,6 +8,7 @@ mod failover;
 mod host_id;
 mod malformed;
 mod metrics;
+mod operations;
 mod sessions;
 mod uploads;
 mod wire;

@@ -1,0 +1,95 @@
+//! JSON views of backends and sessions.
+
+use crate::backend::Backend;
+use crate::session::{unix_now, Pin, SessionKey};
+use crate::state::Shared;
+use serde::Serialize;
+
+/// One backend, as `GET /backends` shows it.
+#[derive(Debug, Serialize)]
+pub struct BackendView {
+    /// Id from the config.
+    pub id: String,
+    /// Address.
+    pub address: String,
+    /// Share of new sessions.
+    pub weight: u32,
+    /// Reachable, per health checks.
+    pub up: bool,
+    /// `active`, `draining` or `drained`.
+    pub state: &'static str,
+    /// Draining because an operator asked (admin API).
+    pub drain_admin: bool,
+    /// Draining because the config file says so.
+    pub drain_config: bool,
+    /// Gone from the config; kept until its sessions end.
+    pub retired: bool,
+    /// Sessions pinned to it.
+    pub sessions: u64,
+    /// Fragment bytes forwarded to it and acknowledged.
+    pub uploaded_bytes: u64,
+}
+
+/// One session, as `GET /sessions` shows it.
+#[derive(Debug, Serialize)]
+pub struct SessionView {
+    /// The session id.
+    pub id: String,
+    /// Owning backend id.
+    pub backend: String,
+    /// URL directory it was created under.
+    pub dir: String,
+    /// Seconds since Create-Session.
+    pub age_s: u64,
+    /// Seconds since its last packet.
+    pub idle_s: u64,
+    /// Fragment bytes forwarded.
+    pub bytes: u64,
+    /// Packets routed.
+    pub packets: u32,
+}
+
+/// The view of a backend.
+pub fn backend(shared: &Shared, backend: &Backend) -> BackendView {
+    let status = &backend.status;
+    let state = if shared.is_drained(backend) {
+        "drained"
+    } else if status.is_draining() {
+        "draining"
+    } else {
+        "active"
+    };
+    BackendView {
+        id: backend.id.to_string(),
+        address: backend.address.to_string(),
+        weight: backend.weight,
+        up: status.is_up(),
+        state,
+        drain_admin: status.is_admin_draining(),
+        drain_config: status.is_config_draining(),
+        retired: backend.retired,
+        sessions: shared.table.sessions_of(backend.slot),
+        uploaded_bytes: shared
+            .metrics
+            .uploaded_bytes
+            .with_label_values(&[&*backend.id])
+            .get(),
+    }
+}
+
+/// The view of a session.
+pub fn session(shared: &Shared, key: &SessionKey, pin: &Pin) -> SessionView {
+    let now = unix_now();
+    SessionView {
+        id: key.to_string(),
+        backend: shared
+            .slots
+            .name(pin.backend)
+            .map_or_else(|| "unknown".to_owned(), |id| id.to_string()),
+        dir: shared.dirs.name(pin.dir),
+        age_s: u64::from(now.saturating_sub(pin.created)),
+        idle_s: u64::from(now.saturating_sub(pin.last_seen)),
+        bytes: pin.bytes,
+        packets: pin.packets,
+    }
+}
