@@ -1,7 +1,7 @@
 //! What the proxy, the admin API and the background services share: the current
 //! config generation (swapped whole on reload), the session table, the metrics.
 
-use crate::backend::{Farm, SlotRegistry};
+use crate::backend::{Farm, HealthTable, SlotRegistry};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::session::SessionTable;
@@ -29,6 +29,8 @@ pub struct Shared {
     pub slots: SlotRegistry,
     /// This instance's metrics.
     pub metrics: Metrics,
+    /// Consecutive probe and traffic outcomes per backend slot.
+    pub health: HealthTable,
     tick: AtomicU64,
 }
 
@@ -42,6 +44,7 @@ impl Shared {
             current: ArcSwap::from_pointee(generation),
             slots,
             metrics: Metrics::new(),
+            health: HealthTable::default(),
             tick: AtomicU64::new(0),
         };
         shared.publish_backend_metrics();
