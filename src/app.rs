@@ -3,6 +3,7 @@
 
 use crate::admin::AdminApp;
 use crate::config::Config;
+use crate::health_service::HealthService;
 use crate::proxy::BitsProxy;
 use crate::state::Shared;
 use crate::sweeper::IdleSweeper;
@@ -67,9 +68,11 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
     admin.threads = Some(1);
 
     let sweeper = background_service("idle sweeper", IdleSweeper::new(shared.clone()));
+    let health = background_service("health checks", HealthService::new(shared.clone()));
 
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(sweeper);
+    server.add_service(health);
     Ok(Instance { server, shared })
 }

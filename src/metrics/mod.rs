@@ -61,6 +61,8 @@ pub struct Metrics {
     pub backend_draining: IntGaugeVec,
     /// See [`names::UPSTREAM_CONNECT_FAILURES_TOTAL`].
     pub connect_failures: IntCounterVec,
+    /// See [`names::BACKEND_TRANSITIONS_TOTAL`].
+    pub backend_transitions: IntCounterVec,
 }
 
 impl Metrics {
@@ -146,6 +148,11 @@ impl Metrics {
             "Failed connection attempts to each backend.",
             &["backend"],
         );
+        let backend_transitions = counter(
+            names::BACKEND_TRANSITIONS_TOTAL,
+            "Backend health transitions, by new state (up or down).",
+            &["backend", "to"],
+        );
         Metrics {
             registry,
             requests,
@@ -159,6 +166,7 @@ impl Metrics {
             backend_up,
             backend_draining,
             connect_failures,
+            backend_transitions,
         }
     }
 

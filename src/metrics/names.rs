@@ -23,9 +23,11 @@ pub const BACKEND_UP: &str = "bitsgate_backend_up";
 pub const BACKEND_DRAINING: &str = "bitsgate_backend_draining";
 /// Upstream connect failures, by backend.
 pub const UPSTREAM_CONNECT_FAILURES_TOTAL: &str = "bitsgate_upstream_connect_failures_total";
+/// Backend health transitions, by backend and new state (`to` = up | down).
+pub const BACKEND_TRANSITIONS_TOTAL: &str = "bitsgate_backend_transitions_total";
 
 /// Every name above, for the documentation check.
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 12] = [
     REQUESTS_TOTAL,
     LOCAL_ACKS_TOTAL,
     SESSIONS_CREATED_TOTAL,
@@ -37,6 +39,7 @@ pub const ALL: [&str; 11] = [
     BACKEND_UP,
     BACKEND_DRAINING,
     UPSTREAM_CONNECT_FAILURES_TOTAL,
+    BACKEND_TRANSITIONS_TOTAL,
 ];
 
 /// Label value for requests answered without a backend.
