@@ -3,6 +3,7 @@
 
 use crate::admin::AdminApp;
 use crate::config::Config;
+use crate::health_service::HealthService;
 use crate::proxy::BitsProxy;
 use crate::reload::ReloadService;
 use crate::state::Shared;
@@ -78,10 +79,12 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
         "config reload",
         ReloadService::new(shared.clone(), process.reload_on_sighup),
     );
+    let health = background_service("health checks", HealthService::new(shared.clone()));
 
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(sweeper);
     server.add_service(reloader);
+    server.add_service(health);
     Ok(Instance { server, shared })
 }

@@ -7,6 +7,7 @@ pub mod app;
 pub mod backend;
 pub mod config;
 pub mod demo;
+pub mod health_service;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

@@ -1,7 +1,7 @@
 //! What the proxy, the admin API and the background services share: the current
 //! config generation (swapped whole on reload), the session table, the metrics.
 
-use crate::backend::{Farm, SlotRegistry};
+use crate::backend::{Farm, HealthTable, SlotRegistry};
 use crate::config::{BackendConfig, Config};
 use crate::metrics::Metrics;
 use crate::session::{DirRegistry, SessionTable};
@@ -41,6 +41,8 @@ pub struct Shared {
     pub(crate) swap_lock: Mutex<()>,
     create_tick: AtomicU64,
     other_tick: AtomicU64,
+    /// Consecutive probe and traffic outcomes per backend slot.
+    pub health: HealthTable,
 }
 
 impl Shared {
@@ -58,6 +60,7 @@ impl Shared {
             swap_lock: Mutex::new(()),
             create_tick: AtomicU64::new(0),
             other_tick: AtomicU64::new(0),
+            health: HealthTable::default(),
         };
         shared.publish_backend_metrics();
         Ok(Arc::new(shared))

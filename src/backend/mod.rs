@@ -5,5 +5,11 @@ pub mod cancel;
 mod farm;
 mod slots;
 
+// Health checking.
+pub mod health;
+pub mod probe;
+
 pub use farm::{Backend, Farm};
 pub use slots::{BackendSlot, BackendStatus, SlotRegistry};
+
+pub use health::{HealthTable, Outcome, Thresholds, Transition};

@@ -67,6 +67,8 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     /// See [`names::CANCELS_SENT_TOTAL`].
     pub cancels_sent: IntCounterVec,
+    /// See [`names::BACKEND_TRANSITIONS_TOTAL`].
+    pub backend_transitions: IntCounterVec,
 }
 
 impl Metrics {
@@ -167,6 +169,11 @@ impl Metrics {
             "Cancel-Session packets bitsgate sent to backends itself, by reason and outcome.",
             &["reason", "outcome"],
         );
+        let backend_transitions = counter(
+            names::BACKEND_TRANSITIONS_TOTAL,
+            "Backend health transitions, by new state (up or down).",
+            &["backend", "to"],
+        );
         Metrics {
             registry,
             backend_drained,
@@ -183,6 +190,7 @@ impl Metrics {
             backend_up,
             backend_draining,
             connect_failures,
+            backend_transitions,
         }
     }
 

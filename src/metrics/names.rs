@@ -23,6 +23,8 @@ pub const BACKEND_UP: &str = "bitsgate_backend_up";
 pub const BACKEND_DRAINING: &str = "bitsgate_backend_draining";
 /// Upstream connect failures, by backend.
 pub const UPSTREAM_CONNECT_FAILURES_TOTAL: &str = "bitsgate_upstream_connect_failures_total";
+/// Backend health transitions, by backend and new state (`to` = up | down).
+pub const BACKEND_TRANSITIONS_TOTAL: &str = "bitsgate_backend_transitions_total";
 
 /// 1 when a draining backend owns no session any more (safe to take down), else 0.
 pub const BACKEND_DRAINED: &str = "bitsgate_backend_drained";
@@ -32,7 +34,7 @@ pub const CONFIG_RELOADS_TOTAL: &str = "bitsgate_config_reloads_total";
 pub const CANCELS_SENT_TOTAL: &str = "bitsgate_cancels_sent_total";
 
 /// Every name above, for the documentation check.
-pub const ALL: [&str; 14] = [
+pub const ALL: [&str; 15] = [
     BACKEND_DRAINED,
     CONFIG_RELOADS_TOTAL,
     CANCELS_SENT_TOTAL,
@@ -47,6 +49,7 @@ pub const ALL: [&str; 14] = [
     BACKEND_UP,
     BACKEND_DRAINING,
     UPSTREAM_CONNECT_FAILURES_TOTAL,
+    BACKEND_TRANSITIONS_TOTAL,
 ];
 
 /// Label value for requests answered without a backend.

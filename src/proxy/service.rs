@@ -323,6 +323,10 @@ impl ProxyHttp for BitsProxy {
             .with_label_values(&[&chosen.id])
             .inc();
         ctx.tried.push(chosen.index);
+        // Passive health: enough consecutive failures take the backend down.
+        if let Some(generation) = &ctx.generation {
+            crate::health_service::connect_failed(&self.shared, generation, chosen.index);
+        }
         let session_bound = ctx.packet.as_ref().is_some_and(|p| p.kind.needs_session());
         if session_bound {
             // Never another node for a pinned session: it would answer not-found and the
@@ -369,6 +373,10 @@ impl ProxyHttp for BitsProxy {
             return Ok(());
         }
         ctx.status = upstream_response.status.as_u16();
+        // Passive health: an answer ends any run of connect failures.
+        if let (Some(chosen), Some(generation)) = (&ctx.chosen, &ctx.generation) {
+            crate::health_service::responded(&self.shared, generation, chosen.index);
+        }
         if let (Some(packet), Some(chosen), Some(generation)) =
             (&ctx.packet, &ctx.chosen, &ctx.generation)
         {

@@ -116,6 +116,13 @@ impl ClusterBuilder {
             "[listener]\naddress = \"127.0.0.1:0\"\nkeepalive_timeout = \"5s\"\n[admin]\naddress = \"127.0.0.1:0\"\n{token}[storage]\nmode = \"memory\"\n[host_id]\nmode = \"{}\"\nfallback_timeout = \"2s\"\n[upstream]\nconnect_timeout = \"2s\"\n[server]\nthreads = 2\ngrace_period = \"1s\"\nshutdown_timeout = \"1s\"\n{}",
             self.host_id_mode, self.extra
         );
+        // Probes would add requests to the backends' counts that tests compare; tests
+        // about health set their own [health_check].
+        let header = if self.extra.contains("[health_check]") {
+            header
+        } else {
+            header + "[health_check]\nkind = \"none\"\npassive_failures = 0\n"
+        };
         let configured = self.configured.unwrap_or(self.backends);
         let text = config_text(&header, &server_configs, |i| i < configured);
         let config_path = dir.path().join("bitsgate.toml");

@@ -5,6 +5,7 @@ mod cluster;
 
 mod check_cli;
 mod failover;
+mod health;
 mod host_id;
 mod malformed;
 mod metrics;

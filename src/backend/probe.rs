@@ -1,0 +1,273 @@
+//! Active probes, on Pingora's health-check machinery: a TCP connect, or a BITS Ping
+//! (`BITS_POST` with `BITS-Packet-Type: Ping`) that passes on any BITS Ack.
+//!
+//! Any Ack counts, whatever its status: a 401 or 403 Ack comes from a node that is
+//! alive and speaks BITS (it only wants credentials the probe does not have). A refused
+//! connection, a timeout, or an answer without `BITS-Packet-Type: Ack` is a failure.
+
+use crate::config::{HealthCheckConfig, HealthCheckKind};
+use bits_proto::headers as h;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::Backend as LbBackend;
+use pingora::{Error, ErrorType};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a probe failed (logged as the transition's detail).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    /// No answer within `health_check.timeout`.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// Connect, write, read or validation failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The probes of one config (path and timeout), reused across rounds and rebuilt
+/// when a reload changes either. The BITS Ping check is per address because its
+/// request carries the backend's address as `Host`.
+pub struct Probes {
+    path: String,
+    timeout: Duration,
+    tcp: Arc<TcpHealthCheck>,
+    ping: HashMap<SocketAddr, Arc<HttpHealthCheck>>,
+}
+
+impl Probes {
+    /// Probes for a config.
+    pub fn new(config: &HealthCheckConfig) -> Self {
+        let mut tcp = TcpHealthCheck::default();
+        tcp.peer_template.options.connection_timeout = Some(config.timeout);
+        Probes {
+            path: config.path.clone(),
+            timeout: config.timeout,
+            tcp: Arc::new(tcp),
+            ping: HashMap::new(),
+        }
+    }
+
+    /// Whether these probes were built for this config.
+    pub fn matches(&self, config: &HealthCheckConfig) -> bool {
+        self.path == config.path && self.timeout == config.timeout
+    }
+
+    /// A probe of `kind` for the backend at `address`, ready to run on its own task.
+    /// `None` for [`HealthCheckKind::None`].
+    pub fn prepare(&mut self, kind: HealthCheckKind, address: SocketAddr) -> Option<Probe> {
+        let check: Arc<dyn HealthCheck + Send + Sync> = match kind {
+            HealthCheckKind::None => return None,
+            HealthCheckKind::Tcp => self.tcp.clone(),
+            HealthCheckKind::BitsPing => {
+                let (path, timeout) = (&self.path, self.timeout);
+                self.ping
+                    .entry(address)
+                    .or_insert_with(|| Arc::new(bits_ping(address, path, timeout)))
+                    .clone()
+            }
+        };
+        Some(Probe {
+            check,
+            address,
+            timeout: self.timeout,
+        })
+    }
+}
+
+/// One probe of one backend.
+pub struct Probe {
+    check: Arc<dyn HealthCheck + Send + Sync>,
+    address: SocketAddr,
+    timeout: Duration,
+}
+
+impl Probe {
+    /// Runs the probe, bounded by the configured timeout as a whole (the connector's
+    /// own timeouts cover single steps only).
+    pub async fn run(&self) -> Result<(), ProbeError> {
+        // Weight 1: Pingora's selection code panics on zero-weight backends.
+        let target = LbBackend::new_with_weight(&self.address.to_string(), 1)
+            .map_err(|e| ProbeError::Failed(e.to_string()))?;
+        match tokio::time::timeout(self.timeout, self.check.check(&target)).await {
+            Err(_) => Err(ProbeError::Timeout(self.timeout)),
+            Ok(Err(e)) => Err(ProbeError::Failed(e.to_string())),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+}
+
+/// A BITS Ping to `path` on `address`.
+fn bits_ping(address: SocketAddr, path: &str, timeout: Duration) -> HttpHealthCheck {
+    let host = address.to_string();
+    let mut check = HttpHealthCheck::new(&host, false);
+    check.peer_template.options.connection_timeout = Some(timeout);
+    check.peer_template.options.total_connection_timeout = Some(timeout);
+    check.peer_template.options.read_timeout = Some(timeout);
+    check.peer_template.options.write_timeout = Some(timeout);
+    match ping_request(&host, path) {
+        Ok(req) => check.req = req,
+        // The path is validated at load (starts with '/', visible ASCII), so this is
+        // not expected; a probe that cannot be built fails rather than pinging "/".
+        Err(e) => {
+            let message = e.to_string();
+            check.validator = Some(Box::new(move |_| {
+                Error::e_explain(ErrorType::InternalError, message.clone())
+            }));
+            return check;
+        }
+    }
+    check.validator = Some(Box::new(validate_ack));
+    check
+}
+
+fn ping_request(host: &str, path: &str) -> pingora::Result<RequestHeader> {
+    let mut req = RequestHeader::build(h::METHOD_BITS_POST, path.as_bytes(), None)?;
+    req.append_header("Host", host)?;
+    req.append_header(h::PACKET_TYPE, "Ping")?;
+    req.append_header(h::CONTENT_LENGTH, "0")?;
+    Ok(req)
+}
+
+/// Any response that is a BITS Ack, whatever its status.
+fn validate_ack(response: &ResponseHeader) -> pingora::Result<()> {
+    let is_ack = response
+        .headers
+        .get(h::PACKET_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("Ack"));
+    if is_ack {
+        Ok(())
+    } else {
+        Error::e_explain(
+            ErrorType::CustomCode("not a BITS Ack", response.status.as_u16()),
+            "the health probe's answer has no BITS-Packet-Type: Ack",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A server on loopback that answers every connection with `response` and
+    /// reports the first request it read.
+    async fn canned(response: &'static str) -> (SocketAddr, tokio::sync::mpsc::Receiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 4096];
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                let _ = tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .await;
+                if !response.is_empty() {
+                    let _ = stream.write_all(response.as_bytes()).await;
+                } else {
+                    // Silent: hold the connection open without answering.
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+            }
+        });
+        (address, rx)
+    }
+
+    fn config(timeout: Duration) -> HealthCheckConfig {
+        HealthCheckConfig {
+            kind: HealthCheckKind::BitsPing,
+            interval: Duration::from_secs(1),
+            timeout,
+            path: "/uploads/".into(),
+            healthy_threshold: 1,
+            unhealthy_threshold: 1,
+            passive_failures: 0,
+        }
+    }
+
+    async fn probe(kind: HealthCheckKind, address: SocketAddr) -> Result<(), ProbeError> {
+        let mut probes = Probes::new(&config(Duration::from_millis(500)));
+        probes.prepare(kind, address).expect("a probe").run().await
+    }
+
+    fn closed_port() -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_bits_ping_sends_bits_post_with_a_ping_packet_to_the_configured_path() {
+        let (address, mut requests) =
+            canned("HTTP/1.1 200 OK\r\nBITS-Packet-Type: Ack\r\nContent-Length: 0\r\n\r\n").await;
+        assert_eq!(probe(HealthCheckKind::BitsPing, address).await, Ok(()));
+        let request = requests.recv().await.unwrap().to_ascii_lowercase();
+        assert!(
+            request.starts_with("bits_post /uploads/ http/1.1\r\n"),
+            "{request}"
+        );
+        assert!(request.contains("bits-packet-type: ping\r\n"), "{request}");
+        assert!(request.contains("content-length: 0\r\n"), "{request}");
+    }
+
+    #[tokio::test]
+    async fn an_unauthorized_ack_still_proves_the_node_alive() {
+        let (address, _) = canned(
+            "HTTP/1.1 401 Unauthorized\r\nBITS-Packet-Type: Ack\r\nContent-Length: 0\r\n\r\n",
+        )
+        .await;
+        assert_eq!(probe(HealthCheckKind::BitsPing, address).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_is_not_a_bits_ack_fails_the_ping() {
+        let (address, _) =
+            canned("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 2\r\n\r\nhi")
+                .await;
+        assert!(matches!(
+            probe(HealthCheckKind::BitsPing, address).await,
+            Err(ProbeError::Failed(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_fails_both_probes() {
+        let address = closed_port();
+        assert!(probe(HealthCheckKind::BitsPing, address).await.is_err());
+        assert!(probe(HealthCheckKind::Tcp, address).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_node_that_accepts_but_never_answers_fails_within_the_timeout() {
+        let (address, _) = canned("").await;
+        let started = Instant::now();
+        assert!(probe(HealthCheckKind::BitsPing, address).await.is_err());
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_tcp_probe_passes_on_any_listener() {
+        let (address, _) = canned("garbage").await;
+        assert_eq!(probe(HealthCheckKind::Tcp, address).await, Ok(()));
+    }
+
+    #[test]
+    fn kind_none_prepares_no_probe_and_a_changed_config_is_noticed() {
+        let base = config(Duration::from_secs(1));
+        let mut probes = Probes::new(&base);
+        assert!(probes
+            .prepare(HealthCheckKind::None, closed_port())
+            .is_none());
+        assert!(probes.matches(&base));
+        let other = HealthCheckConfig {
+            path: "/".into(),
+            ..base
+        };
+        assert!(!probes.matches(&other));
+    }
+}
