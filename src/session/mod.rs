@@ -1,6 +1,7 @@
 //! Session pinning: compact keys and the table.
 
 pub mod key;
+pub mod store;
 pub mod table;
 
 pub use key::SessionKey;
