@@ -125,7 +125,7 @@ impl PinStore {
         );
         let writer = Writer::new(
             dir.to_path_buf(),
-            path,
+            path.clone(),
             file,
             len,
             sync,
@@ -138,6 +138,21 @@ impl PinStore {
             .spawn(move || writer.run(rx))
             .map_err(io_err("start the writer thread for", dir))?;
 
+        log_recovery(&path, &replayed, truncated_bytes, discarded_to.as_deref());
+        if removed_stale_temp {
+            tracing::info!(
+                dir = %dir.display(),
+                "removed the temp file of a compaction that did not finish; the journal is intact"
+            );
+        }
+        if compacted {
+            tracing::info!(
+                journal = %path.display(),
+                before_bytes = replayed.valid_len,
+                after_bytes = len,
+                "compacted the pin journal to its live pins"
+            );
+        }
         let loaded = Loaded {
             pins: replayed
                 .live
@@ -286,4 +301,23 @@ impl PinStore {
 
 fn worth_compacting(journal_bytes: u64, live_bytes: u64) -> bool {
     journal_bytes >= COMPACT_MIN_BYTES && journal_bytes > live_bytes.saturating_mul(COMPACT_RATIO)
+}
+
+/// The one warning an operator needs after a crash, and the summary line of every start.
+fn log_recovery(path: &Path, replayed: &replay::Replayed, cut: u64, saved: Option<&Path>) {
+    if let (Some(damage), Some(saved)) = (replayed.damage, saved) {
+        tracing::warn!(
+            journal = %path.display(),
+            at_byte = replayed.valid_len,
+            cut_bytes = cut,
+            saved_to = %saved.display(),
+            "pin journal: cut off a torn or damaged tail ({damage}); pins journaled in it are lost"
+        );
+    }
+    tracing::info!(
+        journal = %path.display(),
+        pins = replayed.live.len(),
+        records = replayed.records,
+        "pin journal loaded"
+    );
 }

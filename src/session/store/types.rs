@@ -65,7 +65,17 @@ pub enum TailDamage {
     BadChecksum,
 }
 
-/// What [`PinStore::open`] found.
+impl std::fmt::Display for TailDamage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TailDamage::Incomplete => "the file ends inside a record",
+            TailDamage::BadLength => "a record length no record has",
+            TailDamage::BadChecksum => "a record checksum mismatch",
+        })
+    }
+}
+
+/// What [`super::PinStore::open`] found.
 #[derive(Debug)]
 pub struct Loaded {
     /// Every pin the journal holds, in no particular order, with its backend id. Idle

@@ -203,6 +203,14 @@ fn the_data_directory_is_created_with_an_empty_journal() {
     assert_eq!(bytes, super::format::header());
 }
 
+#[test]
+fn the_store_and_its_futures_can_be_shared_across_tasks() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    fn sendable<T: Send + 'static>() {}
+    shareable::<PinStore>();
+    sendable::<super::PendingWrite>();
+}
+
 /// Shared with the other test modules.
 fn backend(id: &str) -> Arc<str> {
     id.into()
