@@ -3,6 +3,7 @@
 
 mod compaction;
 mod compat;
+mod crash;
 mod damage;
 
 use super::{Loaded, PinStore, StorageSync, StoreError, StoredPin};
