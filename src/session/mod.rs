@@ -2,6 +2,7 @@
 
 pub mod dirs;
 pub mod key;
+pub mod store;
 pub mod table;
 
 pub use dirs::{DirId, DirRegistry};

@@ -1,0 +1,84 @@
+//! What can go wrong with the pin journal, worded for the operator who reads the log.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A pin journal failure. Clone, because one failed write is reported to every waiter
+/// of its batch.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// A file-system call failed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done, as a verb phrase.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The system error.
+        source: Arc<io::Error>,
+    },
+    /// The journal file is not one (wrong magic or too short for a header).
+    #[error(
+        "{} is not a bitsgate pin journal (wrong magic); refusing to start rather than \
+         overwrite it: move it aside or set storage.data_dir to another directory",
+        path.display()
+    )]
+    BadMagic {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The journal has a format version this build does not read.
+    #[error(
+        "{} is pin journal format v{found}, this bitsgate reads v{supported}: run a \
+         bitsgate that reads v{found}, or move the file aside to start without its pins",
+        path.display()
+    )]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version in its header.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// A record passed its checksum but does not decode: written by something else,
+    /// not torn by a crash, so it is not silently dropped.
+    #[error(
+        "{}: the record at byte {offset} has a valid checksum but cannot be read \
+         ({reason}); refusing to start rather than drop it and the pins after it: move \
+         the file aside to start without its pins",
+        path.display()
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Where the record starts.
+        offset: u64,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A session id or backend id longer than the format takes.
+    #[error("{what} is {len} bytes; the pin journal takes at most {max}")]
+    TooLong {
+        /// Which field.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An earlier write or sync failed in a way that leaves the journal's state unknown;
+    /// no more writes are accepted until a restart replays it.
+    #[error("the pin journal takes no more writes after an earlier failure: {cause}")]
+    Failed {
+        /// The first failure.
+        cause: Arc<StoreError>,
+    },
+    /// An append failed while a compaction was in flight; nothing was replaced.
+    #[error("the compaction was overtaken by a failed append; the journal is unchanged")]
+    CompactionInterrupted,
+    /// The writer thread is gone.
+    #[error("the pin journal writer has stopped")]
+    Closed,
+}

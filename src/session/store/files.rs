@@ -1,0 +1,101 @@
+//! File names and the file-system steps that make replacing a journal atomic.
+
+use super::format::{self, MAX_PAYLOAD};
+use super::{StoreError, StoredPin};
+use crate::session::SessionKey;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The journal in the data directory.
+pub(crate) const JOURNAL: &str = "pins.journal";
+/// A journal being built by a compaction; only ever renamed over [`JOURNAL`].
+pub(crate) const COMPACT_TEMP: &str = "pins.journal.compact";
+
+/// Builds a [`StoreError::Io`] for `action` on `path`.
+pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io {
+        action,
+        path,
+        source: Arc::new(source),
+    }
+}
+
+/// Makes a completed rename (or file creation) in `dir` survive a power cut.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync directory", dir))
+}
+
+/// Writes a new journal holding `pins` to `temp` and flushes it to the device. The file
+/// is returned open, positioned at its end, so a compaction can append the records that
+/// arrived meanwhile before renaming it into place.
+pub(crate) fn write_snapshot<'a>(
+    temp: &Path,
+    pins: impl IntoIterator<Item = (&'a SessionKey, &'a str, &'a StoredPin)>,
+) -> Result<File, StoreError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(temp)
+        .map_err(io_err("create", temp))?;
+    let mut buf = Vec::with_capacity(1 << 16);
+    buf.extend_from_slice(&format::header());
+    for (key, backend, pin) in pins {
+        format::encode_pin(&mut buf, key, backend, pin)?;
+        if buf.len() >= (1 << 16) - MAX_PAYLOAD {
+            file.write_all(&buf).map_err(io_err("write", temp))?;
+            buf.clear();
+        }
+    }
+    file.write_all(&buf).map_err(io_err("write", temp))?;
+    file.sync_all().map_err(io_err("sync", temp))?;
+    Ok(file)
+}
+
+/// Renames a flushed `temp` over the journal and makes the rename durable. Either name
+/// holds a complete journal at every instant, which is what makes compaction crash-safe.
+pub(crate) fn install(temp: &Path, journal: &Path, dir: &Path) -> Result<(), StoreError> {
+    fs::rename(temp, journal).map_err(io_err("rename compacted journal onto", journal))?;
+    sync_dir(dir)
+}
+
+/// Opens the journal for appends.
+pub(crate) fn open_append(journal: &Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .append(true)
+        .open(journal)
+        .map_err(io_err("open for append", journal))
+}
+
+/// Removes a compaction that never reached its rename (a crash or an error midway).
+/// The journal it was built from is still complete, so the temp file carries nothing.
+pub(crate) fn remove_stale_temp(dir: &Path) -> Result<bool, StoreError> {
+    let temp = dir.join(COMPACT_TEMP);
+    match fs::remove_file(&temp) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err("remove stale", &temp)(e)),
+    }
+}
+
+/// Copies the bytes cut off a damaged journal next to it, so that nothing is thrown
+/// away without a trace an operator can inspect.
+pub(crate) fn save_discarded(
+    dir: &Path,
+    journal: &File,
+    from: u64,
+    now: u32,
+) -> Result<PathBuf, StoreError> {
+    let path = dir.join(format!("{JOURNAL}.discarded-{now}-{from}"));
+    let mut source = journal.try_clone().map_err(io_err("read", &path))?;
+    io::Seek::seek(&mut source, io::SeekFrom::Start(from)).map_err(io_err("read", &path))?;
+    let mut out = File::create(&path).map_err(io_err("create", &path))?;
+    io::copy(&mut source, &mut out).map_err(io_err("write", &path))?;
+    out.sync_all().map_err(io_err("sync", &path))?;
+    Ok(path)
+}

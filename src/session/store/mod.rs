@@ -1,0 +1,323 @@
+//! Durable pins: an append-only journal with compaction in the data directory.
+//!
+//! Every pin is appended before the Create-Session Ack is released; unpins are appended
+//! too; the journal is replayed at start. One writer thread batches whatever many
+//! request tasks queued into a single `write(2)` and, in `fsync` mode, a single
+//! `fdatasync(2)`, so durability costs one device flush per burst rather than per
+//! session. `docs/storage.md` gives the format, the crash semantics and the measured
+//! costs.
+
+mod errors;
+mod files;
+mod format;
+mod pending;
+mod replay;
+mod types;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use errors::StoreError;
+pub use pending::PendingWrite;
+pub use types::{Loaded, StoreStats, StoredPin, TailDamage};
+
+use super::table::UnixSecs;
+use super::SessionKey;
+pub use crate::config::model::StorageSync;
+use files::{io_err, JOURNAL};
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use writer::{Counters, Msg, Writer};
+
+/// A journal smaller than this is never worth compacting.
+pub const COMPACT_MIN_BYTES: u64 = 1 << 20;
+/// Compact once the journal is this many times the size of the live pins.
+pub const COMPACT_RATIO: u64 = 4;
+
+/// The durable pin store. Cheap to clone; every clone feeds the same writer, which
+/// stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct PinStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    tx: Sender<Msg>,
+    counters: Arc<Counters>,
+    dir: PathBuf,
+    /// One compaction at a time: each sets the writer's mark.
+    compacting: tokio::sync::Mutex<()>,
+}
+
+impl PinStore {
+    /// Opens (or creates) the journal in `dir`: replays it, cuts off a torn tail, and
+    /// compacts it when it is mostly dead records. A foreign file, a newer format or an
+    /// undecodable record is an error: starting empty would silently drop pins.
+    pub fn open(dir: &Path, sync: StorageSync) -> Result<(PinStore, Loaded), StoreError> {
+        Self::open_with_clock(dir, sync, super::unix_now)
+    }
+
+    pub(crate) fn open_with_clock(
+        dir: &Path,
+        sync: StorageSync,
+        clock: fn() -> UnixSecs,
+    ) -> Result<(PinStore, Loaded), StoreError> {
+        fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        let removed_stale_temp = files::remove_stale_temp(dir)?;
+        let path = dir.join(JOURNAL);
+        let temp = dir.join(files::COMPACT_TEMP);
+        let now = clock();
+        let fresh = match fs::metadata(&path) {
+            Ok(meta) => meta.len() == 0,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            // Anything else (permissions, I/O) must not be mistaken for "no journal":
+            // writing a fresh one over it would drop every pin.
+            Err(e) => return Err(io_err("stat", &path)(e)),
+        };
+        if fresh {
+            files::write_snapshot(&temp, [])?;
+            files::install(&temp, &path, dir)?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        let replayed = replay::replay(&path, &file)?;
+        let file_len = file.metadata().map_err(io_err("stat", &path))?.len();
+
+        let truncated_bytes = file_len.saturating_sub(replayed.valid_len);
+        let mut discarded_to = None;
+        if truncated_bytes > 0 {
+            discarded_to = Some(files::save_discarded(dir, &file, replayed.valid_len, now)?);
+            file.set_len(replayed.valid_len)
+                .and_then(|()| file.sync_all())
+                .map_err(io_err("truncate", &path))?;
+        }
+        drop(file);
+
+        let live_bytes = replayed.live_bytes();
+        let compacted = worth_compacting(replayed.valid_len, live_bytes);
+        if compacted {
+            let live = replayed
+                .live
+                .iter()
+                .map(|(key, p)| (key, &*p.backend, &p.pin));
+            files::write_snapshot(&temp, live)?;
+            files::install(&temp, &path, dir)?;
+        }
+
+        let file = files::open_append(&path)?;
+        let len = file.metadata().map_err(io_err("stat", &path))?.len();
+        let counters = Arc::new(Counters::default());
+        // Seed the average pin record size from what is on disk, for should_compact.
+        counters
+            .pin_records
+            .store(replayed.live.len() as u64, Ordering::Relaxed);
+        counters.pin_record_bytes.store(
+            live_bytes.saturating_sub(format::HEADER_LEN as u64),
+            Ordering::Relaxed,
+        );
+        let writer = Writer::new(
+            dir.to_path_buf(),
+            path.clone(),
+            file,
+            len,
+            sync,
+            counters.clone(),
+            clock,
+        );
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("pin-journal".into())
+            .spawn(move || writer.run(rx))
+            .map_err(io_err("start the writer thread for", dir))?;
+
+        log_recovery(&path, &replayed, truncated_bytes, discarded_to.as_deref());
+        if removed_stale_temp {
+            tracing::info!(
+                dir = %dir.display(),
+                "removed the temp file of a compaction that did not finish; the journal is intact"
+            );
+        }
+        if compacted {
+            tracing::info!(
+                journal = %path.display(),
+                before_bytes = replayed.valid_len,
+                after_bytes = len,
+                "compacted the pin journal to its live pins"
+            );
+        }
+        let loaded = Loaded {
+            pins: replayed
+                .live
+                .into_iter()
+                .map(|(key, p)| {
+                    let last_seen = p.pin.last_seen.max(now);
+                    (key, p.backend, StoredPin { last_seen, ..p.pin })
+                })
+                .collect(),
+            records: replayed.records,
+            truncated_bytes,
+            damage: replayed.damage,
+            discarded_to,
+            compacted,
+            removed_stale_temp,
+            loaded_at: now,
+        };
+        let shared = Shared {
+            tx,
+            counters,
+            dir: dir.to_path_buf(),
+            compacting: tokio::sync::Mutex::new(()),
+        };
+        Ok((
+            PinStore {
+                shared: Arc::new(shared),
+            },
+            loaded,
+        ))
+    }
+
+    /// Journals that `key` is owned by `backend_id` since `created`. The record is queued
+    /// when this is called (so calls are journaled in call order); the future resolves
+    /// once it is written (`write`) or also flushed to the device (`fsync`). Dropping the
+    /// future does not withdraw the record.
+    pub fn pin(&self, key: &SessionKey, backend_id: &str, created: UnixSecs) -> PendingWrite {
+        let mut bytes = Vec::with_capacity(64);
+        let queued = format::encode_pin(&mut bytes, key, backend_id, &StoredPin::new(created))
+            .and_then(|()| {
+                let c = &self.shared.counters;
+                c.pin_records.fetch_add(1, Ordering::Relaxed);
+                c.pin_record_bytes
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                self.append(bytes, true)
+            });
+        PendingWrite::new(queued)
+    }
+
+    /// Journals that `key` is no longer pinned. Queued when called, so it always lands
+    /// after an earlier `pin` of the key; resolves once written, without waiting for a
+    /// device flush: a lost unpin only leaves a stale pin that expires.
+    pub fn unpin(&self, key: &SessionKey) -> PendingWrite {
+        let mut bytes = Vec::with_capacity(32);
+        let queued = format::encode_unpin(&mut bytes, key).and_then(|()| self.append(bytes, false));
+        PendingWrite::new(queued)
+    }
+
+    /// Flushes everything queued so far to the device, in either sync mode. For an
+    /// orderly shutdown.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let (ack, rx) = oneshot::channel();
+        self.send(Msg::Flush { ack })?;
+        PendingWrite::new(Ok(rx)).await
+    }
+
+    /// Rewrites the journal to hold only the live pins, atomically (temp file, fsync,
+    /// rename, fsync of the directory); a crash at any point leaves a loadable journal.
+    ///
+    /// `snapshot` must return every live pin of the table. It is a closure, not a list,
+    /// because it must run after the store marks the journal's end: a pin that races
+    /// the snapshot is either in it or was journaled after the mark, and the records
+    /// after the mark are carried into the new file. Pins and unpins go on meanwhile;
+    /// only the final copy of that short tail and the rename hold up the writer.
+    pub async fn compact<F>(&self, snapshot: F) -> Result<(), StoreError>
+    where
+        F: FnOnce() -> Vec<(SessionKey, Arc<str>, StoredPin)>,
+    {
+        let _one_at_a_time = self.shared.compacting.lock().await;
+        self.send(Msg::Mark)?;
+        let live = snapshot();
+        let temp = self.shared.dir.join(files::COMPACT_TEMP);
+        let written = tokio::task::spawn_blocking(move || {
+            let pins = live
+                .iter()
+                .map(|(key, backend, pin)| (key, &**backend, pin));
+            files::write_snapshot(&temp, pins).inspect_err(|_| {
+                let _ = fs::remove_file(&temp);
+            })
+        })
+        .await
+        .map_err(|_| StoreError::Closed)??;
+        let (ack, rx) = oneshot::channel();
+        self.send(Msg::Swap { temp: written, ack })?;
+        PendingWrite::new(Ok(rx)).await
+    }
+
+    /// Whether the journal has grown past [`COMPACT_RATIO`] times what `live` pins need
+    /// (and past [`COMPACT_MIN_BYTES`]): the table's owner asks this now and then.
+    pub fn should_compact(&self, live: u64) -> bool {
+        let c = &self.shared.counters;
+        let records = c.pin_records.load(Ordering::Relaxed).max(1);
+        let average = (c.pin_record_bytes.load(Ordering::Relaxed) / records).max(1);
+        let live_bytes = format::HEADER_LEN as u64 + live.saturating_mul(average);
+        worth_compacting(c.journal_bytes.load(Ordering::Relaxed), live_bytes)
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> StoreStats {
+        let c = &self.shared.counters;
+        let last = c.last_compaction.load(Ordering::Relaxed);
+        StoreStats {
+            records_written: c.records_written.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
+            syncs: c.syncs.load(Ordering::Relaxed),
+            journal_bytes: c.journal_bytes.load(Ordering::Relaxed),
+            pending: c.pending.load(Ordering::Relaxed),
+            compactions: c.compactions.load(Ordering::Relaxed),
+            last_compaction: (last != 0).then_some(last),
+        }
+    }
+
+    fn append(
+        &self,
+        bytes: Vec<u8>,
+        wait_sync: bool,
+    ) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
+        let (ack, rx) = oneshot::channel();
+        let pending = &self.shared.counters.pending;
+        pending.fetch_add(1, Ordering::Relaxed);
+        let msg = Msg::Append {
+            bytes,
+            records: 1,
+            wait_sync,
+            ack,
+        };
+        self.send(msg).inspect_err(|_| {
+            pending.fetch_sub(1, Ordering::Relaxed);
+        })?;
+        Ok(rx)
+    }
+
+    fn send(&self, msg: Msg) -> Result<(), StoreError> {
+        self.shared.tx.send(msg).map_err(|_| StoreError::Closed)
+    }
+}
+
+fn worth_compacting(journal_bytes: u64, live_bytes: u64) -> bool {
+    journal_bytes >= COMPACT_MIN_BYTES && journal_bytes > live_bytes.saturating_mul(COMPACT_RATIO)
+}
+
+/// The one warning an operator needs after a crash, and the summary line of every start.
+fn log_recovery(path: &Path, replayed: &replay::Replayed, cut: u64, saved: Option<&Path>) {
+    if let (Some(damage), Some(saved)) = (replayed.damage, saved) {
+        tracing::warn!(
+            journal = %path.display(),
+            at_byte = replayed.valid_len,
+            cut_bytes = cut,
+            saved_to = %saved.display(),
+            "pin journal: cut off a torn or damaged tail ({damage}); pins journaled in it are lost"
+        );
+    }
+    tracing::info!(
+        journal = %path.display(),
+        pins = replayed.live.len(),
+        records = replayed.records,
+        "pin journal loaded"
+    );
+}

@@ -1,0 +1,154 @@
+//! Reading a journal back: header, records in order, and where a torn or damaged tail
+//! begins. Pure with respect to the file: truncation is the caller's decision.
+
+use super::files::io_err;
+use super::format::{self, HeaderError, Record, FRAME_LEN, HEADER_LEN};
+use super::{StoreError, StoredPin, TailDamage};
+use crate::session::SessionKey;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A live pin as replay leaves it, with the size of the record that made it.
+pub(crate) struct LivePin {
+    pub backend: Arc<str>,
+    pub pin: StoredPin,
+    pub record_len: u64,
+}
+
+/// The state a journal describes.
+pub(crate) struct Replayed {
+    pub live: HashMap<SessionKey, LivePin>,
+    /// Complete records read.
+    pub records: u64,
+    /// Header plus every complete record: where the next append belongs.
+    pub valid_len: u64,
+    /// Why reading stopped before the end of the file, if it did.
+    pub damage: Option<TailDamage>,
+}
+
+impl Replayed {
+    /// Bytes a journal holding only the live pins would take.
+    pub fn live_bytes(&self) -> u64 {
+        HEADER_LEN as u64 + self.live.values().map(|p| p.record_len).sum::<u64>()
+    }
+}
+
+/// Replays `file` (positioned at its start). An empty file reads as an empty journal;
+/// a bad header or a checksummed record that does not decode is an error.
+pub(crate) fn replay(path: &Path, file: &File) -> Result<Replayed, StoreError> {
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut out = Replayed {
+        live: HashMap::new(),
+        records: 0,
+        valid_len: 0,
+        damage: None,
+    };
+    let mut header = [0u8; HEADER_LEN];
+    let got = read_full(&mut reader, &mut header).map_err(io_err("read", path))?;
+    if got == 0 {
+        return Ok(out);
+    }
+    if got < HEADER_LEN {
+        // Journals are created whole (temp file + rename), so a short header is not a
+        // torn write of ours: it is some other file.
+        return Err(StoreError::BadMagic { path: path.into() });
+    }
+    format::check_header(&header).map_err(|e| match e {
+        HeaderError::BadMagic => StoreError::BadMagic { path: path.into() },
+        HeaderError::Version(found) => StoreError::UnsupportedVersion {
+            path: path.into(),
+            found,
+            supported: format::VERSION,
+        },
+    })?;
+    out.valid_len = HEADER_LEN as u64;
+
+    let mut backends: HashSet<Arc<str>> = HashSet::new();
+    let mut payload = Vec::new();
+    loop {
+        let mut frame = [0u8; FRAME_LEN];
+        match read_full(&mut reader, &mut frame).map_err(io_err("read", path))? {
+            0 => break,
+            FRAME_LEN => {}
+            _ => {
+                out.damage = Some(TailDamage::Incomplete);
+                break;
+            }
+        }
+        let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
+        let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        if !format::plausible_len(len) {
+            out.damage = Some(TailDamage::BadLength);
+            break;
+        }
+        payload.resize(len as usize, 0);
+        if read_full(&mut reader, &mut payload).map_err(io_err("read", path))? < payload.len() {
+            out.damage = Some(TailDamage::Incomplete);
+            break;
+        }
+        if format::frame_crc(len, &payload) != crc {
+            out.damage = Some(TailDamage::BadChecksum);
+            break;
+        }
+        let offset = out.valid_len;
+        let record = format::decode(&payload).map_err(|reason| StoreError::Corrupt {
+            path: path.into(),
+            offset,
+            reason,
+        })?;
+        let record_len = (FRAME_LEN + payload.len()) as u64;
+        apply(&mut out.live, &mut backends, record, record_len);
+        out.records += 1;
+        out.valid_len += record_len;
+    }
+    Ok(out)
+}
+
+fn apply(
+    live: &mut HashMap<SessionKey, LivePin>,
+    backends: &mut HashSet<Arc<str>>,
+    record: Record,
+    record_len: u64,
+) {
+    match record {
+        Record::Pin { key, backend, pin } => {
+            // One shared string per backend id rather than one per pin.
+            let backend = match backends.get(backend.as_str()) {
+                Some(shared) => shared.clone(),
+                None => {
+                    let shared: Arc<str> = backend.into();
+                    backends.insert(shared.clone());
+                    shared
+                }
+            };
+            live.insert(
+                key,
+                LivePin {
+                    backend,
+                    pin,
+                    record_len,
+                },
+            );
+        }
+        Record::Unpin { key } => {
+            live.remove(&key);
+        }
+    }
+}
+
+/// Reads until `buf` is full or the file ends; returns the bytes read.
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}

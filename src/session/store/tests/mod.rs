@@ -1,0 +1,218 @@
+//! Tests of the pin store, as sentences. Files are real (a temp directory on the same
+//! file system as the work tree), clocks are fixed, nothing sleeps.
+
+mod compaction;
+mod compat;
+mod crash;
+mod damage;
+
+use super::{Loaded, PinStore, StorageSync, StoreError, StoredPin};
+use crate::session::SessionKey;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A clock at zero, so `last_seen` comes back exactly as stored.
+fn epoch() -> u32 {
+    0
+}
+
+fn open(dir: &Path) -> (PinStore, Loaded) {
+    match PinStore::open_with_clock(dir, StorageSync::Write, epoch) {
+        Ok(opened) => opened,
+        Err(e) => panic!("open {}: {e}", dir.display()),
+    }
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+fn guid(n: u32) -> SessionKey {
+    SessionKey::new(&format!("{{00000000-0000-0000-0000-{n:012x}}}"))
+}
+
+/// The loaded pins by spelled-out key, for comparisons.
+fn by_key(loaded: &Loaded) -> BTreeMap<String, (String, StoredPin)> {
+    loaded
+        .pins
+        .iter()
+        .map(|(key, backend, pin)| (key.to_string(), (backend.to_string(), *pin)))
+        .collect()
+}
+
+fn journal(dir: &Path) -> std::path::PathBuf {
+    dir.join(super::files::JOURNAL)
+}
+
+#[tokio::test]
+async fn pins_and_unpins_survive_a_reopen() {
+    let dir = temp_dir();
+    let (store, loaded) = open(dir.path());
+    assert!(loaded.pins.is_empty());
+    store.pin(&guid(1), "b1", 100).await.unwrap();
+    store.pin(&guid(2), "b2", 101).await.unwrap();
+    store.pin(&guid(3), "b1", 102).await.unwrap();
+    store.unpin(&guid(2)).await.unwrap();
+    store.pin(&guid(3), "b2", 103).await.unwrap();
+    drop(store);
+
+    let (_, loaded) = open(dir.path());
+    let pins = by_key(&loaded);
+    assert_eq!(pins.len(), 2);
+    assert_eq!(
+        pins[&guid(1).to_string()],
+        ("b1".into(), StoredPin::new(100))
+    );
+    assert_eq!(
+        pins[&guid(3).to_string()],
+        ("b2".into(), StoredPin::new(103))
+    );
+    assert_eq!((loaded.records, loaded.truncated_bytes), (5, 0));
+}
+
+#[tokio::test]
+async fn guid_and_text_keys_keep_their_exact_spelling() {
+    let ids = [
+        "{5e53c221-f2d6-4bf2-b994-1dc43ceaca8d}",
+        "{5E53C221-F2D6-4BF2-B994-1DC43CEACA8D}",
+        "5e53c221-f2d6-4bf2-b994-1dc43ceaca8d",
+        "5E53C221-F2D6-4BF2-B994-1DC43CEACA8D",
+        "00000000-0000-0000-0000-000000000000",
+        "{5e53c221-F2D6-4bf2-b994-1dc43ceaca8d}",
+        "session-42",
+        "ünïcödé/ßession",
+        "",
+    ];
+    let dir = temp_dir();
+    let (store, _) = open(dir.path());
+    for id in ids {
+        store.pin(&SessionKey::new(id), "b1", 1).await.unwrap();
+    }
+    drop(store);
+
+    let (_, loaded) = open(dir.path());
+    assert_eq!(loaded.pins.len(), ids.len());
+    for id in ids {
+        let original = SessionKey::new(id);
+        let found = loaded.pins.iter().find(|(key, ..)| *key == original);
+        assert_eq!(found.map(|(key, ..)| key.to_string()), Some(id.to_owned()));
+    }
+}
+
+#[tokio::test]
+async fn a_restart_raises_last_seen_to_the_load_time_and_keeps_the_rest() {
+    let dir = temp_dir();
+    let (store, _) = open(dir.path());
+    store.pin(&guid(1), "b1", 100).await.unwrap();
+    drop(store);
+
+    let (_, loaded) = PinStore::open_with_clock(dir.path(), StorageSync::Write, || 5000).unwrap();
+    let (_, backend, pin) = &loaded.pins[0];
+    assert_eq!(&**backend, "b1");
+    assert_eq!(
+        (pin.created, pin.last_seen, loaded.loaded_at),
+        (100, 5000, 5000)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_pins_from_many_tasks_all_land_in_fewer_writes_than_records() {
+    let dir = temp_dir();
+    let (store, _) = PinStore::open_with_clock(dir.path(), StorageSync::Fsync, epoch).unwrap();
+    let tasks: Vec<_> = (0..64u32)
+        .map(|task| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..50 {
+                    store.pin(&guid(task * 1000 + i), "b1", i).await?;
+                }
+                Ok::<_, StoreError>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let stats = store.stats();
+    assert_eq!((stats.records_written, stats.pending), (3200, 0));
+    // 64 writers waiting on fdatasync queue up behind each flush: group commit.
+    assert!(stats.writes < 3200, "{stats:?}");
+    assert!(stats.syncs <= stats.writes);
+    drop(store);
+
+    let (_, loaded) = open(dir.path());
+    assert_eq!(loaded.pins.len(), 3200);
+}
+
+#[tokio::test]
+async fn calls_are_journaled_in_call_order_even_when_awaited_later() {
+    let dir = temp_dir();
+    let (store, _) = open(dir.path());
+    let pin = store.pin(&guid(1), "b1", 1);
+    let unpin = store.unpin(&guid(1));
+    let repin = store.pin(&guid(2), "b2", 2);
+    // Awaited in reverse: the journal order is still the call order.
+    repin.await.unwrap();
+    unpin.await.unwrap();
+    pin.await.unwrap();
+    drop(store);
+
+    let (_, loaded) = open(dir.path());
+    assert_eq!(
+        by_key(&loaded).keys().collect::<Vec<_>>(),
+        [&guid(2).to_string()]
+    );
+}
+
+#[tokio::test]
+async fn flush_reaches_the_device_even_in_write_mode() {
+    let dir = temp_dir();
+    let (store, _) = open(dir.path());
+    store.pin(&guid(1), "b1", 1).await.unwrap();
+    assert_eq!(store.stats().syncs, 0);
+    store.flush().await.unwrap();
+    assert_eq!(store.stats().syncs, 1);
+}
+
+#[tokio::test]
+async fn an_id_longer_than_the_format_allows_is_refused_and_the_store_goes_on() {
+    let dir = temp_dir();
+    let (store, _) = open(dir.path());
+    let long = SessionKey::new(&"x".repeat(2000));
+    let refused = store.pin(&long, "b1", 1).await;
+    assert!(matches!(
+        refused,
+        Err(StoreError::TooLong { len: 2000, .. })
+    ));
+    let refused = store.pin(&guid(1), &"b".repeat(1025), 1).await;
+    assert!(matches!(
+        refused,
+        Err(StoreError::TooLong { len: 1025, .. })
+    ));
+    store.pin(&guid(2), "b1", 1).await.unwrap();
+    assert_eq!(store.stats().records_written, 1);
+}
+
+#[test]
+fn the_data_directory_is_created_with_an_empty_journal() {
+    let dir = temp_dir();
+    let nested = dir.path().join("a/b");
+    let (_, loaded) = open(&nested);
+    assert!(loaded.pins.is_empty());
+    let bytes = std::fs::read(journal(&nested)).unwrap();
+    assert_eq!(bytes, super::format::header());
+}
+
+#[test]
+fn the_store_and_its_futures_can_be_shared_across_tasks() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    fn sendable<T: Send + 'static>() {}
+    shareable::<PinStore>();
+    sendable::<super::PendingWrite>();
+}
+
+/// Shared with the other test modules.
+fn backend(id: &str) -> Arc<str> {
+    id.into()
+}
