@@ -58,7 +58,10 @@ fn pin_latency(c: &mut Criterion) {
                 rt.block_on(async {
                     let start = Instant::now();
                     for _ in 0..iters {
-                        store.pin(&next_key(), "backend-1", 1).await.expect("pin");
+                        store
+                            .pin(&next_key(), "backend-1", "/uploads/", 1)
+                            .await
+                            .expect("pin");
                     }
                     start.elapsed()
                 })
@@ -89,7 +92,10 @@ fn concurrent_pinners(c: &mut Criterion) {
                             let store = store.clone();
                             tokio::spawn(async move {
                                 for _ in 0..iters {
-                                    store.pin(&next_key(), "backend-1", 1).await.expect("pin");
+                                    store
+                                        .pin(&next_key(), "backend-1", "/uploads/", 1)
+                                        .await
+                                        .expect("pin");
                                 }
                             })
                         })

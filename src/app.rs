@@ -2,12 +2,15 @@
 //! and the background services, over one shared state.
 
 use crate::admin::AdminApp;
-use crate::config::Config;
+use crate::config::{Config, StorageMode};
 use crate::health_service::HealthService;
 use crate::proxy::BitsProxy;
 use crate::reload::ReloadService;
+use crate::session::store::PinStore;
 use crate::state::Shared;
 use crate::sweeper::IdleSweeper;
+use crate::upgrade::UpgradeCatchUp;
+use anyhow::Context;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
@@ -33,6 +36,32 @@ pub struct Instance {
     pub shared: Arc<Shared>,
 }
 
+/// Opens the pin journal in durable mode; it is read before any listener starts, so
+/// no packet is routed before the pins it refers to are back.
+fn open_store(
+    storage: &crate::config::StorageConfig,
+    upgrade: bool,
+) -> anyhow::Result<(Option<PinStore>, Option<crate::session::store::Loaded>)> {
+    match storage.mode {
+        StorageMode::Memory => Ok((None, None)),
+        StorageMode::Durable => {
+            // During an upgrade the old process still appends to the journal.
+            let open = if upgrade {
+                PinStore::open_shared
+            } else {
+                PinStore::open
+            };
+            let (store, loaded) = open(&storage.data_dir, storage.sync).with_context(|| {
+                format!("opening the pin journal in {}", storage.data_dir.display())
+            })?;
+            if let Some(damage) = &loaded.damage {
+                tracing::warn!(target: "bitsgate::store", %damage, truncated_bytes = loaded.truncated_bytes, "the pin journal ended in a damaged record; it was cut there");
+            }
+            Ok((Some(store), Some(loaded)))
+        }
+    }
+}
+
 /// Builds the server for a validated config.
 pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instance> {
     let conf = ServerConf {
@@ -52,7 +81,12 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
 
     let listener = config.listener.clone();
     let admin_address = config.admin.address;
-    let shared = Shared::new(config, process.config_path.clone())?;
+    let (store, loaded) = open_store(&config.storage, process.upgrade)?;
+    let shared = Shared::new(config, process.config_path.clone(), store)?;
+    if let Some(loaded) = loaded {
+        let restored = shared.restore(loaded.pins);
+        tracing::info!(target: "bitsgate::store", restored, records = loaded.records, truncated_bytes = loaded.truncated_bytes, "pins loaded from the journal");
+    }
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -85,6 +119,12 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
     server.add_service(admin);
     server.add_service(sweeper);
     server.add_service(reloader);
+    if process.upgrade {
+        server.add_service(background_service(
+            "upgrade catch-up",
+            UpgradeCatchUp::new(shared.clone()),
+        ));
+    }
     server.add_service(health);
     Ok(Instance { server, shared })
 }

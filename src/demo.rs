@@ -38,7 +38,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let backends = runtime.block_on(start_backends(&base, options.backends))?;
-    let config = demo_config(&options, &backends)?;
+    let config = demo_config(&options, &backends, &base.join("data"))?;
     let proxy = runner::spawn(config).context("starting the proxy")?;
     let sample = write_sample(&base)?;
 
@@ -96,10 +96,18 @@ async fn start_backends(base: &Path, count: usize) -> anyhow::Result<Vec<ServerH
     Ok(handles)
 }
 
-fn demo_config(options: &DemoOptions, backends: &[ServerHandle]) -> anyhow::Result<Config> {
+fn demo_config(
+    options: &DemoOptions,
+    backends: &[ServerHandle],
+    data_dir: &Path,
+) -> anyhow::Result<Config> {
     let mut text = format!(
-        "[listener]\naddress = \"{}\"\n[admin]\naddress = \"{}\"\n[sessions]\nsweep_interval = \"10s\"\n",
-        options.listen, options.admin
+        "[listener]\naddress = \"{}\"\n[admin]\naddress = \"{}\"\n[sessions]\nsweep_interval = \"10s\"\n[storage]\ndata_dir = {:?}\n[server]\nupgrade_sock = {:?}\npid_file = {:?}\n",
+        options.listen,
+        options.admin,
+        data_dir.display().to_string(),
+        data_dir.join("upgrade.sock").display().to_string(),
+        data_dir.join("bitsgate.pid").display().to_string(),
     );
     for backend in backends {
         text.push_str(&format!(

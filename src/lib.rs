@@ -16,3 +16,4 @@ pub mod runner;
 pub mod session;
 pub mod state;
 pub mod sweeper;
+pub mod upgrade;

@@ -127,7 +127,8 @@ fn reload_inner(shared: &Shared) -> Result<ReloadReport, ReloadError> {
                 }
             }
             RemovedBackends::End => {
-                for _ in shared.table.take_backend(slot) {
+                for (key, _) in shared.table.take_backend(slot) {
+                    shared.journal_unpin(&key);
                     shared
                         .metrics
                         .session_ended(&backend.id, EndReason::BackendRemoved);

@@ -4,7 +4,8 @@
 use crate::backend::{Farm, HealthTable, SlotRegistry};
 use crate::config::{BackendConfig, Config};
 use crate::metrics::Metrics;
-use crate::session::{DirRegistry, SessionTable};
+use crate::session::store::{PinOwner, PinStore, StoredPin};
+use crate::session::{DirRegistry, Pin, SessionKey, SessionTable};
 use arc_swap::ArcSwap;
 use bits_proto::ClassifyOptions;
 use std::collections::HashSet;
@@ -35,6 +36,8 @@ pub struct Shared {
     pub dirs: DirRegistry,
     /// This instance's metrics.
     pub metrics: Metrics,
+    /// The durable pin journal (none in memory mode).
+    pub store: Option<PinStore>,
     /// The file the config came from, for reloads (none for in-memory configs).
     pub config_path: Option<PathBuf>,
     /// Serialises reloads and retired-backend pruning (never taken on the request path).
@@ -47,7 +50,11 @@ pub struct Shared {
 
 impl Shared {
     /// Builds the first generation from a validated config.
-    pub fn new(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<Arc<Shared>> {
+    pub fn new(
+        config: Config,
+        config_path: Option<PathBuf>,
+        store: Option<PinStore>,
+    ) -> anyhow::Result<Arc<Shared>> {
         let slots = SlotRegistry::default();
         let generation = Generation::build(config, Vec::new(), &slots)?;
         let shared = Shared {
@@ -56,6 +63,7 @@ impl Shared {
             slots,
             dirs: DirRegistry::default(),
             metrics: Metrics::new(),
+            store,
             config_path,
             swap_lock: Mutex::new(()),
             create_tick: AtomicU64::new(0),
@@ -126,6 +134,95 @@ impl Shared {
         let ids: Vec<String> = done.into_iter().map(|b| b.id).collect();
         tracing::info!(target: "bitsgate::reload", backends = ?ids, "retired backends drained and removed");
         ids
+    }
+
+    /// Forgets a pin in the table and in the durable store.
+    pub fn unpin(&self, key: &SessionKey) -> Option<Pin> {
+        let pin = self.table.unpin(key)?;
+        self.journal_unpin(key);
+        Some(pin)
+    }
+
+    /// Journals the removal of a pin the table already dropped. An unpin is not waited
+    /// for: losing one only leaves a stale pin that expires after a restart.
+    pub fn journal_unpin(&self, key: &SessionKey) {
+        if let Some(store) = &self.store {
+            drop(store.unpin(key));
+        }
+    }
+
+    /// Puts the pins of the durable store back into the table, as they were; returns
+    /// how many.
+    pub fn restore(&self, pins: Vec<(SessionKey, PinOwner, StoredPin)>) -> usize {
+        let count = pins.len();
+        for (key, owner, stored) in pins {
+            let slot = match self.slots.slot(&owner.backend) {
+                Ok((slot, _)) => slot,
+                Err(e) => {
+                    tracing::error!(target: "bitsgate::store", backend = %owner.backend, error = %e, "cannot restore a pin");
+                    continue;
+                }
+            };
+            let dir = self.dirs.intern_path(&owner.dir);
+            self.table.restore(key, stored.into_pin(slot, dir));
+            self.metrics.session_restored(&owner.backend);
+        }
+        count
+    }
+
+    /// Adds the journal's pins this process does not hold: after a graceful upgrade,
+    /// those the old process created while it finished its last requests. Returns how
+    /// many were added.
+    pub async fn catch_up_store(&self) -> usize {
+        let Some(store) = &self.store else {
+            return 0;
+        };
+        match store.read_live().await {
+            Ok(pins) => {
+                let missing: Vec<_> = pins
+                    .into_iter()
+                    .filter(|(key, _, _)| self.table.get(key).is_none())
+                    .collect();
+                self.restore(missing)
+            }
+            Err(e) => {
+                tracing::error!(target: "bitsgate::store", error = %e, "re-reading the pin journal after the upgrade failed");
+                0
+            }
+        }
+    }
+
+    /// Rewrites the journal to the live pins when it has grown well past them.
+    pub async fn compact_store_if_worthwhile(&self) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        if !store.should_compact(self.table.len()) {
+            return;
+        }
+        let snapshot = || {
+            let mut live = Vec::with_capacity(self.table.len() as usize);
+            self.table.for_each(|key, pin| {
+                let backend = self
+                    .slots
+                    .name(pin.backend)
+                    .unwrap_or_else(|| "unknown".into());
+                let owner = PinOwner {
+                    backend,
+                    dir: self.dirs.name(pin.dir).into(),
+                };
+                live.push((key.clone(), owner, StoredPin::from(pin)));
+            });
+            live
+        };
+        match store.compact(snapshot).await {
+            Ok(()) => {
+                tracing::info!(target: "bitsgate::store", pins = self.table.len(), "pin journal compacted")
+            }
+            Err(e) => {
+                tracing::error!(target: "bitsgate::store", error = %e, "pin journal compaction failed")
+            }
+        }
     }
 
     /// The round-robin counter of a request kind. Create-Session has its own, so the

@@ -89,6 +89,7 @@ impl IdleSweeper {
         let idle_secs = u32::try_from(sessions.idle_timeout.as_secs()).unwrap_or(u32::MAX);
         let expired = self.shared.table.take_idle(now, idle_secs);
         for (key, pin) in expired.iter() {
+            self.shared.journal_unpin(key);
             let id = self
                 .shared
                 .slots
@@ -111,6 +112,7 @@ impl IdleSweeper {
             while tasks.join_next().await.is_some() {}
         }
         self.shared.prune_retired();
+        self.shared.compact_store_if_worthwhile().await;
         self.shared.publish_backend_metrics();
         expired.len()
     }
@@ -122,7 +124,16 @@ impl BackgroundService for IdleSweeper {
         loop {
             let interval = self.shared.generation().config.sessions.sweep_interval;
             tokio::select! {
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {
+                    // Unpins are not waited for on the request path: make them durable
+                    // before the process goes.
+                    if let Some(store) = &self.shared.store {
+                        if let Err(e) = store.flush().await {
+                            tracing::error!(target: "bitsgate::store", error = %e, "flushing the pin journal at shutdown failed");
+                        }
+                    }
+                    return;
+                }
                 _ = tokio::time::sleep(interval) => {}
             }
             self.sweep(unix_now()).await;

@@ -207,7 +207,7 @@ impl AdminApp {
             Err(reply) => return reply,
         };
         let answer = cancel_at_owner(&self.shared, &key, &pin, CancelReason::Admin).await;
-        let unpinned = self.shared.table.unpin(&key).is_some();
+        let unpinned = self.shared.unpin(&key).is_some();
         if unpinned {
             let backend = self
                 .shared

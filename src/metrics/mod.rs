@@ -63,6 +63,8 @@ pub struct Metrics {
     pub connect_failures: IntCounterVec,
     /// See [`names::BACKEND_DRAINED`].
     pub backend_drained: IntGaugeVec,
+    /// See [`names::STORE_ERRORS_TOTAL`].
+    pub store_errors: prometheus::IntCounter,
     /// See [`names::CONFIG_RELOADS_TOTAL`].
     pub reloads: IntCounterVec,
     /// See [`names::CANCELS_SENT_TOTAL`].
@@ -174,8 +176,17 @@ impl Metrics {
             "Backend health transitions, by new state (up or down).",
             &["backend", "to"],
         );
+        let store_errors = prometheus::IntCounter::new(
+            names::STORE_ERRORS_TOTAL,
+            "Pin journal writes that failed; the pin stays in memory only.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(store_errors.clone()))
+            .expect("unique metric");
         Metrics {
             registry,
+            store_errors,
             backend_drained,
             reloads,
             cancels_sent,
@@ -201,6 +212,12 @@ impl Metrics {
             .inc();
         self.sessions_active.with_label_values(&[backend]).dec();
         self.pinned.dec();
+    }
+
+    /// Records a pin brought back from the durable store at start.
+    pub fn session_restored(&self, backend: &str) {
+        self.sessions_active.with_label_values(&[backend]).inc();
+        self.pinned.inc();
     }
 
     /// Records a new pin.

@@ -33,8 +33,12 @@ pub const CONFIG_RELOADS_TOTAL: &str = "bitsgate_config_reloads_total";
 /// Cancel-Session packets bitsgate sent itself, by reason (expired, admin) and outcome.
 pub const CANCELS_SENT_TOTAL: &str = "bitsgate_cancels_sent_total";
 
+/// Pin journal writes that failed (the pin stays in memory only).
+pub const STORE_ERRORS_TOTAL: &str = "bitsgate_store_errors_total";
+
 /// Every name above, for the documentation check.
-pub const ALL: [&str; 15] = [
+pub const ALL: [&str; 16] = [
+    STORE_ERRORS_TOTAL,
     BACKEND_DRAINED,
     CONFIG_RELOADS_TOTAL,
     CANCELS_SENT_TOTAL,

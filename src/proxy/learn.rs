@@ -4,6 +4,7 @@
 use super::ctx::{Chosen, PacketInfo};
 use crate::config::HostIdMode;
 use crate::metrics::EndReason;
+use crate::session::store::PendingWrite;
 use crate::session::{SessionKey, UnixSecs};
 use crate::state::{Generation, Shared};
 use bits_proto::headers as h;
@@ -12,7 +13,8 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 
 /// Applies what an upstream Ack teaches. Runs before the Ack is released downstream,
-/// so a client never holds a session id that bitsgate does not know.
+/// so a client never holds a session id that bitsgate does not know. Returns the
+/// journal write of a new pin, which the caller awaits before releasing the Ack.
 pub fn learn_from_ack(
     shared: &Shared,
     generation: &Generation,
@@ -20,12 +22,17 @@ pub fn learn_from_ack(
     chosen: &Chosen,
     response: &mut ResponseHeader,
     now: UnixSecs,
-) -> Result<()> {
+) -> Result<Option<PendingWrite>> {
+    let mut journal = None;
     let status = response.status.as_u16();
     let success = (200..300).contains(&status);
     match packet.kind {
         PacketType::CreateSession if success => {
-            if pin_new_session(shared, packet, chosen, response, now) {
+            if let Some(key) = pin_new_session(shared, packet, chosen, response, now) {
+                journal = shared
+                    .store
+                    .as_ref()
+                    .map(|store| store.pin(&key, &chosen.id, &shared.dirs.name(packet.dir), now));
                 apply_host_id_policy(generation, chosen, response)?;
             } else {
                 // A session bitsgate cannot route must not reach the client: its
@@ -65,7 +72,7 @@ pub fn learn_from_ack(
     {
         unpin(shared, packet, chosen, EndReason::NotFound);
     }
-    Ok(())
+    Ok(journal)
 }
 
 fn pin_new_session(
@@ -74,22 +81,20 @@ fn pin_new_session(
     chosen: &Chosen,
     response: &ResponseHeader,
     now: UnixSecs,
-) -> bool {
+) -> Option<SessionKey> {
     let Some(raw) = response.headers.get(h::SESSION_ID) else {
         tracing::warn!(target: "bitsgate::learn", backend = %chosen.id, "Create-Session Ack without BITS-Session-Id");
-        return false;
+        return None;
     };
     let id = match SessionId::validate(raw.as_bytes()) {
         Ok(id) => id,
         Err(e) => {
             tracing::warn!(target: "bitsgate::learn", backend = %chosen.id, error = %e, "Create-Session Ack with an invalid session id");
-            return false;
+            return None;
         }
     };
-    match shared
-        .table
-        .pin(SessionKey::new(id), chosen.slot, packet.dir, now)
-    {
+    let key = SessionKey::new(id);
+    match shared.table.pin(key.clone(), chosen.slot, packet.dir, now) {
         Ok(replaced) => {
             if let Some(old) = replaced {
                 // The same id issued twice: the old pin is gone, count it as such.
@@ -101,11 +106,11 @@ fn pin_new_session(
             }
             shared.metrics.session_created(&chosen.id);
             tracing::debug!(target: "bitsgate::learn", session = id, backend = %chosen.id, "pinned");
-            true
+            Some(key)
         }
         Err(e) => {
             tracing::error!(target: "bitsgate::learn", session = id, backend = %chosen.id, error = %e, "could not pin a new session");
-            false
+            None
         }
     }
 }
@@ -119,7 +124,7 @@ fn unpin(shared: &Shared, packet: &PacketInfo, chosen: &Chosen, reason: EndReaso
     if shared.table.owner(key) != Some(chosen.slot) {
         return;
     }
-    if shared.table.unpin(key).is_some() {
+    if shared.unpin(key).is_some() {
         shared.metrics.session_ended(&chosen.id, reason);
         tracing::debug!(target: "bitsgate::learn", session = %key, backend = %chosen.id, reason = reason.label(), "unpinned");
     }

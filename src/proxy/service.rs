@@ -185,7 +185,7 @@ impl BitsProxy {
         let Some(key) = ctx.packet.as_ref().and_then(|p| p.session.as_ref()) else {
             return;
         };
-        if let Some(pin) = self.shared.table.unpin(key) {
+        if let Some(pin) = self.shared.unpin(key) {
             let id = self
                 .shared
                 .slots
@@ -380,7 +380,7 @@ impl ProxyHttp for BitsProxy {
         if let (Some(packet), Some(chosen), Some(generation)) =
             (&ctx.packet, &ctx.chosen, &ctx.generation)
         {
-            learn_from_ack(
+            let journal = learn_from_ack(
                 &self.shared,
                 generation,
                 packet,
@@ -388,6 +388,15 @@ impl ProxyHttp for BitsProxy {
                 upstream_response,
                 unix_now(),
             )?;
+            if let Some(write) = journal {
+                // The pin must be on disk before the client learns the session id.
+                // A failed write keeps the pin in memory: uploads go on, but this
+                // session would not survive a restart; that is logged and counted.
+                if let Err(e) = write.await {
+                    self.shared.metrics.store_errors.inc();
+                    tracing::error!(target: "bitsgate::store", error = %e, "a pin could not be journaled");
+                }
+            }
         }
         Ok(())
     }

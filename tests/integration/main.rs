@@ -10,6 +10,7 @@ mod host_id;
 mod malformed;
 mod metrics;
 mod operations;
+mod process;
 mod sessions;
 mod uploads;
 mod wire;

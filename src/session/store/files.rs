@@ -1,7 +1,7 @@
 //! File names and the file-system steps that make replacing a journal atomic.
 
 use super::format::{self, MAX_PAYLOAD};
-use super::{StoreError, StoredPin};
+use super::{PinOwner, StoreError, StoredPin};
 use crate::session::SessionKey;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -35,7 +35,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 /// arrived meanwhile before renaming it into place.
 pub(crate) fn write_snapshot<'a>(
     temp: &Path,
-    pins: impl IntoIterator<Item = (&'a SessionKey, &'a str, &'a StoredPin)>,
+    pins: impl IntoIterator<Item = (&'a SessionKey, &'a PinOwner, &'a StoredPin)>,
 ) -> Result<File, StoreError> {
     let mut file = OpenOptions::new()
         .write(true)
@@ -45,8 +45,8 @@ pub(crate) fn write_snapshot<'a>(
         .map_err(io_err("create", temp))?;
     let mut buf = Vec::with_capacity(1 << 16);
     buf.extend_from_slice(&format::header());
-    for (key, backend, pin) in pins {
-        format::encode_pin(&mut buf, key, backend, pin)?;
+    for (key, owner, pin) in pins {
+        format::encode_pin(&mut buf, key, &owner.backend, &owner.dir, pin)?;
         if buf.len() >= (1 << 16) - MAX_PAYLOAD {
             file.write_all(&buf).map_err(io_err("write", temp))?;
             buf.clear();

@@ -20,7 +20,7 @@ pub(crate) const FRAME_LEN: usize = 8;
 /// replay allocate or skip megabytes.
 pub(crate) const MAX_FIELD: usize = 1024;
 /// The largest payload a valid record can have (a pin with two maximal fields).
-pub(crate) const MAX_PAYLOAD: usize = 1 + 1 + 2 + MAX_FIELD + 2 + MAX_FIELD + 24;
+pub(crate) const MAX_PAYLOAD: usize = 1 + 1 + 2 + MAX_FIELD + 2 + MAX_FIELD + 2 + MAX_FIELD + 24;
 /// The smallest: an unpin of an empty text key (kind, tag, length).
 const MIN_PAYLOAD: usize = 4;
 
@@ -34,10 +34,11 @@ const STYLE_UPPER: u8 = 2;
 /// One journal entry.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Record {
-    /// `key` is owned by `backend`.
+    /// `key` is owned by `backend` and lives under URL directory `dir`.
     Pin {
         key: SessionKey,
         backend: String,
+        dir: String,
         pin: StoredPin,
     },
     /// `key` is no longer pinned.
@@ -77,13 +78,16 @@ pub(crate) fn encode_pin(
     out: &mut Vec<u8>,
     key: &SessionKey,
     backend: &str,
+    dir: &str,
     pin: &StoredPin,
 ) -> Result<(), StoreError> {
     check_field("backend id", backend.len())?;
+    check_field("URL directory", dir.len())?;
     frame(out, |out| {
         out.push(KIND_PIN);
         encode_key(out, key)?;
         put_field(out, backend.as_bytes());
+        put_field(out, dir.as_bytes());
         out.extend_from_slice(&pin.created.to_le_bytes());
         out.extend_from_slice(&pin.last_seen.to_le_bytes());
         out.extend_from_slice(&pin.packets.to_le_bytes());
@@ -197,13 +201,19 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, &'static str> {
     let record = match kind {
         KIND_PIN => {
             let backend = r.text()?.to_owned();
+            let dir = r.text()?.to_owned();
             let pin = StoredPin {
                 created: r.u32()?,
                 last_seen: r.u32()?,
                 packets: r.u32()?,
                 bytes: u64::from_le_bytes(r.array()?),
             };
-            Record::Pin { key, backend, pin }
+            Record::Pin {
+                key,
+                backend,
+                dir,
+                pin,
+            }
         }
         KIND_UNPIN => Record::Unpin { key },
         _ => return Err("unknown record kind"),

@@ -20,7 +20,7 @@ mod tests;
 
 pub use errors::StoreError;
 pub use pending::PendingWrite;
-pub use types::{Loaded, StoreStats, StoredPin, TailDamage};
+pub use types::{Loaded, PinOwner, StoreStats, StoredPin, TailDamage};
 
 use super::table::UnixSecs;
 use super::SessionKey;
@@ -59,16 +59,34 @@ impl PinStore {
     /// compacts it when it is mostly dead records. A foreign file, a newer format or an
     /// undecodable record is an error: starting empty would silently drop pins.
     pub fn open(dir: &Path, sync: StorageSync) -> Result<(PinStore, Loaded), StoreError> {
-        Self::open_with_clock(dir, sync, super::unix_now)
+        Self::open_inner(dir, sync, super::unix_now, false)
     }
 
+    /// Opens a journal that the previous process is still appending to (a graceful
+    /// upgrade): it is read as it is, never cut or compacted, since a record at its end
+    /// may still be in flight. Call [`PinStore::read_live`] once the old process is
+    /// gone to pick up what it wrote meanwhile.
+    pub fn open_shared(dir: &Path, sync: StorageSync) -> Result<(PinStore, Loaded), StoreError> {
+        Self::open_inner(dir, sync, super::unix_now, true)
+    }
+
+    #[cfg(test)]
     pub(crate) fn open_with_clock(
         dir: &Path,
         sync: StorageSync,
         clock: fn() -> UnixSecs,
     ) -> Result<(PinStore, Loaded), StoreError> {
+        Self::open_inner(dir, sync, clock, false)
+    }
+
+    fn open_inner(
+        dir: &Path,
+        sync: StorageSync,
+        clock: fn() -> UnixSecs,
+        shared_with_old_process: bool,
+    ) -> Result<(PinStore, Loaded), StoreError> {
         fs::create_dir_all(dir).map_err(io_err("create", dir))?;
-        let removed_stale_temp = files::remove_stale_temp(dir)?;
+        let removed_stale_temp = !shared_with_old_process && files::remove_stale_temp(dir)?;
         let path = dir.join(JOURNAL);
         let temp = dir.join(files::COMPACT_TEMP);
         let now = clock();
@@ -91,7 +109,11 @@ impl PinStore {
         let replayed = replay::replay(&path, &file)?;
         let file_len = file.metadata().map_err(io_err("stat", &path))?.len();
 
-        let truncated_bytes = file_len.saturating_sub(replayed.valid_len);
+        let truncated_bytes = if shared_with_old_process {
+            0
+        } else {
+            file_len.saturating_sub(replayed.valid_len)
+        };
         let mut discarded_to = None;
         if truncated_bytes > 0 {
             discarded_to = Some(files::save_discarded(dir, &file, replayed.valid_len, now)?);
@@ -102,12 +124,10 @@ impl PinStore {
         drop(file);
 
         let live_bytes = replayed.live_bytes();
-        let compacted = worth_compacting(replayed.valid_len, live_bytes);
+        let compacted =
+            !shared_with_old_process && worth_compacting(replayed.valid_len, live_bytes);
         if compacted {
-            let live = replayed
-                .live
-                .iter()
-                .map(|(key, p)| (key, &*p.backend, &p.pin));
+            let live = replayed.live.iter().map(|(key, p)| (key, &p.owner, &p.pin));
             files::write_snapshot(&temp, live)?;
             files::install(&temp, &path, dir)?;
         }
@@ -159,7 +179,7 @@ impl PinStore {
                 .into_iter()
                 .map(|(key, p)| {
                     let last_seen = p.pin.last_seen.max(now);
-                    (key, p.backend, StoredPin { last_seen, ..p.pin })
+                    (key, p.owner, StoredPin { last_seen, ..p.pin })
                 })
                 .collect(),
             records: replayed.records,
@@ -188,9 +208,15 @@ impl PinStore {
     /// when this is called (so calls are journaled in call order); the future resolves
     /// once it is written (`write`) or also flushed to the device (`fsync`). Dropping the
     /// future does not withdraw the record.
-    pub fn pin(&self, key: &SessionKey, backend_id: &str, created: UnixSecs) -> PendingWrite {
+    pub fn pin(
+        &self,
+        key: &SessionKey,
+        backend_id: &str,
+        dir: &str,
+        created: UnixSecs,
+    ) -> PendingWrite {
         let mut bytes = Vec::with_capacity(64);
-        let queued = format::encode_pin(&mut bytes, key, backend_id, &StoredPin::new(created))
+        let queued = format::encode_pin(&mut bytes, key, backend_id, dir, &StoredPin::new(created))
             .and_then(|()| {
                 let c = &self.shared.counters;
                 c.pin_records.fetch_add(1, Ordering::Relaxed);
@@ -228,16 +254,14 @@ impl PinStore {
     /// only the final copy of that short tail and the rename hold up the writer.
     pub async fn compact<F>(&self, snapshot: F) -> Result<(), StoreError>
     where
-        F: FnOnce() -> Vec<(SessionKey, Arc<str>, StoredPin)>,
+        F: FnOnce() -> Vec<(SessionKey, PinOwner, StoredPin)>,
     {
         let _one_at_a_time = self.shared.compacting.lock().await;
         self.send(Msg::Mark)?;
         let live = snapshot();
         let temp = self.shared.dir.join(files::COMPACT_TEMP);
         let written = tokio::task::spawn_blocking(move || {
-            let pins = live
-                .iter()
-                .map(|(key, backend, pin)| (key, &**backend, pin));
+            let pins = live.iter().map(|(key, owner, pin)| (key, owner, pin));
             files::write_snapshot(&temp, pins).inspect_err(|_| {
                 let _ = fs::remove_file(&temp);
             })
@@ -247,6 +271,24 @@ impl PinStore {
         let (ack, rx) = oneshot::channel();
         self.send(Msg::Swap { temp: written, ack })?;
         PendingWrite::new(Ok(rx)).await
+    }
+
+    /// Every live pin the journal holds now, after flushing this store's own writes.
+    /// Reads only; a damaged tail is ignored (the next ordinary start cuts it).
+    pub async fn read_live(&self) -> Result<Vec<(SessionKey, PinOwner, StoredPin)>, StoreError> {
+        self.flush().await?;
+        let path = self.shared.dir.join(JOURNAL);
+        tokio::task::spawn_blocking(move || {
+            let file = fs::File::open(&path).map_err(io_err("open", &path))?;
+            let replayed = replay::replay(&path, &file)?;
+            Ok(replayed
+                .live
+                .into_iter()
+                .map(|(key, p)| (key, p.owner, p.pin))
+                .collect())
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
     }
 
     /// Whether the journal has grown past [`COMPACT_RATIO`] times what `live` pins need

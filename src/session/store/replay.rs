@@ -3,7 +3,7 @@
 
 use super::files::io_err;
 use super::format::{self, HeaderError, Record, FRAME_LEN, HEADER_LEN};
-use super::{StoreError, StoredPin, TailDamage};
+use super::{PinOwner, StoreError, StoredPin, TailDamage};
 use crate::session::SessionKey;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 /// A live pin as replay leaves it, with the size of the record that made it.
 pub(crate) struct LivePin {
-    pub backend: Arc<str>,
+    pub owner: PinOwner,
     pub pin: StoredPin,
     pub record_len: u64,
 }
@@ -114,20 +114,29 @@ fn apply(
     record_len: u64,
 ) {
     match record {
-        Record::Pin { key, backend, pin } => {
-            // One shared string per backend id rather than one per pin.
-            let backend = match backends.get(backend.as_str()) {
+        Record::Pin {
+            key,
+            backend,
+            dir,
+            pin,
+        } => {
+            // One shared string per backend id and directory rather than one per pin.
+            let mut share = |text: String| match backends.get(text.as_str()) {
                 Some(shared) => shared.clone(),
                 None => {
-                    let shared: Arc<str> = backend.into();
+                    let shared: Arc<str> = text.into();
                     backends.insert(shared.clone());
                     shared
                 }
             };
+            let owner = PinOwner {
+                backend: share(backend),
+                dir: share(dir),
+            };
             live.insert(
                 key,
                 LivePin {
-                    backend,
+                    owner,
                     pin,
                     record_len,
                 },

@@ -6,6 +6,16 @@ use crate::session::SessionKey;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Who owns a stored pin: the backend id and the URL directory of the session (both
+/// kept as strings, since slots and directory ids are local to one process).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PinOwner {
+    /// Backend id from the config.
+    pub backend: Arc<str>,
+    /// URL directory the session was created under.
+    pub dir: Arc<str>,
+}
+
 /// A pin as the journal keeps it: everything of [`Pin`] except the process-local slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredPin {
@@ -32,9 +42,10 @@ impl StoredPin {
     }
 
     /// Back to a table entry, with the slot the backend id interns to in this process.
-    pub fn into_pin(self, backend: BackendSlot) -> Pin {
+    pub fn into_pin(self, backend: BackendSlot, dir: crate::session::DirId) -> Pin {
         Pin {
             backend,
+            dir,
             created: self.created,
             last_seen: self.last_seen,
             packets: self.packets,
@@ -82,7 +93,7 @@ pub struct Loaded {
     /// clocks are not journaled on every packet, so `last_seen` is raised to the load
     /// time: no session expires early because bitsgate restarted, and each gets at most
     /// one full idle timeout from the restart.
-    pub pins: Vec<(SessionKey, Arc<str>, StoredPin)>,
+    pub pins: Vec<(SessionKey, PinOwner, StoredPin)>,
     /// Complete records replayed.
     pub records: u64,
     /// Bytes cut off the end because they were not a complete, valid record.

@@ -22,6 +22,7 @@ fn records() -> Vec<Record> {
     let pin = |id: &str, backend: &str, pin: StoredPin| Record::Pin {
         key: key(id),
         backend: backend.into(),
+        dir: "/uploads/".into(),
         pin,
     };
     vec![
@@ -71,7 +72,12 @@ fn encode(records: &[Record]) -> Vec<u8> {
     let mut out = format::header().to_vec();
     for record in records {
         match record {
-            Record::Pin { key, backend, pin } => format::encode_pin(&mut out, key, backend, pin),
+            Record::Pin {
+                key,
+                backend,
+                dir,
+                pin,
+            } => format::encode_pin(&mut out, key, backend, dir, pin),
             Record::Unpin { key } => format::encode_unpin(&mut out, key),
         }
         .unwrap();

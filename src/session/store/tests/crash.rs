@@ -67,7 +67,10 @@ async fn child_pins_until_killed() {
     let (store, _) = PinStore::open(dir.as_ref(), StorageSync::Write).expect("child open");
     // Bounded, so an orphaned child ends on its own.
     for n in 0..1_000_000 {
-        store.pin(&guid(n), "b1", n).await.expect("child pin");
+        store
+            .pin(&guid(n), "b1", "/uploads/", n)
+            .await
+            .expect("child pin");
         println!("acked {n}");
     }
 }

@@ -10,7 +10,6 @@ use super::{Loaded, PinStore, StorageSync, StoreError, StoredPin};
 use crate::session::SessionKey;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
 /// A clock at zero, so `last_seen` comes back exactly as stored.
 fn epoch() -> u32 {
@@ -37,7 +36,7 @@ fn by_key(loaded: &Loaded) -> BTreeMap<String, (String, StoredPin)> {
     loaded
         .pins
         .iter()
-        .map(|(key, backend, pin)| (key.to_string(), (backend.to_string(), *pin)))
+        .map(|(key, owner, pin)| (key.to_string(), (owner.backend.to_string(), *pin)))
         .collect()
 }
 
@@ -50,11 +49,11 @@ async fn pins_and_unpins_survive_a_reopen() {
     let dir = temp_dir();
     let (store, loaded) = open(dir.path());
     assert!(loaded.pins.is_empty());
-    store.pin(&guid(1), "b1", 100).await.unwrap();
-    store.pin(&guid(2), "b2", 101).await.unwrap();
-    store.pin(&guid(3), "b1", 102).await.unwrap();
+    store.pin(&guid(1), "b1", "/uploads/", 100).await.unwrap();
+    store.pin(&guid(2), "b2", "/uploads/", 101).await.unwrap();
+    store.pin(&guid(3), "b1", "/uploads/", 102).await.unwrap();
     store.unpin(&guid(2)).await.unwrap();
-    store.pin(&guid(3), "b2", 103).await.unwrap();
+    store.pin(&guid(3), "b2", "/uploads/", 103).await.unwrap();
     drop(store);
 
     let (_, loaded) = open(dir.path());
@@ -87,7 +86,10 @@ async fn guid_and_text_keys_keep_their_exact_spelling() {
     let dir = temp_dir();
     let (store, _) = open(dir.path());
     for id in ids {
-        store.pin(&SessionKey::new(id), "b1", 1).await.unwrap();
+        store
+            .pin(&SessionKey::new(id), "b1", "/uploads/", 1)
+            .await
+            .unwrap();
     }
     drop(store);
 
@@ -104,12 +106,13 @@ async fn guid_and_text_keys_keep_their_exact_spelling() {
 async fn a_restart_raises_last_seen_to_the_load_time_and_keeps_the_rest() {
     let dir = temp_dir();
     let (store, _) = open(dir.path());
-    store.pin(&guid(1), "b1", 100).await.unwrap();
+    store.pin(&guid(1), "b1", "/uploads/", 100).await.unwrap();
     drop(store);
 
     let (_, loaded) = PinStore::open_with_clock(dir.path(), StorageSync::Write, || 5000).unwrap();
-    let (_, backend, pin) = &loaded.pins[0];
-    assert_eq!(&**backend, "b1");
+    let (_, owner, pin) = &loaded.pins[0];
+    assert_eq!(&*owner.backend, "b1");
+    assert_eq!(&*owner.dir, "/uploads/");
     assert_eq!(
         (pin.created, pin.last_seen, loaded.loaded_at),
         (100, 5000, 5000)
@@ -125,7 +128,9 @@ async fn concurrent_pins_from_many_tasks_all_land_in_fewer_writes_than_records()
             let store = store.clone();
             tokio::spawn(async move {
                 for i in 0..50 {
-                    store.pin(&guid(task * 1000 + i), "b1", i).await?;
+                    store
+                        .pin(&guid(task * 1000 + i), "b1", "/uploads/", i)
+                        .await?;
                 }
                 Ok::<_, StoreError>(())
             })
@@ -149,9 +154,9 @@ async fn concurrent_pins_from_many_tasks_all_land_in_fewer_writes_than_records()
 async fn calls_are_journaled_in_call_order_even_when_awaited_later() {
     let dir = temp_dir();
     let (store, _) = open(dir.path());
-    let pin = store.pin(&guid(1), "b1", 1);
+    let pin = store.pin(&guid(1), "b1", "/uploads/", 1);
     let unpin = store.unpin(&guid(1));
-    let repin = store.pin(&guid(2), "b2", 2);
+    let repin = store.pin(&guid(2), "b2", "/uploads/", 2);
     // Awaited in reverse: the journal order is still the call order.
     repin.await.unwrap();
     unpin.await.unwrap();
@@ -169,7 +174,7 @@ async fn calls_are_journaled_in_call_order_even_when_awaited_later() {
 async fn flush_reaches_the_device_even_in_write_mode() {
     let dir = temp_dir();
     let (store, _) = open(dir.path());
-    store.pin(&guid(1), "b1", 1).await.unwrap();
+    store.pin(&guid(1), "b1", "/uploads/", 1).await.unwrap();
     assert_eq!(store.stats().syncs, 0);
     store.flush().await.unwrap();
     assert_eq!(store.stats().syncs, 1);
@@ -180,17 +185,17 @@ async fn an_id_longer_than_the_format_allows_is_refused_and_the_store_goes_on() 
     let dir = temp_dir();
     let (store, _) = open(dir.path());
     let long = SessionKey::new(&"x".repeat(2000));
-    let refused = store.pin(&long, "b1", 1).await;
+    let refused = store.pin(&long, "b1", "/uploads/", 1).await;
     assert!(matches!(
         refused,
         Err(StoreError::TooLong { len: 2000, .. })
     ));
-    let refused = store.pin(&guid(1), &"b".repeat(1025), 1).await;
+    let refused = store.pin(&guid(1), &"b".repeat(1025), "/uploads/", 1).await;
     assert!(matches!(
         refused,
         Err(StoreError::TooLong { len: 1025, .. })
     ));
-    store.pin(&guid(2), "b1", 1).await.unwrap();
+    store.pin(&guid(2), "b1", "/uploads/", 1).await.unwrap();
     assert_eq!(store.stats().records_written, 1);
 }
 
@@ -212,7 +217,10 @@ fn the_store_and_its_futures_can_be_shared_across_tasks() {
     sendable::<super::PendingWrite>();
 }
 
-/// Shared with the other test modules.
-fn backend(id: &str) -> Arc<str> {
-    id.into()
+/// Shared with the other test modules: a backend's owner record, under /uploads/.
+fn backend(id: &str) -> super::PinOwner {
+    super::PinOwner {
+        backend: id.into(),
+        dir: "/uploads/".into(),
+    }
 }

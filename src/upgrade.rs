@@ -1,0 +1,38 @@
+//! After a graceful upgrade, the old process keeps answering its in-flight requests for
+//! up to its grace period, and Create-Sessions among them are journaled by it, not by
+//! us. Once it must be gone, re-read the journal and take over those pins too.
+
+use crate::state::Shared;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The one-shot catch-up service, added only to a process started with `--upgrade`.
+pub struct UpgradeCatchUp {
+    shared: Arc<Shared>,
+}
+
+impl UpgradeCatchUp {
+    /// A catch-up over shared state.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        UpgradeCatchUp { shared }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for UpgradeCatchUp {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let server = self.shared.generation().config.server.clone();
+        // The old process has at most its grace period plus its shutdown timeout.
+        let wait = server.grace_period + server.shutdown_timeout + Duration::from_secs(1);
+        tokio::select! {
+            _ = shutdown.changed() => {}
+            _ = tokio::time::sleep(wait) => {
+                let added = self.shared.catch_up_store().await;
+                tracing::info!(target: "bitsgate::store", added, "took over the pins the previous process journaled during the upgrade");
+            }
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The bitsgate binary as a process: kill -9 and restart with the same data directory,
+//! and a graceful upgrade (new process with --upgrade, SIGQUIT to the old one), each
+//! with uploads in flight over new connections per packet.
+
+use crate::cluster::{random_bytes, sha256};
+use bits_testkit::client::{self, NoObserver, UploadOptions, UploadReport, UploadSource};
+use bits_testkit::server::{self, ServerConfig, ServerHandle};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Farm {
+    dir: tempfile::TempDir,
+    backends: Vec<ServerHandle>,
+    proxy: SocketAddr,
+    config: PathBuf,
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+async fn farm(backends: usize) -> Farm {
+    let dir = tempfile::tempdir().unwrap();
+    let mut handles = Vec::new();
+    let mut text = String::new();
+    let proxy = free_port();
+    text.push_str(&format!(
+        "[listener]\naddress = \"{proxy}\"\n[admin]\naddress = \"{}\"\n[storage]\ndata_dir = \"{}\"\n[server]\ngrace_period = \"2s\"\nshutdown_timeout = \"1s\"\nupgrade_sock = \"{}\"\npid_file = \"{}\"\n[health_check]\nkind = \"none\"\npassive_failures = 0\n",
+        free_port(),
+        dir.path().join("data").display(),
+        dir.path().join("upgrade.sock").display(),
+        dir.path().join("bitsgate.pid").display(),
+    ));
+    for i in 0..backends {
+        let mut config = ServerConfig::new(dir.path().join(format!("b{i}")));
+        config.name = format!("b{i}");
+        std::fs::create_dir_all(&config.root).unwrap();
+        let handle = server::spawn(config).await.unwrap();
+        text.push_str(&format!(
+            "[[backends]]\nid = \"b{i}\"\naddress = \"{}\"\n",
+            handle.addr()
+        ));
+        handles.push(handle);
+    }
+    let config = dir.path().join("bitsgate.toml");
+    std::fs::write(&config, text).unwrap();
+    Farm {
+        dir,
+        backends: handles,
+        proxy,
+        config,
+    }
+}
+
+fn start(farm: &Farm, upgrade: bool, log: &str) -> Child {
+    let log = std::fs::File::create(farm.dir.path().join(log)).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bitsgate"));
+    command.args(["run", "--config"]).arg(&farm.config);
+    if upgrade {
+        command.arg("--upgrade");
+    }
+    command
+        .env("BITSGATE_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("bitsgate starts")
+}
+
+fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "bitsgate never listened on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "bitsgate did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn options() -> UploadOptions {
+    UploadOptions {
+        fragment_size: 32 << 10,
+        new_connection_per_packet: true,
+        max_retries: 2000,
+        retry_delay: Duration::from_millis(20),
+        max_retry_delay: Duration::from_millis(100),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(30),
+        ..UploadOptions::default()
+    }
+}
+
+type Uploads = Vec<tokio::task::JoinHandle<(String, String, UploadReport)>>;
+
+fn start_uploads(farm: &Farm, count: u64, size: usize) -> Uploads {
+    (0..count)
+        .map(|i| {
+            let url = format!("http://{}/uploads/p-{i}.bin", farm.proxy);
+            let data = random_bytes(size, 1000 + i);
+            tokio::spawn(async move {
+                let report = client::upload(
+                    &url,
+                    UploadSource::Bytes(data.clone()),
+                    &options(),
+                    &NoObserver,
+                )
+                .await
+                .expect("upload completes");
+                (format!("uploads/p-{i}.bin"), sha256(&data), report)
+            })
+        })
+        .collect()
+}
+
+async fn bytes_received(farm: &Farm) -> u64 {
+    farm.backends.iter().map(|b| b.stats().bytes_received).sum()
+}
+
+async fn check_uploads(farm: &Farm, uploads: Uploads) -> Vec<UploadReport> {
+    let mut reports = Vec::new();
+    for task in uploads {
+        let (path, expected, report) = task.await.expect("upload task");
+        assert_eq!(report.restarts, 0, "{path} restarted from byte 0");
+        let copies: Vec<String> = (0..farm.backends.len())
+            .filter_map(|i| std::fs::read(farm.dir.path().join(format!("b{i}")).join(&path)).ok())
+            .map(|bytes| sha256(&bytes))
+            .collect();
+        assert_eq!(copies, vec![expected], "{path}");
+        reports.push(report);
+    }
+    reports
+}
+
+async fn wait_for_progress(farm: &Farm, bytes: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bytes_received(farm).await < bytes {
+        assert!(Instant::now() < deadline, "uploads made no progress");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn log_of(farm: &Farm, name: &str) -> String {
+    std::fs::read_to_string(farm.dir.path().join(name)).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uploads_survive_a_kill_9_of_bitsgate_and_finish_without_restarting() {
+    let farm = farm(3).await;
+    let mut first = start(&farm, false, "first.log");
+    tokio::task::block_in_place(|| wait_listening(farm.proxy));
+    let uploads = start_uploads(&farm, 8, 1 << 20);
+    wait_for_progress(&farm, 3 << 20).await;
+
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+    let mut second = start(&farm, false, "second.log");
+    tokio::task::block_in_place(|| wait_listening(farm.proxy));
+    check_uploads(&farm, uploads).await;
+
+    let log = log_of(&farm, "second.log");
+    assert!(log.contains("pins loaded from the journal"), "{log}");
+    signal(&second, "TERM");
+    tokio::task::block_in_place(|| wait_exit(&mut second, Duration::from_secs(20)));
+    assert!(Path::new(&farm.dir.path().join("data")).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_graceful_upgrade_during_uploads_fails_no_request() {
+    let farm = farm(2).await;
+    let mut old = start(&farm, false, "old.log");
+    tokio::task::block_in_place(|| wait_listening(farm.proxy));
+    let uploads = start_uploads(&farm, 6, 1 << 20);
+    wait_for_progress(&farm, 1 << 20).await;
+
+    let socket = farm.dir.path().join("upgrade.sock");
+    let mut new = start(&farm, true, "new.log");
+    // The new process waits for the listeners on the upgrade socket.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the new process never opened {}",
+            socket.display()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    signal(&old, "QUIT");
+    tokio::task::block_in_place(|| wait_exit(&mut old, Duration::from_secs(20)));
+
+    let reports = check_uploads(&farm, uploads).await;
+    for report in &reports {
+        assert_eq!(
+            report.retries,
+            0,
+            "a request failed during the upgrade: {report:?}\n{}",
+            log_of(&farm, "new.log")
+        );
+    }
+    assert!(
+        new.try_wait().unwrap().is_none(),
+        "the new process serves on"
+    );
+    signal(&new, "TERM");
+    tokio::task::block_in_place(|| wait_exit(&mut new, Duration::from_secs(20)));
+}
