@@ -12,5 +12,6 @@ mod metrics;
 mod operations;
 mod process;
 mod sessions;
+mod tls;
 mod uploads;
 mod wire;

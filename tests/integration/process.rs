@@ -14,7 +14,11 @@ struct Farm {
     dir: tempfile::TempDir,
     backends: Vec<ServerHandle>,
     proxy: SocketAddr,
+    admin: SocketAddr,
     config: PathBuf,
+    /// The config text without its [[backends]] tables, and those tables one by one.
+    header: String,
+    backend_tables: Vec<String>,
 }
 
 fn free_port() -> SocketAddr {
@@ -25,13 +29,21 @@ fn free_port() -> SocketAddr {
 }
 
 async fn farm(backends: usize) -> Farm {
+    farm_with(backends, backends).await
+}
+
+/// A farm of `backends` reference servers of which the config lists the first
+/// `configured`.
+async fn farm_with(backends: usize, configured: usize) -> Farm {
     let dir = tempfile::tempdir().unwrap();
     let mut handles = Vec::new();
+    let mut tables = Vec::new();
     let mut text = String::new();
     let proxy = free_port();
+    let admin = free_port();
     text.push_str(&format!(
         "[listener]\naddress = \"{proxy}\"\n[admin]\naddress = \"{}\"\n[storage]\ndata_dir = \"{}\"\n[server]\ngrace_period = \"2s\"\nshutdown_timeout = \"1s\"\nupgrade_sock = \"{}\"\npid_file = \"{}\"\n[health_check]\nkind = \"none\"\npassive_failures = 0\n",
-        free_port(),
+        admin,
         dir.path().join("data").display(),
         dir.path().join("upgrade.sock").display(),
         dir.path().join("bitsgate.pid").display(),
@@ -41,19 +53,22 @@ async fn farm(backends: usize) -> Farm {
         config.name = format!("b{i}");
         std::fs::create_dir_all(&config.root).unwrap();
         let handle = server::spawn(config).await.unwrap();
-        text.push_str(&format!(
+        tables.push(format!(
             "[[backends]]\nid = \"b{i}\"\naddress = \"{}\"\n",
             handle.addr()
         ));
         handles.push(handle);
     }
     let config = dir.path().join("bitsgate.toml");
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(&config, text.clone() + &tables[..configured].concat()).unwrap();
     Farm {
         dir,
         backends: handles,
         proxy,
+        admin,
         config,
+        header: text,
+        backend_tables: tables,
     }
 }
 
@@ -115,10 +130,11 @@ fn options() -> UploadOptions {
 
 type Uploads = Vec<tokio::task::JoinHandle<(String, String, UploadReport)>>;
 
-fn start_uploads(farm: &Farm, count: u64, size: usize) -> Uploads {
+fn start_uploads(farm: &Farm, prefix: &str, count: u64, size: usize) -> Uploads {
     (0..count)
         .map(|i| {
-            let url = format!("http://{}/uploads/p-{i}.bin", farm.proxy);
+            let url = format!("http://{}/uploads/{prefix}-{i}.bin", farm.proxy);
+            let path = format!("uploads/{prefix}-{i}.bin");
             let data = random_bytes(size, 1000 + i);
             tokio::spawn(async move {
                 let report = client::upload(
@@ -129,7 +145,7 @@ fn start_uploads(farm: &Farm, count: u64, size: usize) -> Uploads {
                 )
                 .await
                 .expect("upload completes");
-                (format!("uploads/p-{i}.bin"), sha256(&data), report)
+                (path, sha256(&data), report)
             })
         })
         .collect()
@@ -171,7 +187,7 @@ async fn uploads_survive_a_kill_9_of_bitsgate_and_finish_without_restarting() {
     let farm = farm(3).await;
     let mut first = start(&farm, false, "first.log");
     tokio::task::block_in_place(|| wait_listening(farm.proxy));
-    let uploads = start_uploads(&farm, 8, 1 << 20);
+    let uploads = start_uploads(&farm, "kill", 8, 1 << 20);
     wait_for_progress(&farm, 3 << 20).await;
 
     first.kill().expect("SIGKILL");
@@ -192,7 +208,7 @@ async fn a_graceful_upgrade_during_uploads_fails_no_request() {
     let farm = farm(2).await;
     let mut old = start(&farm, false, "old.log");
     tokio::task::block_in_place(|| wait_listening(farm.proxy));
-    let uploads = start_uploads(&farm, 6, 1 << 20);
+    let uploads = start_uploads(&farm, "upgrade", 6, 1 << 20);
     wait_for_progress(&farm, 1 << 20).await;
 
     let socket = farm.dir.path().join("upgrade.sock");
@@ -225,4 +241,58 @@ async fn a_graceful_upgrade_during_uploads_fails_no_request() {
     );
     signal(&new, "TERM");
     tokio::task::block_in_place(|| wait_exit(&mut new, Duration::from_secs(20)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sighup_reloads_the_config_file_with_uploads_in_flight() {
+    let farm = farm_with(2, 1).await;
+    let mut proxy = start(&farm, false, "hup.log");
+    tokio::task::block_in_place(|| wait_listening(farm.proxy));
+    let uploads = start_uploads(&farm, "hup", 4, 1 << 20);
+    wait_for_progress(&farm, 1 << 20).await;
+
+    std::fs::write(
+        &farm.config,
+        farm.header.clone() + &farm.backend_tables.concat(),
+    )
+    .unwrap();
+    signal(&proxy, "HUP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = bits_testkit::client::raw::send(
+            farm.admin,
+            &bits_testkit::client::raw::RawRequest::new("GET", "/backends"),
+        )
+        .await
+        .expect("admin answers");
+        if String::from_utf8_lossy(&answer.body).contains("\"b1\"") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not add b1: {}",
+            log_of(&farm, "hup.log")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check_uploads(&farm, uploads).await;
+    assert!(
+        proxy.try_wait().unwrap().is_none(),
+        "SIGHUP must not end the process"
+    );
+    let later = start_uploads(&farm, "after-hup", 4, 10_000);
+    check_uploads(&farm, later).await;
+    assert!(
+        farm.backends[1]
+            .stats()
+            .packets
+            .get("create_session")
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "b1 got no session after the reload"
+    );
+    assert!(log_of(&farm, "hup.log").contains("configuration reloaded"));
+    signal(&proxy, "TERM");
+    tokio::task::block_in_place(|| wait_exit(&mut proxy, Duration::from_secs(20)));
 }
