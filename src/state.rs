@@ -136,6 +136,19 @@ impl Shared {
         ids
     }
 
+    /// The id of a backend slot, for metrics and logs.
+    pub fn backend_name(&self, slot: crate::backend::BackendSlot) -> Arc<str> {
+        self.slots.name(slot).unwrap_or_else(|| "unknown".into())
+    }
+
+    /// Ends a session's pin: table, journal and metrics.
+    pub fn end_session(&self, key: &SessionKey, reason: crate::metrics::EndReason) -> Option<Pin> {
+        let pin = self.unpin(key)?;
+        self.metrics
+            .session_ended(&self.backend_name(pin.backend), reason);
+        Some(pin)
+    }
+
     /// Forgets a pin in the table and in the durable store.
     pub fn unpin(&self, key: &SessionKey) -> Option<Pin> {
         let pin = self.table.unpin(key)?;
@@ -203,12 +216,8 @@ impl Shared {
         let snapshot = || {
             let mut live = Vec::with_capacity(self.table.len() as usize);
             self.table.for_each(|key, pin| {
-                let backend = self
-                    .slots
-                    .name(pin.backend)
-                    .unwrap_or_else(|| "unknown".into());
                 let owner = PinOwner {
-                    backend,
+                    backend: self.backend_name(pin.backend),
                     dir: self.dirs.name(pin.dir).into(),
                 };
                 live.push((key.clone(), owner, StoredPin::from(pin)));

@@ -90,11 +90,7 @@ impl IdleSweeper {
         let expired = self.shared.table.take_idle(now, idle_secs);
         for (key, pin) in expired.iter() {
             self.shared.journal_unpin(key);
-            let id = self
-                .shared
-                .slots
-                .name(pin.backend)
-                .unwrap_or_else(|| "unknown".into());
+            let id = self.shared.backend_name(pin.backend);
             self.shared.metrics.session_ended(&id, EndReason::Expired);
             tracing::info!(target: "bitsgate::expiry", session = %key, backend = %id, "idle session expired");
         }

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
 target=${CARGO_TARGET_DIR:-target}
-cargo build --release --locked --bins >/dev/null
+cargo build --release --locked --workspace --bins >/dev/null
 bin=$target/release
 work=$(mktemp -d)
 pids=()
@@ -57,7 +57,14 @@ for addr in "$backend" "$durable" "$memory"; do
 done
 
 load() { taskset -c 0 "$bin/bits-load" "$@" --threads 1 --json; }
-summary() { python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency_us"]; print(f"{r[\"requests_per_s\"]:.0f} req/s  {r[\"throughput_mib_s\"]:.1f} MiB/s  p50 {l[\"p50\"]} us  p99 {l[\"p99\"]} us  p99.9 {l[\"p999\"]} us  errors {r[\"errors\"]}")'; }
+summary() {
+  python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+l = r["latency_us"]
+print("%.0f req/s  %.1f MiB/s  p50 %s us  p99 %s us  p99.9 %s us  errors %s"
+      % (r["requests_per_s"], r["throughput_mib_s"], l["p50"], l["p99"], l["p999"], r["errors"]))'
+}
 
 for round in $(seq "$rounds"); do
   echo "== round $round"

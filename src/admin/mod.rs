@@ -207,17 +207,10 @@ impl AdminApp {
             Err(reply) => return reply,
         };
         let answer = cancel_at_owner(&self.shared, &key, &pin, CancelReason::Admin).await;
-        let unpinned = self.shared.unpin(&key).is_some();
-        if unpinned {
-            let backend = self
-                .shared
-                .slots
-                .name(pin.backend)
-                .unwrap_or_else(|| "unknown".into());
-            self.shared
-                .metrics
-                .session_ended(&backend, EndReason::Cancelled);
-        }
+        let unpinned = self
+            .shared
+            .end_session(&key, EndReason::Cancelled)
+            .is_some();
         Reply::json(
             StatusCode::OK,
             &json!({

@@ -29,11 +29,51 @@ pub fn http_1_0() -> Ack {
     Ack::error(505, ErrorCode::INVALID_ARG, ErrorContext::REMOTE_FILE)
 }
 
+/// A local answer: a BITS Ack for a BITS packet, a bare status for anything else.
+pub enum Answer {
+    /// A BITS Ack; the request's session id is echoed when it had a valid one.
+    Ack(Ack),
+    /// A bare status with an empty body.
+    Plain(u16),
+}
+
+impl Answer {
+    /// The Ack for a BITS packet, or its bare status for a request that is not one.
+    pub fn for_request(ctx: &RequestCtx, ack: Ack) -> Answer {
+        if ctx.packet.is_some() {
+            Answer::Ack(ack)
+        } else {
+            Answer::Plain(ack.status)
+        }
+    }
+}
+
+/// Writes a local answer and records why.
+pub async fn answer(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    metrics: &Metrics,
+    answer: Answer,
+    reason: LocalReason,
+) -> Result<()> {
+    match answer {
+        Answer::Ack(ack) => {
+            let echo = ctx
+                .packet
+                .as_ref()
+                .and_then(|p| p.session.as_ref())
+                .map(ToString::to_string);
+            send_ack(session, ctx, metrics, ack, echo.as_deref(), reason).await
+        }
+        Answer::Plain(status) => send_plain(session, ctx, metrics, status, reason).await,
+    }
+}
+
 /// Writes an Ack, echoing `session` when given, and records why.
 ///
 /// The request body is never read here, so the connection is closed after the answer:
 /// the unread body cannot be mistaken for the next request.
-pub async fn send_ack(
+async fn send_ack(
     session: &mut Session,
     ctx: &mut RequestCtx,
     metrics: &Metrics,
@@ -57,7 +97,7 @@ pub async fn send_ack(
 }
 
 /// Writes a bare status with an empty body (for requests that are not BITS packets).
-pub async fn send_plain(
+async fn send_plain(
     session: &mut Session,
     ctx: &mut RequestCtx,
     metrics: &Metrics,

@@ -98,11 +98,9 @@ fn pin_new_session(
         Ok(replaced) => {
             if let Some(old) = replaced {
                 // The same id issued twice: the old pin is gone, count it as such.
-                let old_id = shared
-                    .slots
-                    .name(old.backend)
-                    .unwrap_or_else(|| "unknown".into());
-                shared.metrics.session_ended(&old_id, EndReason::NotFound);
+                shared
+                    .metrics
+                    .session_ended(&shared.backend_name(old.backend), EndReason::NotFound);
             }
             shared.metrics.session_created(&chosen.id);
             tracing::debug!(target: "bitsgate::learn", session = id, backend = %chosen.id, "pinned");
@@ -124,8 +122,7 @@ fn unpin(shared: &Shared, packet: &PacketInfo, chosen: &Chosen, reason: EndReaso
     if shared.table.owner(key) != Some(chosen.slot) {
         return;
     }
-    if shared.unpin(key).is_some() {
-        shared.metrics.session_ended(&chosen.id, reason);
+    if shared.end_session(key, reason).is_some() {
         tracing::debug!(target: "bitsgate::learn", session = %key, backend = %chosen.id, reason = reason.label(), "unpinned");
     }
 }

@@ -3,7 +3,7 @@
 //! `upstream_response_filter`, turn failures into Acks in `fail_to_proxy`, count in
 //! `logging`.
 
-use super::acks::{self, send_ack, send_plain};
+use super::acks::{self, Answer};
 use super::ctx::{Chosen, LocalReason, PacketInfo, RequestCtx};
 use super::learn::learn_from_ack;
 use crate::metrics::{names, status_class, EndReason};
@@ -37,15 +37,7 @@ impl BitsProxy {
 /// request header borrow ends before the answer is written.
 enum Verdict {
     Forward,
-    Ack {
-        ack: Ack,
-        echo: Option<String>,
-        reason: LocalReason,
-    },
-    Plain {
-        status: u16,
-        reason: LocalReason,
-    },
+    Local(Answer, LocalReason),
 }
 
 impl BitsProxy {
@@ -61,18 +53,12 @@ impl BitsProxy {
         let packet =
             match bits_proto::classify(req.method.as_str(), &req.headers, &generation.classify) {
                 Err(reject) => {
-                    return Verdict::Ack {
-                        ack: reject.ack(),
-                        echo: None,
-                        reason: LocalReason::Malformed(reject.reason.label()),
-                    }
+                    let reason = LocalReason::Malformed(reject.reason.label());
+                    return Verdict::Local(Answer::Ack(reject.ack()), reason);
                 }
                 Ok(Classified::Other) => {
                     if framing_conflict {
-                        return Verdict::Plain {
-                            status: 400,
-                            reason: LocalReason::AmbiguousFraming,
-                        };
+                        return Verdict::Local(Answer::Plain(400), LocalReason::AmbiguousFraming);
                     }
                     None
                 }
@@ -95,30 +81,18 @@ impl BitsProxy {
                     via_method_override: packet.via_method_override,
                     dir,
                 });
-                let echo = packet.session_id.map(str::to_owned);
                 if req.version < Version::HTTP_11 {
-                    return Verdict::Ack {
-                        ack: acks::http_1_0(),
-                        echo,
-                        reason: LocalReason::Http10,
-                    };
+                    return Verdict::Local(Answer::Ack(acks::http_1_0()), LocalReason::Http10);
                 }
                 if packet.kind == PacketType::Fragment && content_length > limits.max_fragment_bytes
                 {
-                    return Verdict::Ack {
-                        ack: acks::fragment_too_large(),
-                        echo,
-                        reason: LocalReason::FragmentTooLarge,
-                    };
+                    let ack = acks::fragment_too_large();
+                    return Verdict::Local(Answer::Ack(ack), LocalReason::FragmentTooLarge);
                 }
                 match packet.kind {
                     PacketType::Ping => Target::Ping,
                     PacketType::CreateSession if shared.table.is_full() => {
-                        return Verdict::Ack {
-                            ack: Ack::new(503),
-                            echo: None,
-                            reason: LocalReason::TableFull,
-                        };
+                        return Verdict::Local(Answer::Ack(Ack::new(503)), LocalReason::TableFull);
                     }
                     PacketType::CreateSession => Target::CreateSession,
                     _ => Target::SessionPacket {
@@ -166,17 +140,7 @@ impl BitsProxy {
                     self.drop_removed_owner(ctx);
                 }
                 let (ack, reason) = acks::ack_for_reply(reply);
-                match &ctx.packet {
-                    Some(packet) => Verdict::Ack {
-                        ack,
-                        echo: packet.session.as_ref().map(ToString::to_string),
-                        reason,
-                    },
-                    None => Verdict::Plain {
-                        status: 503,
-                        reason,
-                    },
-                }
+                Verdict::Local(Answer::for_request(ctx, ack), reason)
             }
         }
     }
@@ -185,16 +149,7 @@ impl BitsProxy {
         let Some(key) = ctx.packet.as_ref().and_then(|p| p.session.as_ref()) else {
             return;
         };
-        if let Some(pin) = self.shared.unpin(key) {
-            let id = self
-                .shared
-                .slots
-                .name(pin.backend)
-                .unwrap_or_else(|| "unknown".into());
-            self.shared
-                .metrics
-                .session_ended(&id, EndReason::BackendRemoved);
-        }
+        self.shared.end_session(key, EndReason::BackendRemoved);
     }
 
     fn generation(&self, ctx: &mut RequestCtx) -> Arc<Generation> {
@@ -261,20 +216,8 @@ impl ProxyHttp for BitsProxy {
         let framing_conflict = te_with_content_length(session);
         match self.decide(session.req_header(), framing_conflict, &generation, ctx) {
             Verdict::Forward => Ok(false),
-            Verdict::Ack { ack, echo, reason } => {
-                send_ack(
-                    session,
-                    ctx,
-                    &self.shared.metrics,
-                    ack,
-                    echo.as_deref(),
-                    reason,
-                )
-                .await?;
-                Ok(true)
-            }
-            Verdict::Plain { status, reason } => {
-                send_plain(session, ctx, &self.shared.metrics, status, reason).await?;
+            Verdict::Local(answer, reason) => {
+                acks::answer(session, ctx, &self.shared.metrics, answer, reason).await?;
                 Ok(true)
             }
         }
@@ -290,7 +233,7 @@ impl ProxyHttp for BitsProxy {
             // A retry after a failed connect: route again without the failed backends.
             match self.decide(session.req_header(), false, &generation, ctx) {
                 Verdict::Forward => {}
-                Verdict::Ack { reason, .. } | Verdict::Plain { reason, .. } => {
+                Verdict::Local(_, reason) => {
                     ctx.local = Some(reason);
                     return Err(Error::explain(
                         ErrorType::HTTPStatus(503),
@@ -438,25 +381,10 @@ impl ProxyHttp for BitsProxy {
             }
         };
         let status = ack.status;
-        let echo = ctx
-            .packet
-            .as_ref()
-            .and_then(|p| p.session.as_ref())
-            .map(ToString::to_string);
-        let written = if ctx.packet.is_some() {
-            send_ack(
-                session,
-                ctx,
-                &self.shared.metrics,
-                ack,
-                echo.as_deref(),
-                reason,
-            )
-            .await
-        } else {
-            send_plain(session, ctx, &self.shared.metrics, status, reason).await
-        };
-        if let Err(write_error) = written {
+        let answer = Answer::for_request(ctx, ack);
+        if let Err(write_error) =
+            acks::answer(session, ctx, &self.shared.metrics, answer, reason).await
+        {
             tracing::debug!(target: "bitsgate::proxy", error = %write_error, "could not write the error Ack");
         }
         no_reuse(status)

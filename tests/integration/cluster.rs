@@ -263,6 +263,15 @@ impl Cluster {
         (response.status, value)
     }
 
+    /// Creates a session at `path` through the proxy and returns its id.
+    pub async fn create_session(&self, path: &str) -> String {
+        let request = RawRequest::bits(bits_proto::PacketType::CreateSession, path)
+            .header("BITS-Supported-Protocols", bits_proto::BITS_1_5_PROTOCOL);
+        let response = self.send(&request).await;
+        assert_eq!(response.status, 200, "{response:?}");
+        response.ack().session_id.expect("session id").to_string()
+    }
+
     pub async fn send(&self, request: &RawRequest) -> RawResponse {
         raw::send(self.proxy.proxy_addr, request)
             .await

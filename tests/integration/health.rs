@@ -40,17 +40,6 @@ async fn wait_for_up(cluster: &Cluster, id: &str, value: f64) {
     eventually(&what, DEADLINE, || metric(cluster, &up(id)) == Some(value)).await;
 }
 
-async fn create_session(cluster: &Cluster) -> String {
-    let response = cluster
-        .send(
-            &RawRequest::bits(PacketType::CreateSession, PATH)
-                .header("BITS-Supported-Protocols", bits_proto::BITS_1_5_PROTOCOL),
-        )
-        .await;
-    assert_eq!(response.status, 200);
-    response.ack().session_id.expect("session id").to_string()
-}
-
 /// Sends the second half of the upload and closes it; both must succeed.
 async fn finish_upload(cluster: &Cluster, session: &str, data: &bytes::Bytes) {
     let half = data.len() / 2;
@@ -69,7 +58,7 @@ async fn finish_upload(cluster: &Cluster, session: &str, data: &bytes::Bytes) {
 
 /// A session pinned to some backend with the first half of `data` uploaded.
 async fn half_uploaded(cluster: &Cluster, data: &bytes::Bytes) -> (String, usize) {
-    let session = create_session(cluster).await;
+    let session = cluster.create_session(PATH).await;
     let half = data.len() / 2;
     let first = RawRequest::fragment(PATH, &session, 0, data.slice(..half), data.len() as u64);
     assert_eq!(cluster.send(&first).await.status, 200, "first half");

@@ -2,23 +2,12 @@
 
 use crate::cluster::{eventually, options, random_bytes, sample, sha256, Cluster};
 use crate::failover::{pauser, wait_for};
-use bits_proto::{ErrorCode, PacketType};
+use bits_proto::ErrorCode;
 use bits_testkit::client::raw::RawRequest;
 use bits_testkit::client::{self, UploadSource};
 use std::time::Duration;
 
 const PATH: &str = "/uploads/o.bin";
-
-async fn create(cluster: &Cluster, path: &str) -> String {
-    let response = cluster
-        .send(
-            &RawRequest::bits(PacketType::CreateSession, path)
-                .header("BITS-Supported-Protocols", bits_proto::BITS_1_5_PROTOCOL),
-        )
-        .await;
-    assert_eq!(response.status, 200);
-    response.ack().session_id.expect("session id").to_string()
-}
 
 fn backend_state(backends: &serde_json::Value, id: &str) -> Option<String> {
     backends["backends"]
@@ -235,7 +224,7 @@ async fn an_expired_session_is_cancelled_at_its_owner() {
         .config("[sessions]\nidle_timeout = \"1s\"\nsweep_interval = \"100ms\"")
         .start()
         .await;
-    let session = create(&cluster, PATH).await;
+    let session = cluster.create_session(PATH).await;
     let owner = cluster.owners_of(&session)[0];
     eventually(
         "the session expires and is cancelled",
@@ -278,7 +267,7 @@ async fn an_expired_session_is_cancelled_at_its_owner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_session_cancels_it_at_its_owner_and_unpins_it() {
     let cluster = Cluster::new().backends(2).start().await;
-    let session = create(&cluster, PATH).await;
+    let session = cluster.create_session(PATH).await;
     let fragment = RawRequest::fragment(
         PATH,
         &session,
@@ -330,7 +319,7 @@ async fn deleting_a_session_cancels_it_at_its_owner_and_unpins_it() {
 async fn mutating_admin_calls_without_the_right_token_get_401_and_change_nothing() {
     const TOKEN: &str = "test-token-0123456789";
     let cluster = Cluster::new().backends(2).admin_token(TOKEN).start().await;
-    let session = create(&cluster, PATH).await;
+    let session = cluster.create_session(PATH).await;
     let encoded = session.replace('{', "%7B").replace('}', "%7D");
     for token in [None, Some("wrong-token-0123456789")] {
         for (method, path) in [
@@ -367,7 +356,7 @@ async fn mutating_admin_calls_without_the_right_token_get_401_and_change_nothing
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_with_removed_backends_end_forgets_their_sessions_at_once() {
     let cluster = Cluster::new().backends(2).start().await;
-    let session = create(&cluster, PATH).await;
+    let session = cluster.create_session(PATH).await;
     let owner = cluster.owners_of(&session)[0];
     cluster.write_config(|i| i != owner, "[reload]\nremoved_backends = \"end\"\n");
     let (status, body) = cluster.admin_json("POST", "/config/reload", None).await;

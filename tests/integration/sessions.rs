@@ -2,21 +2,10 @@ use crate::cluster::{options, random_bytes, Cluster};
 use bits_proto::{ErrorCode, PacketType};
 use bits_testkit::client::raw::RawRequest;
 
-async fn create_session(cluster: &Cluster, path: &str) -> String {
-    let response = cluster
-        .send(
-            &RawRequest::bits(PacketType::CreateSession, path)
-                .header("BITS-Supported-Protocols", bits_proto::BITS_1_5_PROTOCOL),
-        )
-        .await;
-    assert_eq!(response.status, 200);
-    response.ack().session_id.expect("session id").to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_session_reaches_the_owner_which_deletes_its_temp_data() {
     let cluster = Cluster::new().backends(3).start().await;
-    let session = create_session(&cluster, "/uploads/cancel.bin").await;
+    let session = cluster.create_session("/uploads/cancel.bin").await;
     let data = random_bytes(1000, 1);
     let fragment =
         RawRequest::fragment("/uploads/cancel.bin", &session, 0, data.slice(0..500), 1000);
@@ -52,7 +41,7 @@ async fn cancel_session_reaches_the_owner_which_deletes_its_temp_data() {
 async fn after_close_or_cancel_the_session_is_unknown_and_answered_locally() {
     let cluster = Cluster::new().backends(2).start().await;
     for end in [PacketType::CloseSession, PacketType::CancelSession] {
-        let session = create_session(&cluster, "/uploads/ended.bin").await;
+        let session = cluster.create_session("/uploads/ended.bin").await;
         let ended = cluster
             .send(&RawRequest::bits(end, "/uploads/ended.bin").header("BITS-Session-Id", &session))
             .await;

@@ -1,21 +1,10 @@
 //! Wire behaviour: what the proxy refuses itself and what it passes through untouched.
 
 use crate::cluster::{options, random_bytes, sha256, Cluster};
-use bits_proto::{ErrorCode, PacketType};
+use bits_proto::ErrorCode;
 use bits_testkit::client::raw::{self, RawRequest};
 
 const PATH: &str = "/uploads/w.bin";
-
-async fn create(cluster: &Cluster) -> String {
-    let response = cluster
-        .send(
-            &RawRequest::bits(PacketType::CreateSession, PATH)
-                .header("BITS-Supported-Protocols", bits_proto::BITS_1_5_PROTOCOL),
-        )
-        .await;
-    assert_eq!(response.status, 200);
-    response.ack().session_id.expect("session id").to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fragment_over_the_limit_gets_413_without_its_body_being_read() {
@@ -24,7 +13,7 @@ async fn a_fragment_over_the_limit_gets_413_without_its_body_being_read() {
         .config("[limits]\nmax_fragment_bytes = 1000")
         .start()
         .await;
-    let session = create(&cluster).await;
+    let session = cluster.create_session(PATH).await;
     let before = cluster.requests_seen();
     // Announce 10 MB but send only the header: a proxy that waited for the body would
     // never answer.
@@ -144,7 +133,7 @@ async fn a_method_override_is_not_bits_when_disabled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expect_100_continue_fragments_pass_through() {
     let cluster = Cluster::new().backends(1).start().await;
-    let session = create(&cluster).await;
+    let session = cluster.create_session(PATH).await;
     let request = RawRequest::fragment(PATH, &session, 0, bytes::Bytes::from_static(b"hello"), 5)
         .header("Expect", "100-continue");
     let response = cluster.send(&request).await;
