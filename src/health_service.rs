@@ -44,7 +44,9 @@ impl HealthService {
             _ => probes.insert(Probes::new(config)),
         };
         let mut running = JoinSet::new();
-        let configs = &generation.config.backends;
+        // The farm lists configured backends, then retired ones (still serving their
+        // sessions, so still probed): the same order as this chain.
+        let configs = generation.config.backends.iter().chain(&generation.retired);
         for (index, (backend, backend_config)) in
             generation.farm.backends.iter().zip(configs).enumerate()
         {
