@@ -286,6 +286,23 @@ impl Cluster {
         String::from_utf8(response.body.to_vec()).expect("utf-8 metrics")
     }
 
+    /// Scrapes until a sample has the expected value, since bitsgate counts a request
+    /// in its logging phase, just after the answer went out. Returns the scrape.
+    pub async fn metrics_when(&self, name_and_labels: &str, expected: f64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let metrics = self.metrics().await;
+            if sample(&metrics, name_and_labels) == Some(expected) {
+                return metrics;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name_and_labels} never reached {expected}:\n{metrics}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn upload(
         &self,
         path: &str,

@@ -15,8 +15,16 @@ async fn metrics_count_a_known_upload_exactly() {
         .expect("upload");
     assert_eq!(report.fragments, 10);
     let owner = cluster.owners_of(report.session_id.as_deref().unwrap())[0];
-    let metrics = cluster.metrics().await;
     let b = format!("b{owner}");
+    // The Close-Session is the last request; once it is counted, every other is too.
+    let metrics = cluster
+        .metrics_when(
+            &format!(
+                "bitsgate_requests_total{{backend=\"{b}\",class=\"2xx\",packet=\"close_session\"}}"
+            ),
+            1.0,
+        )
+        .await;
     let value =
         |name: &str| sample(&metrics, name).unwrap_or_else(|| panic!("{name} missing:\n{metrics}"));
 

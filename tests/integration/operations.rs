@@ -246,15 +246,12 @@ async fn an_expired_session_is_cancelled_at_its_owner() {
             .get("cancel_session"),
         Some(&1)
     );
-    let metrics = cluster.metrics().await;
-    assert_eq!(
-        sample(
-            &metrics,
-            "bitsgate_cancels_sent_total{outcome=\"ok\",reason=\"expired\"}"
-        ),
-        Some(1.0),
-        "{metrics}"
-    );
+    let metrics = cluster
+        .metrics_when(
+            "bitsgate_cancels_sent_total{outcome=\"ok\",reason=\"expired\"}",
+            1.0,
+        )
+        .await;
     assert_eq!(
         sample(
             &metrics,

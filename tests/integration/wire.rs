@@ -119,15 +119,12 @@ async fn a_method_override_is_not_bits_when_disabled() {
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(cluster.stats(0).requests_total, 1, "forwarded");
     assert_eq!(cluster.proxy.shared.table.len(), 0, "not pinned");
-    let metrics = cluster.metrics().await;
-    assert_eq!(
-        crate::cluster::sample(
-            &metrics,
-            "bitsgate_requests_total{backend=\"b0\",class=\"2xx\",packet=\"other\"}"
-        ),
-        Some(1.0),
-        "{metrics}"
-    );
+    cluster
+        .metrics_when(
+            "bitsgate_requests_total{backend=\"b0\",class=\"2xx\",packet=\"other\"}",
+            1.0,
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
