@@ -4,10 +4,35 @@ use crate::cluster::{eventually, options, random_bytes, sample, sha256, Cluster}
 use crate::failover::{pauser, wait_for};
 use bits_proto::ErrorCode;
 use bits_testkit::client::raw::RawRequest;
-use bits_testkit::client::{self, UploadSource};
+use bits_testkit::client::{self, UploadError, UploadReport, UploadSource};
 use std::time::Duration;
 
 const PATH: &str = "/uploads/o.bin";
+
+/// An upload of `data` to PATH over new connections per packet, held still after a
+/// third of it is acknowledged. Returns its task, the release switch and its owner.
+async fn paused_upload(
+    cluster: &Cluster,
+    data: &bytes::Bytes,
+) -> (
+    tokio::task::JoinHandle<Result<UploadReport, UploadError>>,
+    std::sync::mpsc::Sender<()>,
+    usize,
+) {
+    let (pauser, reached, release) = pauser(data.len() as u64 / 3);
+    let mut opts = options(64 << 10);
+    opts.new_connection_per_packet = true;
+    let url = cluster.url(PATH);
+    let payload = data.clone();
+    let upload = tokio::spawn(async move {
+        client::upload(&url, UploadSource::Bytes(payload), &opts, &*pauser).await
+    });
+    wait_for(&reached).await;
+    let owner = (0..cluster.backend_count())
+        .find(|&i| cluster.stats(i).sessions_open == 1)
+        .expect("an owner");
+    (upload, release, owner)
+}
 
 fn backend_state(backends: &serde_json::Value, id: &str) -> Option<String> {
     backends["backends"]
@@ -49,19 +74,7 @@ async fn a_reload_that_removes_a_backend_lets_its_sessions_finish_then_drops_it(
         .start()
         .await;
     let data = random_bytes(600_000, 2);
-    let (pauser, reached, release) = pauser(200_000);
-    let mut opts = options(64 << 10);
-    opts.new_connection_per_packet = true;
-    let url = cluster.url(PATH);
-    let observer = pauser.clone();
-    let payload = data.clone();
-    let upload = tokio::spawn(async move {
-        client::upload(&url, UploadSource::Bytes(payload), &opts, &*observer).await
-    });
-    wait_for(&reached).await;
-    let owner = (0..2)
-        .find(|&i| cluster.stats(i).sessions_open == 1)
-        .expect("an owner");
+    let (upload, release, owner) = paused_upload(&cluster, &data).await;
     let other = 1 - owner;
 
     cluster.write_config(|i| i != owner, "");
@@ -120,6 +133,8 @@ async fn a_reload_that_removes_a_backend_lets_its_sessions_finish_then_drops_it(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_reload_keeps_the_old_config_and_reports_every_error() {
     let cluster = Cluster::new().backends(2).start().await;
+    let data = random_bytes(600_000, 3);
+    let (upload, release, owner) = paused_upload(&cluster, &data).await;
     cluster.write_raw_config(
         "[listener]\nadress = 1\n[[backends]]\nid = \"b 0\"\naddress = \"nowhere\"\n",
     );
@@ -137,11 +152,17 @@ async fn an_invalid_reload_keeps_the_old_config_and_reports_every_error() {
     // Still serving with both backends.
     let (_, backends) = cluster.admin_json("GET", "/backends", None).await;
     assert_eq!(backends["backends"].as_array().unwrap().len(), 2);
-    let data = random_bytes(5000, 3);
-    cluster
-        .upload(PATH, &data, &options(1000))
+    release.send(()).expect("release");
+    let report = upload
         .await
-        .expect("upload after a refused reload");
+        .expect("task")
+        .expect("the in-flight upload completes");
+    assert_eq!(report.restarts, 0);
+    assert_eq!(
+        cluster.owners_of(report.session_id.as_deref().unwrap()),
+        vec![owner]
+    );
+    assert_eq!(cluster.committed_sha256(PATH), vec![sha256(&data)]);
     let metrics = cluster.metrics().await;
     assert_eq!(
         sample(
@@ -156,19 +177,7 @@ async fn an_invalid_reload_keeps_the_old_config_and_reports_every_error() {
 async fn draining_through_the_admin_api_finishes_in_flight_uploads_then_reports_drained() {
     let cluster = Cluster::new().backends(2).start().await;
     let data = random_bytes(600_000, 4);
-    let (pauser, reached, release) = pauser(200_000);
-    let mut opts = options(64 << 10);
-    opts.new_connection_per_packet = true;
-    let url = cluster.url(PATH);
-    let observer = pauser.clone();
-    let payload = data.clone();
-    let upload = tokio::spawn(async move {
-        client::upload(&url, UploadSource::Bytes(payload), &opts, &*observer).await
-    });
-    wait_for(&reached).await;
-    let owner = (0..2)
-        .find(|&i| cluster.stats(i).sessions_open == 1)
-        .expect("an owner");
+    let (upload, release, owner) = paused_upload(&cluster, &data).await;
     let id = format!("b{owner}");
 
     let (status, body) = cluster
@@ -369,4 +378,40 @@ async fn a_reload_with_removed_backends_end_forgets_their_sessions_at_once() {
         ))
         .await;
     assert_eq!(late.ack().error_code, Some(ErrorCode::SESSION_NOT_FOUND));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_watch_on_a_changed_config_file_is_reloaded_with_uploads_in_flight() {
+    let cluster = Cluster::new()
+        .backends(3)
+        .configured(2)
+        .config("[reload]\nwatch = true")
+        .start()
+        .await;
+    let data = random_bytes(600_000, 9);
+    let (upload, release, owner) = paused_upload(&cluster, &data).await;
+    cluster.write_config(|_| true, "");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, backends) = cluster.admin_json("GET", "/backends", None).await;
+        if backend_state(&backends, "b2").is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the file change was not picked up: {backends}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    release.send(()).expect("release");
+    let report = upload
+        .await
+        .expect("task")
+        .expect("the in-flight upload completes");
+    assert_eq!(report.restarts, 0);
+    assert_eq!(
+        cluster.owners_of(report.session_id.as_deref().unwrap()),
+        vec![owner]
+    );
+    assert_eq!(cluster.committed_sha256(PATH), vec![sha256(&data)]);
 }
