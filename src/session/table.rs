@@ -1,7 +1,7 @@
 //! `SessionTable`: which backend owns which session. The hot path of every packet.
 
 use super::dirs::DirId;
-use super::key::SessionKey;
+use super::key::{GuidStyle, SessionKey};
 use crate::backend::BackendSlot;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -35,18 +35,60 @@ pub enum PinError {
 }
 
 /// Session id → owning backend, with per-session counters.
+///
+/// GUID ids (nearly every id: IIS issues them) and other ids live in two maps, so a
+/// GUID entry is 56 bytes instead of 64: `SessionKey` holds a `u128`, whose 16-byte
+/// alignment rounds (key, pin) up to 64 bytes, while `GuidKey` keeps the same 128 bits
+/// as two `u64`. At 10^6 pins that is 120 instead of 137 bytes of RSS per pin
+/// (`benches/pin_memory.rs`, `docs/benchmarks.md`). Other ids are keyed by their text,
+/// so looking one up borrows a `&str` and allocates nothing.
 pub struct SessionTable {
-    pins: DashMap<SessionKey, Pin>,
+    guids: DashMap<GuidKey, Pin>,
+    texts: DashMap<Box<str>, Pin>,
     len: AtomicU64,
     max_pinned: AtomicU64,
     per_backend: Box<[AtomicI64]>,
 }
 
+/// A GUID session id as the table stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct GuidKey {
+    hi: u64,
+    lo: u64,
+    style: GuidStyle,
+}
+
+// A 64-byte entry would put 10^6 pins back above 128 bytes of RSS each.
+const _: () = assert!(SessionTable::ENTRY_BYTES <= 56);
+
+impl GuidKey {
+    fn new(value: u128, style: GuidStyle) -> Self {
+        GuidKey {
+            hi: (value >> 64) as u64,
+            lo: value as u64,
+            style,
+        }
+    }
+
+    fn session_key(self) -> SessionKey {
+        SessionKey::Guid {
+            value: (u128::from(self.hi) << 64) | u128::from(self.lo),
+            style: self.style,
+        }
+    }
+}
+
 impl SessionTable {
+    /// Bytes of one GUID entry (key and pin) inside the hash table, without its
+    /// control byte. The table's buckets grow by powers of two, so a table of N pins
+    /// holds between 8/7 N and 16/7 N of them.
+    pub const ENTRY_BYTES: usize = std::mem::size_of::<(GuidKey, Pin)>();
+
     /// An empty table that holds at most `max_pinned` sessions.
     pub fn new(max_pinned: u64) -> Self {
         SessionTable {
-            pins: DashMap::new(),
+            guids: DashMap::new(),
+            texts: DashMap::new(),
             len: AtomicU64::new(0),
             max_pinned: AtomicU64::new(max_pinned),
             per_backend: (0..BackendSlot::MAX_SLOTS)
@@ -85,30 +127,22 @@ impl SessionTable {
             packets: 1,
             bytes: 0,
         };
-        let old = self.pins.insert(key, pin);
-        match old {
-            Some(old) => self.count(old.backend, -1),
-            None => {
-                self.len.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count(backend, 1);
-        Ok(old)
+        Ok(self.insert(key, pin))
     }
 
     /// The owner of a session, without touching it.
     pub fn owner(&self, key: &SessionKey) -> Option<BackendSlot> {
-        self.pins.get(key).map(|pin| pin.backend)
+        self.read(key, |pin| pin.backend)
     }
 
     /// A copy of a session's pin.
     pub fn get(&self, key: &SessionKey) -> Option<Pin> {
-        self.pins.get(key).map(|pin| *pin)
+        self.read(key, |pin| *pin)
     }
 
     /// The owner of a session, recording that a packet of it was seen (one lookup).
     pub fn touch(&self, key: &SessionKey, now: UnixSecs) -> Option<BackendSlot> {
-        self.pins.get_mut(key).map(|mut pin| {
+        self.write(key, |pin| {
             pin.last_seen = now;
             pin.packets = pin.packets.saturating_add(1);
             pin.backend
@@ -117,68 +151,35 @@ impl SessionTable {
 
     /// Adds forwarded fragment bytes to a session.
     pub fn add_bytes(&self, key: &SessionKey, bytes: u64) {
-        if let Some(mut pin) = self.pins.get_mut(key) {
-            pin.bytes = pin.bytes.saturating_add(bytes);
-        }
+        self.write(key, |pin| pin.bytes = pin.bytes.saturating_add(bytes));
     }
 
     /// Forgets a session.
     pub fn unpin(&self, key: &SessionKey) -> Option<Pin> {
-        let (_, pin) = self.pins.remove(key)?;
-        self.len.fetch_sub(1, Ordering::Relaxed);
-        self.count(pin.backend, -1);
+        let pin = match key {
+            SessionKey::Guid { value, style } => {
+                self.guids.remove(&GuidKey::new(*value, *style))?.1
+            }
+            SessionKey::Text(text) => self.texts.remove(&**text)?.1,
+        };
+        self.forget(&pin);
         Some(pin)
     }
 
     /// Removes and returns every pin idle for at least `idle_secs` at `now`.
     pub fn take_idle(&self, now: UnixSecs, idle_secs: u32) -> Vec<(SessionKey, Pin)> {
-        let idle: Vec<SessionKey> = self
-            .pins
-            .iter()
-            .filter(|entry| now.saturating_sub(entry.last_seen) >= idle_secs)
-            .map(|entry| entry.key().clone())
-            .collect();
-        idle.into_iter()
-            // Re-check under the shard lock: a packet may have arrived since the scan.
-            .filter_map(|key| {
-                let (key, pin) = self.pins.remove_if(&key, |_, pin| {
-                    now.saturating_sub(pin.last_seen) >= idle_secs
-                })?;
-                self.len.fetch_sub(1, Ordering::Relaxed);
-                self.count(pin.backend, -1);
-                Some((key, pin))
-            })
-            .collect()
+        // Checked again under the shard lock: a packet may have arrived since the scan.
+        self.take_where(|pin| now.saturating_sub(pin.last_seen) >= idle_secs)
     }
 
     /// Removes and returns every pin of a backend.
     pub fn take_backend(&self, backend: BackendSlot) -> Vec<(SessionKey, Pin)> {
-        let keys: Vec<SessionKey> = self
-            .pins
-            .iter()
-            .filter(|entry| entry.backend == backend)
-            .map(|entry| entry.key().clone())
-            .collect();
-        keys.into_iter()
-            .filter_map(|key| {
-                let removed = self.pins.remove_if(&key, |_, pin| pin.backend == backend)?;
-                self.len.fetch_sub(1, Ordering::Relaxed);
-                self.count(backend, -1);
-                Some(removed)
-            })
-            .collect()
+        self.take_where(|pin| pin.backend == backend)
     }
 
     /// Puts back a pin loaded from the durable store, as it was.
     pub fn restore(&self, key: SessionKey, pin: Pin) {
-        let backend = pin.backend;
-        match self.pins.insert(key, pin) {
-            Some(old) => self.count(old.backend, -1),
-            None => {
-                self.len.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count(backend, 1);
+        self.insert(key, pin);
     }
 
     /// Pins held.
@@ -199,10 +200,86 @@ impl SessionTable {
     }
 
     /// Calls `f` for every pin (a consistent view per shard, not of the whole table).
+    /// Ids that are not GUIDs are copied to be handed out as keys.
     pub fn for_each(&self, mut f: impl FnMut(&SessionKey, &Pin)) {
-        for entry in self.pins.iter() {
-            f(entry.key(), entry.value());
+        for entry in self.guids.iter() {
+            f(&entry.key().session_key(), entry.value());
         }
+        for entry in self.texts.iter() {
+            f(&SessionKey::Text(entry.key().clone()), entry.value());
+        }
+    }
+
+    fn insert(&self, key: SessionKey, pin: Pin) -> Option<Pin> {
+        let old = match key {
+            SessionKey::Guid { value, style } => self.guids.insert(GuidKey::new(value, style), pin),
+            SessionKey::Text(text) => self.texts.insert(text, pin),
+        };
+        match old {
+            Some(old) => self.count(old.backend, -1),
+            None => {
+                self.len.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count(pin.backend, 1);
+        old
+    }
+
+    fn read<R>(&self, key: &SessionKey, f: impl FnOnce(&Pin) -> R) -> Option<R> {
+        match key {
+            SessionKey::Guid { value, style } => self
+                .guids
+                .get(&GuidKey::new(*value, *style))
+                .map(|pin| f(&pin)),
+            SessionKey::Text(text) => self.texts.get(&**text).map(|pin| f(&pin)),
+        }
+    }
+
+    fn write<R>(&self, key: &SessionKey, f: impl FnOnce(&mut Pin) -> R) -> Option<R> {
+        match key {
+            SessionKey::Guid { value, style } => self
+                .guids
+                .get_mut(&GuidKey::new(*value, *style))
+                .map(|mut pin| f(&mut pin)),
+            SessionKey::Text(text) => self.texts.get_mut(&**text).map(|mut pin| f(&mut pin)),
+        }
+    }
+
+    /// Scans for matching pins, then removes each one that still matches under its
+    /// shard's write lock.
+    fn take_where(&self, matches: impl Fn(&Pin) -> bool) -> Vec<(SessionKey, Pin)> {
+        let guids: Vec<GuidKey> = self
+            .guids
+            .iter()
+            .filter(|entry| matches(entry.value()))
+            .map(|entry| *entry.key())
+            .collect();
+        let texts: Vec<Box<str>> = self
+            .texts
+            .iter()
+            .filter(|entry| matches(entry.value()))
+            .map(|entry| entry.key().clone())
+            .collect();
+        let mut taken = Vec::with_capacity(guids.len() + texts.len());
+        for key in guids {
+            if let Some((key, pin)) = self.guids.remove_if(&key, |_, pin| matches(pin)) {
+                taken.push((key.session_key(), pin));
+            }
+        }
+        for key in texts {
+            if let Some((key, pin)) = self.texts.remove_if(&key, |_, pin| matches(pin)) {
+                taken.push((SessionKey::Text(key), pin));
+            }
+        }
+        for (_, pin) in &taken {
+            self.forget(pin);
+        }
+        taken
+    }
+
+    fn forget(&self, pin: &Pin) {
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        self.count(pin.backend, -1);
     }
 
     fn count(&self, backend: BackendSlot, delta: i64) {
@@ -278,6 +355,66 @@ mod tests {
         assert_eq!(table.take_backend(BackendSlot(1)).len(), 2);
         assert_eq!(table.len(), 1);
         assert_eq!(table.sessions_of(BackendSlot(1)), 0);
+    }
+
+    #[test]
+    fn ids_that_are_not_guids_are_pinned_like_guids() {
+        let table = SessionTable::new(10);
+        let text = SessionKey::new("session-42");
+        assert!(matches!(text, SessionKey::Text(_)));
+        table
+            .pin(text.clone(), BackendSlot(2), DirId(1), 100)
+            .unwrap();
+        table.pin(key(1), BackendSlot(2), DirId(1), 100).unwrap();
+        assert_eq!(table.touch(&text, 120), Some(BackendSlot(2)));
+        table.add_bytes(&text, 7);
+        assert_eq!(table.get(&text).unwrap().bytes, 7);
+        assert_eq!(table.sessions_of(BackendSlot(2)), 2);
+        let mut seen = Vec::new();
+        table.for_each(|key, pin| seen.push((key.to_string(), pin.backend)));
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("session-42".to_owned(), BackendSlot(2)),
+                (key(1).to_string(), BackendSlot(2)),
+            ]
+        );
+        let idle = table.take_idle(170, 60);
+        assert_eq!(idle.len(), 1);
+        assert_eq!(idle[0].0, key(1));
+        let taken = table.take_backend(BackendSlot(2));
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].0, text);
+        let pin = taken[0].1;
+        assert_eq!(
+            (pin.dir, pin.last_seen, pin.packets, pin.bytes),
+            (DirId(1), 120, 2, 7)
+        );
+        assert!(table.is_empty());
+        assert_eq!(table.unpin(&text), None);
+    }
+
+    #[test]
+    fn a_guid_and_its_text_spelling_elsewhere_never_collide() {
+        // The same hex, once as a GUID key and once kept verbatim (mixed case).
+        let table = SessionTable::new(10);
+        let guid = SessionKey::new("{5e53c221-f2d6-4bf2-b994-1dc43ceaca8d}");
+        let text = SessionKey::new("{5e53c221-F2D6-4bf2-b994-1dc43ceaca8d}");
+        table
+            .pin(guid.clone(), BackendSlot(0), DirId(0), 0)
+            .unwrap();
+        table
+            .pin(text.clone(), BackendSlot(1), DirId(0), 0)
+            .unwrap();
+        assert_eq!(table.owner(&guid), Some(BackendSlot(0)));
+        assert_eq!(table.owner(&text), Some(BackendSlot(1)));
+        assert_eq!(table.len(), 2);
+        assert_eq!(
+            table.unpin(&guid).map(|pin| pin.backend),
+            Some(BackendSlot(0))
+        );
+        assert_eq!(table.owner(&text), Some(BackendSlot(1)));
     }
 
     #[test]
