@@ -12,11 +12,13 @@ run is appended to FILE and a one-line summary is printed.
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 
 TICK = os.sysconf("SC_CLK_TCK")
+PERF_EVENTS = "task-clock,context-switches,raw_syscalls:sys_enter"
 
 
 def proc_cpu(pid):
@@ -44,7 +46,9 @@ def cores():
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
-    p.add_argument("--round", type=int, required=True)
+    p.add_argument("--round", required=True)
+    p.add_argument("--perf-out", help="count syscalls and context switches of the proxy "
+                   "with perf stat; the record goes to this file instead of --out")
     p.add_argument("--scenario", required=True)
     p.add_argument("--target", required=True)
     p.add_argument("--proxy-pid", type=int)
@@ -56,6 +60,12 @@ def main():
 
     proxy0 = proc_cpu(a.proxy_pid) if a.proxy_pid else None
     back0 = [proc_cpu(b) for b in backends]
+    perf = None
+    if a.perf_out and a.proxy_pid:
+        perf = subprocess.Popen(
+            ["perf", "stat", "-x,", "-e", PERF_EVENTS, "-p", str(a.proxy_pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.3)  # let perf attach
     cores0 = cores()
     t0 = time.monotonic()
     run = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -63,6 +73,16 @@ def main():
     cores1 = cores()
     proxy1 = proc_cpu(a.proxy_pid) if a.proxy_pid else None
     back1 = [proc_cpu(b) for b in backends]
+    counts = {}
+    if perf:
+        perf.send_signal(signal.SIGINT)
+        for line in perf.communicate()[1].splitlines():
+            f = line.split(",")
+            if len(f) > 2 and f[2]:
+                try:
+                    counts[f[2]] = float(f[0])
+                except ValueError:
+                    pass
 
     try:
         report = json.loads(run.stdout)
@@ -88,7 +108,9 @@ def main():
             "user": sum(b[0] for b in back1) - sum(b[0] for b in back0),
             "sys": sum(b[1] for b in back1) - sum(b[1] for b in back0),
         }
-    with open(a.out, "a") as f:
+    if perf:
+        rec["perf"] = counts
+    with open(a.perf_out or a.out, "a") as f:
         f.write(json.dumps(rec) + "\n")
 
     if report is None:
@@ -108,6 +130,12 @@ def main():
     if backends:
         cpu = rec["backend_cpu_s"]
         line += f"  backends {1e6 * (cpu['user'] + cpu['sys']) / reqs:.1f} us/req"
+    if perf and counts:
+        line += "  perf: " + ", ".join(
+            f"{k.split(':')[-1]} {v / reqs:.2f}/req" for k, v in counts.items()
+            if k != "task-clock")
+        if "task-clock" in counts:
+            line += f", task-clock {1e3 * counts['task-clock'] / reqs:.1f} us/req"
     busy = " ".join(f"{c}={100 * v:.0f}%" for c, v in sorted(rec["core_busy"].items()))
     line += f"  busy {busy}"
     print(line, flush=True)
