@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Summarise the runs recorded by measure.py: medians per target, and the
+bitsgate/HAProxy and bitsgate/direct ratios, paired within each round, with their
+median and spread (min-max over the rounds).
+
+Usage: report.py RESULTS.jsonl
+"""
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+
+def cpu_per_req(rec, key):
+    cpu = rec.get(key)
+    if not cpu or not rec["report"]["requests"]:
+        return None
+    return 1e6 * (cpu["user"] + cpu["sys"]) / rec["report"]["requests"]
+
+
+# (scenario, metric label, function of a record, True when higher is better)
+METRICS = [
+    ("ping", "requests/s", lambda r: r["report"]["requests_per_s"], True),
+    ("ping", "p50 us", lambda r: r["report"]["latency_us"]["p50"], False),
+    ("ping", "p99 us", lambda r: r["report"]["latency_us"]["p99"], False),
+    ("ping", "p99.9 us", lambda r: r["report"]["latency_us"]["p999"], False),
+    ("ping", "proxy CPU us/req", lambda r: cpu_per_req(r, "proxy_cpu_s"), False),
+    ("frag4k", "requests/s", lambda r: r["report"]["requests_per_s"], True),
+    ("frag4k", "p99 us", lambda r: r["report"]["latency_us"]["p99"], False),
+    ("frag4k", "proxy CPU us/req", lambda r: cpu_per_req(r, "proxy_cpu_s"), False),
+    ("frag1m", "MiB/s", lambda r: r["report"]["throughput_mib_s"], True),
+    ("frag1m", "p99 us", lambda r: r["report"]["latency_us"]["p99"], False),
+    ("frag1m", "proxy CPU us/req", lambda r: cpu_per_req(r, "proxy_cpu_s"), False),
+    ("upload8m", "uploads/s",
+     lambda r: r["report"]["uploads_ok"] / r["report"]["elapsed_s"], True),
+    ("upload8m", "p99 us", lambda r: r["report"]["latency_us"]["p99"], False),
+    ("upload8m", "proxy CPU us/req", lambda r: cpu_per_req(r, "proxy_cpu_s"), False),
+]
+
+
+def fmt(x):
+    if x is None:
+        return "-"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.1f}" if abs(x) >= 10 else f"{x:.2f}"
+
+
+def ratio_cell(vals):
+    if not vals:
+        return "-"
+    return f"{statistics.median(vals):.2f} ({min(vals):.2f}-{max(vals):.2f})"
+
+
+def main():
+    recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+    by = defaultdict(dict)  # (scenario, round) -> target -> record
+    failed = []
+    for r in recs:
+        if r["report"] is None or r["exit"] != 0 or r["report"]["errors"]:
+            failed.append(r)
+        if r["report"] is not None:
+            by[(r["scenario"], r["round"])][r["target"]] = r
+    targets = [t for t in ("direct", "bitsgate", "haproxy")
+               if any(t in v for v in by.values())]
+    rounds = sorted({r for (_, r) in by})
+
+    head = ["scenario", "metric"] + [f"{t} (median)" for t in targets]
+    head += ["bitsgate/haproxy", "bitsgate/direct"]
+    rows = []
+    summary = {}
+    for scen, label, f, _ in METRICS:
+        per_target = defaultdict(list)
+        ratios = {"haproxy": [], "direct": []}
+        for rnd in rounds:
+            got = by.get((scen, rnd), {})
+            vals = {t: f(rec) for t, rec in got.items()}
+            for t, v in vals.items():
+                if v is not None:
+                    per_target[t].append(v)
+            b = vals.get("bitsgate")
+            for other in ratios:
+                o = vals.get(other)
+                if b is not None and o:
+                    ratios[other].append(b / o)
+        if not per_target:
+            continue
+        summary[(scen, label)] = ratios
+        rows.append([scen, label]
+                    + [fmt(statistics.median(per_target[t])) if per_target[t] else "-"
+                       for t in targets]
+                    + [ratio_cell(ratios["haproxy"]), ratio_cell(ratios["direct"])])
+
+    print(f"rounds: {len(rounds)}; ratio cells: median (min-max) of the per-round ratios")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+    def check(key, want_higher):
+        vals = summary.get(key, {}).get("haproxy")
+        if not vals:
+            return "not measured (no HAProxy)"
+        m = statistics.median(vals)
+        ok = m >= 1.0 if want_higher else m <= 1.0
+        return f"{'MET' if ok else 'MISSED'} (median {m:.2f}x HAProxy)"
+
+    print()
+    print("targets (bitsgate vs HAProxy, one thread each):")
+    print("  Ping requests/s >= 1.0x HAProxy:  " + check(("ping", "requests/s"), True))
+    print("  Ping p99 <= HAProxy's:            " + check(("ping", "p99 us"), False))
+    print("  1 MiB fragments MiB/s >= 1.0x:    " + check(("frag1m", "MiB/s"), True))
+    if failed:
+        print()
+        print(f"runs with errors or a non-zero exit: {len(failed)}")
+        for r in failed:
+            rep = r["report"] or {}
+            print(f"  round {r['round']} {r['scenario']} {r['target']}: exit {r['exit']}, "
+                  f"errors {rep.get('errors')}, first_error {rep.get('first_error')}")
+
+
+if __name__ == "__main__":
+    main()

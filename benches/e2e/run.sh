@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# End-to-end comparison: bits-load against one reference server directly, through
+# bitsgate and through HAProxy (when installed), one proxy thread each, alternating the
+# targets in every round. See benches/e2e/README.md.
+#
+# Usage: benches/e2e/run.sh [ROUNDS]          (default 3; builds release binaries first)
+# Environment:
+#   CARGO_TARGET_DIR   where the release binaries are built (default: target)
+#   PROXY_CPU          core of the proxy under test (default 1)
+#   LOAD_CPU           core of bits-load and of the reference servers (default 0)
+#   E2E_RESULTS        also copy the per-run JSON lines to this file
+#   E2E_NICE           nice value of every process started here, when run as root
+#                      (default -10, so that other work on the machine disturbs less)
+#   E2E_PROXY_RT       1 (default when root): run the proxy under test with SCHED_FIFO
+#                      priority 1 (chrt -f 1), so that it runs as soon as it wakes up
+#                      although other work shares its core; the kernel's RT throttling
+#                      (sched_rt_runtime_us) still leaves the core 5 % for others
+#   E2E_PERF           1 (default when perf exists): after the rounds, one Ping and one
+#                      1 MiB run per proxy under `perf stat` (syscalls, context switches)
+#   E2E_SCALE_PCT      scale every request/upload count, in percent (default 100)
+#
+# Everything listens on 127.0.0.1, every load is bounded by a request or upload count,
+# and every process started here is stopped on exit (trap).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+here=benches/e2e
+rounds=${1:-3}
+proxy_cpu=${PROXY_CPU:-1}
+load_cpu=${LOAD_CPU:-0}
+scale=${E2E_SCALE_PCT:-100}
+target_dir=${CARGO_TARGET_DIR:-target}
+prio=()
+proxy_prio=()
+if [ "$(id -u)" = 0 ]; then
+  prio=(nice -n "${E2E_NICE:--10}")
+  [ "${E2E_PROXY_RT:-1}" = 1 ] && proxy_prio=(chrt -f 1)
+fi
+perf_on=${E2E_PERF:-$(command -v perf >/dev/null && echo 1 || echo 0)}
+
+echo "== build: cargo build --release --locked --workspace --bins"
+cargo build --release --locked --workspace --bins >/dev/null 2>&1 \
+  || cargo build --release --locked --workspace --bins
+bin=$target_dir/release
+
+# Backends' upload roots on tmpfs (the reference server writes every fragment to a
+# file: on tmpfs the disk drops out of the measurement). bitsgate's pin journal, the
+# configs, logs and results on the normal disk.
+shm=$(mktemp -d /dev/shm/bitsgate-e2e.XXXXXX)
+disk=$(mktemp -d /var/tmp/bitsgate-e2e.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$shm" "$disk"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 200); do
+    (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on $1; logs:" >&2
+  tail -n 20 "$disk"/*.log >&2
+  return 1
+}
+
+# --- reference servers: b1 and b2 (both behind the proxies), b1 also the direct target
+backend_pids=()
+declare -A backend_addr
+for b in b1 b2; do
+  mkdir -p "$shm/$b"
+  backend_addr[$b]=127.0.0.1:$(port)
+  RUST_LOG=warn "${prio[@]}" taskset -c "$load_cpu" "$bin/bits-server" --listen "${backend_addr[$b]}" \
+    --root "$shm/$b" --name "$b" >"$disk/$b.log" 2>&1 &
+  pids+=($!); backend_pids+=($!)
+done
+backend_list=$(IFS=,; echo "${backend_pids[*]}")
+
+# --- bitsgate: one worker thread, health checks off, durable pins on the normal disk
+bitsgate_addr=127.0.0.1:$(port)
+cat >"$disk/bitsgate.toml" <<TOML
+[listener]
+address = "$bitsgate_addr"
+[admin]
+address = "127.0.0.1:$(port)"
+[storage]
+mode = "durable"
+data_dir = "$disk/bitsgate-data"
+[server]
+threads = 1
+upgrade_sock = "$disk/bitsgate.sock"
+pid_file = "$disk/bitsgate.pid"
+[health_check]
+kind = "none"
+[[backends]]
+id = "b1"
+address = "${backend_addr[b1]}"
+[[backends]]
+id = "b2"
+address = "${backend_addr[b2]}"
+TOML
+BITSGATE_LOG=warn "${proxy_prio[@]}" taskset -c "$proxy_cpu" "$bin/bitsgate" run --config "$disk/bitsgate.toml" \
+  >"$disk/bitsgate.log" 2>&1 &
+pids+=($!); bitsgate_pid=$!
+
+# --- HAProxy: one thread, stick table learnt from the Create-Session Ack
+targets=(direct bitsgate)
+declare -A target_addr=([direct]=${backend_addr[b1]} [bitsgate]=$bitsgate_addr)
+declare -A target_pid=([bitsgate]=$bitsgate_pid)
+if command -v haproxy >/dev/null; then
+  haproxy_addr=127.0.0.1:$(port)
+  sed -e "s/@LISTEN@/$haproxy_addr/" -e "s/@B1@/${backend_addr[b1]}/" \
+      -e "s/@B2@/${backend_addr[b2]}/" "$here/haproxy.cfg.in" >"$disk/haproxy.cfg"
+  haproxy -c -q -f "$disk/haproxy.cfg"
+  "${proxy_prio[@]}" taskset -c "$proxy_cpu" haproxy -db -f "$disk/haproxy.cfg" >"$disk/haproxy.log" 2>&1 &
+  pids+=($!); target_pid[haproxy]=$!
+  targets+=(haproxy); target_addr[haproxy]=$haproxy_addr
+else
+  echo "haproxy not installed: HAProxy is left out"
+fi
+for t in "${targets[@]}"; do wait_port "${target_addr[$t]}"; done
+
+echo "== $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD)," \
+  "$(nproc) cores, proxy on core $proxy_cpu, bits-load + reference servers on core $load_cpu"
+echo "== load average (1/5/15 min): $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== haproxy: $(command -v haproxy >/dev/null && haproxy -v 2>/dev/null | head -n 1)"
+echo "== priority: servers and bits-load: ${prio[*]:-default}; proxies: ${proxy_prio[*]:-default}"
+results=$disk/results.jsonl
+: >"$results"
+
+load() { "${prio[@]}" taskset -c "$load_cpu" "$bin/bits-load" "$@" --threads 1 --json; }
+n() { local v=$(( $1 * scale / 100 )); echo $(( v > 0 ? v : 1 )); }
+
+# Scenarios: name and bits-load arguments (URL appended by run_one)
+declare -A scen_args=(
+  [ping]="--ping --requests $(n 100000) --concurrency 64"
+  [frag4k]="--uploads $(n 96) --size 2MiB --fragment-size 4KiB --concurrency 32"
+  [frag1m]="--uploads $(n 16) --size 64MiB --fragment-size 1MiB --concurrency 4"
+  [upload8m]="--uploads $(n 96) --size 8MiB --fragment-size 1MiB --concurrency 8 --new-connection-per-packet"
+)
+scenarios=(ping frag4k frag1m upload8m)
+
+run_one() { # round scenario target [extra measure.py arguments]
+  local rnd=$1 scen=$2 t=$3 url="http://${target_addr[$3]}/"
+  shift 3
+  [ "$scen" = ping ] || url="http://${target_addr[$t]}/r$rnd-$scen-$t/{n}.bin"
+  local pidarg=()
+  [ -n "${target_pid[$t]:-}" ] && pidarg=(--proxy-pid "${target_pid[$t]}")
+  # shellcheck disable=SC2086
+  python3 "$here/measure.py" --out "$results" --round "$rnd" --scenario "$scen" \
+    --target "$t" "${pidarg[@]}" --backend-pids "$backend_list" "$@" -- \
+    "${prio[@]}" taskset -c "$load_cpu" "$bin/bits-load" "$url" ${scen_args[$scen]} --threads 1 --json
+  # the uploaded files are not needed: keep tmpfs small
+  rm -rf "$shm"/b1/r"$rnd"-* "$shm"/b2/r"$rnd"-*
+}
+
+echo "== warm-up: 5000 Pings per target (not recorded)"
+for t in "${targets[@]}"; do load "http://${target_addr[$t]}/" --ping --requests 5000 \
+  --concurrency 64 >/dev/null; done
+
+for rnd in $(seq "$rounds"); do
+  echo "== round $rnd"
+  # rotate the target order every round, so no target is always first or last
+  order=("${targets[@]:$(( (rnd - 1) % ${#targets[@]} ))}" \
+         "${targets[@]:0:$(( (rnd - 1) % ${#targets[@]} ))}")
+  for scen in "${scenarios[@]}"; do
+    for t in "${order[@]}"; do run_one "$rnd" "$scen" "$t"; done
+  done
+done
+
+if [ "$perf_on" = 1 ]; then
+  echo "== perf stat on the proxy process (one more Ping and 1 MiB run each; not in the summary)"
+  for t in "${targets[@]}"; do
+    [ -n "${target_pid[$t]:-}" ] || continue
+    for scen in ping frag1m; do run_one perf "$scen" "$t" --perf-out "$disk/perf.jsonl"; done
+  done
+fi
+
+echo "== $(date -u '+%H:%M:%S UTC') load average (1/5/15 min): $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== summary"
+python3 "$here/report.py" "$results"
+[ -z "${E2E_RESULTS:-}" ] || cp "$results" "$E2E_RESULTS"
