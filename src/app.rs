@@ -66,8 +66,9 @@ fn open_store(
 pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instance> {
     let conf = ServerConf {
         threads: config.server.threads,
-        grace_period_seconds: Some(config.server.grace_period.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(config.server.shutdown_timeout.as_secs()),
+        // Pingora counts whole seconds; a sub-second setting still gets one.
+        grace_period_seconds: Some(config.server.grace_period.as_secs().max(1)),
+        graceful_shutdown_timeout_seconds: Some(config.server.shutdown_timeout.as_secs().max(1)),
         upgrade_sock: config.server.upgrade_sock.to_string_lossy().into_owned(),
         pid_file: config.server.pid_file.to_string_lossy().into_owned(),
         ..ServerConf::default()

@@ -56,7 +56,15 @@ impl Shared {
         store: Option<PinStore>,
     ) -> anyhow::Result<Arc<Shared>> {
         let slots = SlotRegistry::default();
-        let generation = Generation::build(config, Vec::new(), &slots)?;
+        // Backends retired before a restart still own the pins the journal restores.
+        let retired = match &store {
+            Some(_) => crate::session::retired::load(&config.storage.data_dir)?
+                .into_iter()
+                .filter(|b| !config.backends.iter().any(|c| c.id == b.id))
+                .collect(),
+            None => Vec::new(),
+        };
+        let generation = Generation::build(config, retired, &slots)?;
         let shared = Shared {
             table: SessionTable::new(generation.config.sessions.max_pinned),
             current: ArcSwap::from_pointee(generation),
@@ -82,6 +90,7 @@ impl Shared {
     /// Swaps in exactly this config: backends not in it are gone, and packets of their
     /// sessions are answered as removed. `reload` is the policy-aware way in.
     pub fn apply(&self, config: Config) -> anyhow::Result<()> {
+        let _guard = self.swap_lock.lock().unwrap_or_else(|e| e.into_inner());
         self.install(config, Vec::new())
     }
 
@@ -102,13 +111,25 @@ impl Shared {
             .collect();
         self.table
             .set_max_pinned(generation.config.sessions.max_pinned);
-        for gone in before
-            .iter()
+        let gone: Vec<Arc<str>> = before
+            .into_iter()
             .filter(|id| generation.farm.index_of_id(id).is_none())
-        {
-            self.metrics.forget_backend(gone);
-        }
+            .collect();
+        let retired_changed = self.generation().retired != generation.retired;
+        let (data_dir, retired) = (
+            generation.config.storage.data_dir.clone(),
+            generation.retired.clone(),
+        );
         self.current.store(Arc::new(generation));
+        if retired_changed && self.store.is_some() {
+            if let Err(e) = crate::session::retired::save(&data_dir, &retired) {
+                tracing::error!(target: "bitsgate::store", error = %e, "could not save the retired backends; a restart would end their sessions");
+            }
+        }
+        // After the swap, so no publisher still holding the old farm brings them back.
+        for id in gone {
+            self.metrics.forget_backend(&id);
+        }
         self.publish_backend_metrics();
         Ok(())
     }
@@ -144,6 +165,21 @@ impl Shared {
     /// Ends a session's pin: table, journal and metrics.
     pub fn end_session(&self, key: &SessionKey, reason: crate::metrics::EndReason) -> Option<Pin> {
         let pin = self.unpin(key)?;
+        self.metrics
+            .session_ended(&self.backend_name(pin.backend), reason);
+        Some(pin)
+    }
+
+    /// Ends a session's pin only while `backend` owns it (see
+    /// [`SessionTable::unpin_owned_by`]).
+    pub fn end_session_owned_by(
+        &self,
+        key: &SessionKey,
+        backend: crate::backend::BackendSlot,
+        reason: crate::metrics::EndReason,
+    ) -> Option<Pin> {
+        let pin = self.table.unpin_owned_by(key, backend)?;
+        self.journal_unpin(key);
         self.metrics
             .session_ended(&self.backend_name(pin.backend), reason);
         Some(pin)

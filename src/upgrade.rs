@@ -9,7 +9,10 @@ use pingora::services::background::BackgroundService;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The one-shot catch-up service, added only to a process started with `--upgrade`.
+/// How long Pingora's old process keeps its listeners after handing them over.
+const OLD_PROCESS_CLOSE_DELAY: Duration = Duration::from_secs(5);
+
+/// The catch-up service, added only to a process started with `--upgrade`.
 pub struct UpgradeCatchUp {
     shared: Arc<Shared>,
 }
@@ -25,13 +28,17 @@ impl UpgradeCatchUp {
 impl BackgroundService for UpgradeCatchUp {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let server = self.shared.generation().config.server.clone();
-        // The old process has at most its grace period plus its shutdown timeout.
-        let wait = server.grace_period + server.shutdown_timeout + Duration::from_secs(1);
-        tokio::select! {
-            _ = shutdown.changed() => {}
-            _ = tokio::time::sleep(wait) => {
-                let added = self.shared.catch_up_store().await;
-                tracing::info!(target: "bitsgate::store", added, "took over the pins the previous process journaled during the upgrade");
+        // After handing the listeners over, the old process waits Pingora's 5 s close
+        // delay, then its grace period, then its shutdown timeout. Read the journal
+        // once it must be gone, and once more in case its settings were longer.
+        let gone = OLD_PROCESS_CLOSE_DELAY + server.grace_period + server.shutdown_timeout;
+        for wait in [gone + Duration::from_secs(1), Duration::from_secs(10)] {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(wait) => {
+                    let added = self.shared.catch_up_store().await;
+                    tracing::info!(target: "bitsgate::store", added, "took over the pins the previous process journaled during the upgrade");
+                }
             }
         }
     }

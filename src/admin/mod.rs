@@ -135,9 +135,11 @@ impl AdminApp {
                 _ => {}
             }
         }
+        // One generation for the lookup and the index: a reload may swap it meanwhile.
+        let generation = self.shared.generation();
         let slot = match &backend {
-            Some(id) => match self.shared.generation().farm.index_of_id(id) {
-                Some(i) => Some(self.shared.generation().farm.backends[i].slot),
+            Some(id) => match generation.farm.index_of_id(id) {
+                Some(i) => Some(generation.farm.backends[i].slot),
                 None => return Reply::error(StatusCode::NOT_FOUND, format!("no backend {id:?}")),
             },
             None => None,

@@ -81,11 +81,11 @@ async fn exchange(
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut response = httparse::Response::new(&mut headers);
         match response.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) => {
+            Ok(httparse::Status::Complete(head_len)) => {
                 let status = response.code.ok_or(CancelError::Malformed(addr))?;
                 if (100..200).contains(&status) {
-                    // An interim answer; the real one follows.
-                    buf.clear();
+                    // An interim answer; the real one follows, maybe already read.
+                    buf.drain(..head_len);
                     continue;
                 }
                 let mut map = http::HeaderMap::new();

@@ -117,12 +117,9 @@ impl Farm {
 }
 
 fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        // [v6]:port
-        return host
-            .split(']')
-            .next()
-            .map_or(host, |h| &host[..h.len() + 1]);
+    if let Some(inner) = host.strip_prefix('[') {
+        // [v6]:port; a Host without the closing bracket is kept as it is.
+        return inner.find(']').map_or(host, |i| &host[..i + 2]);
     }
     match host.rsplit_once(':') {
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.contains(':') => {
@@ -212,5 +209,10 @@ mod tests {
         assert_eq!(strip_port("a.example:80"), "a.example");
         assert_eq!(strip_port("a.example"), "a.example");
         assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+        // Client-controlled input: never a panic.
+        assert_eq!(strip_port("["), "[");
+        assert_eq!(strip_port("[abc"), "[abc");
+        assert_eq!(strip_port("]:80"), "]");
     }
 }

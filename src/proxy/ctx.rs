@@ -1,7 +1,7 @@
 //! Per-request state, as named parts.
 
 use crate::backend::BackendSlot;
-use crate::session::{DirId, SessionKey};
+use crate::session::SessionKey;
 use crate::state::Generation;
 use bits_proto::PacketType;
 use std::sync::Arc;
@@ -18,8 +18,6 @@ pub struct PacketInfo {
     pub content_length: u64,
     /// It came as POST + X-Http-Method-Override.
     pub via_method_override: bool,
-    /// The URL directory (Create-Session only; stored with the pin).
-    pub dir: DirId,
 }
 
 /// Where the request was sent.

@@ -5,7 +5,7 @@ use super::ctx::{Chosen, PacketInfo};
 use crate::config::HostIdMode;
 use crate::metrics::EndReason;
 use crate::session::store::PendingWrite;
-use crate::session::{SessionKey, UnixSecs};
+use crate::session::{DirId, SessionKey, UnixSecs};
 use crate::state::{Generation, Shared};
 use bits_proto::headers as h;
 use bits_proto::{ErrorCode, PacketType, SessionId};
@@ -21,6 +21,7 @@ pub fn learn_from_ack(
     packet: &PacketInfo,
     chosen: &Chosen,
     response: &mut ResponseHeader,
+    path: &str,
     now: UnixSecs,
 ) -> Result<Option<PendingWrite>> {
     let mut journal = None;
@@ -28,11 +29,14 @@ pub fn learn_from_ack(
     let success = (200..300).contains(&status);
     match packet.kind {
         PacketType::CreateSession if success => {
-            if let Some(key) = pin_new_session(shared, packet, chosen, response, now) {
+            // The URL directory is interned only for a session a backend accepted, so
+            // requests alone cannot fill the registry.
+            let dir = shared.dirs.intern_path(path);
+            if let Some(key) = pin_new_session(shared, dir, chosen, response, now) {
                 journal = shared
                     .store
                     .as_ref()
-                    .map(|store| store.pin(&key, &chosen.id, &shared.dirs.name(packet.dir), now));
+                    .map(|store| store.pin(&key, &chosen.id, &shared.dirs.name(dir), now));
                 apply_host_id_policy(generation, chosen, response)?;
             } else {
                 // A session bitsgate cannot route must not reach the client: its
@@ -77,7 +81,7 @@ pub fn learn_from_ack(
 
 fn pin_new_session(
     shared: &Shared,
-    packet: &PacketInfo,
+    dir: DirId,
     chosen: &Chosen,
     response: &ResponseHeader,
     now: UnixSecs,
@@ -93,8 +97,14 @@ fn pin_new_session(
             return None;
         }
     };
+    if shared.generation().farm.index_of(chosen.slot).is_none() {
+        // A reload removed the backend while its Ack was on the way: a pin to it could
+        // never be routed.
+        tracing::warn!(target: "bitsgate::learn", session = id, backend = %chosen.id, "Create-Session answered by a backend that left the configuration");
+        return None;
+    }
     let key = SessionKey::new(id);
-    match shared.table.pin(key.clone(), chosen.slot, packet.dir, now) {
+    match shared.table.pin(key.clone(), chosen.slot, dir, now) {
         Ok(replaced) => {
             if let Some(old) = replaced {
                 // The same id issued twice: the old pin is gone, count it as such.
@@ -119,10 +129,10 @@ fn unpin(shared: &Shared, packet: &PacketInfo, chosen: &Chosen, reason: EndReaso
     };
     // Only the owner's answer ends a pin; a backend reached by Host name that does not
     // own the session must not remove another node's pin.
-    if shared.table.owner(key) != Some(chosen.slot) {
-        return;
-    }
-    if shared.end_session(key, reason).is_some() {
+    if shared
+        .end_session_owned_by(key, chosen.slot, reason)
+        .is_some()
+    {
         tracing::debug!(target: "bitsgate::learn", session = %key, backend = %chosen.id, reason = reason.label(), "unpinned");
     }
 }

@@ -8,7 +8,7 @@ use super::ctx::{Chosen, LocalReason, PacketInfo, RequestCtx};
 use super::learn::learn_from_ack;
 use crate::metrics::{names, status_class, EndReason};
 use crate::routing::{route, LocalReply, Route, RouteRequest, Target};
-use crate::session::{unix_now, DirId, SessionKey};
+use crate::session::{unix_now, SessionKey};
 use crate::state::{Generation, Shared};
 use async_trait::async_trait;
 use bits_proto::{headers as h, Ack, Classified, PacketType};
@@ -68,18 +68,12 @@ impl BitsProxy {
             None => Target::Other,
             Some(packet) => {
                 let content_length = packet.content_length.unwrap_or(0);
-                let dir = if packet.kind == PacketType::CreateSession {
-                    shared.dirs.intern_path(req.uri.path())
-                } else {
-                    DirId::default()
-                };
                 // Recorded first, so even a local refusal is labelled by packet type.
                 let info = ctx.packet.insert(PacketInfo {
                     kind: packet.kind,
                     session: packet.session_id.map(SessionKey::new),
                     content_length,
                     via_method_override: packet.via_method_override,
-                    dir,
                 });
                 if req.version < Version::HTTP_11 {
                     return Verdict::Local(Answer::Ack(acks::http_1_0()), LocalReason::Http10);
@@ -206,8 +200,15 @@ impl ProxyHttp for BitsProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let generation = self.generation(ctx);
-        // Pingora keeps idle client connections forever unless told otherwise.
-        session.set_keepalive(Some(generation.config.listener.keepalive_timeout.as_secs()));
+        // Pingora keeps idle client connections forever unless told otherwise, and reads
+        // Some(0) as forever too: whole seconds, at least one.
+        let keepalive = generation
+            .config
+            .listener
+            .keepalive_timeout
+            .as_secs()
+            .max(1);
+        session.set_keepalive(Some(keepalive));
         Ok(())
     }
 
@@ -307,7 +308,7 @@ impl ProxyHttp for BitsProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -329,6 +330,7 @@ impl ProxyHttp for BitsProxy {
                 packet,
                 chosen,
                 upstream_response,
+                session.req_header().uri.path(),
                 unix_now(),
             )?;
             if let Some(write) = journal {

@@ -26,6 +26,8 @@ struct Dirs {
 impl DirRegistry {
     /// Most distinct directories remembered; beyond it, new ones share the root.
     pub const MAX_DIRS: usize = 65_536;
+    /// Longest directory remembered; a longer one is recorded as the root.
+    pub const MAX_DIR_LEN: usize = 1024;
 
     /// The directory of a request path: everything up to and including the last '/'.
     pub fn dir_of(path: &str) -> &str {
@@ -38,6 +40,9 @@ impl DirRegistry {
     /// The id of the directory of `path`, interning it on first sight.
     pub fn intern_path(&self, path: &str) -> DirId {
         let dir = Self::dir_of(path);
+        if dir.len() > Self::MAX_DIR_LEN {
+            return DirId(0);
+        }
         if let Some(&id) = self.read().by_name.get(dir) {
             return DirId(id);
         }

@@ -2,6 +2,7 @@
 
 pub mod dirs;
 pub mod key;
+pub mod retired;
 pub mod store;
 pub mod table;
 

@@ -156,11 +156,23 @@ impl SessionTable {
 
     /// Forgets a session.
     pub fn unpin(&self, key: &SessionKey) -> Option<Pin> {
+        self.unpin_where(key, |_| true)
+    }
+
+    /// Forgets a session only while `backend` owns it: one locked check-and-remove, so an
+    /// answer from a former owner never removes a newer owner's pin.
+    pub fn unpin_owned_by(&self, key: &SessionKey, backend: BackendSlot) -> Option<Pin> {
+        self.unpin_where(key, |pin| pin.backend == backend)
+    }
+
+    fn unpin_where(&self, key: &SessionKey, keep: impl Fn(&Pin) -> bool) -> Option<Pin> {
         let pin = match key {
             SessionKey::Guid { value, style } => {
-                self.guids.remove(&GuidKey::new(*value, *style))?.1
+                self.guids
+                    .remove_if(&GuidKey::new(*value, *style), |_, pin| keep(pin))?
+                    .1
             }
-            SessionKey::Text(text) => self.texts.remove(&**text)?.1,
+            SessionKey::Text(text) => self.texts.remove_if(&**text, |_, pin| keep(pin))?.1,
         };
         self.forget(&pin);
         Some(pin)

@@ -296,3 +296,63 @@ async fn sighup_reloads_the_config_file_with_uploads_in_flight() {
     signal(&proxy, "TERM");
     tokio::task::block_in_place(|| wait_exit(&mut proxy, Duration::from_secs(20)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backend_retired_by_a_reload_keeps_its_sessions_across_a_restart() {
+    use bits_testkit::client::raw::{self, RawRequest};
+    let farm = farm(2).await;
+    let mut first = start(&farm, false, "retire-1.log");
+    tokio::task::block_in_place(|| wait_listening(farm.proxy));
+    let create = RawRequest::bits(bits_proto::PacketType::CreateSession, "/uploads/r.bin")
+        .header("BITS-Supported-Protocols", bits_proto::BITS_1_5_PROTOCOL);
+    let created = raw::send(farm.proxy, &create)
+        .await
+        .expect("Create-Session");
+    assert_eq!(created.status, 200);
+    let session = created.ack().session_id.expect("session id").to_string();
+    let owner = (0..2)
+        .find(|&i| farm.backends[i].stats().sessions.contains_key(&session))
+        .expect("an owner");
+
+    // Remove the owner from the config: it is retired, still serving its session.
+    let kept: String = (0..2)
+        .filter(|&i| i != owner)
+        .map(|i| farm.backend_tables[i].clone())
+        .collect();
+    std::fs::write(&farm.config, farm.header.clone() + &kept).unwrap();
+    let reload = raw::send(farm.admin, &RawRequest::new("POST", "/config/reload"))
+        .await
+        .expect("reload");
+    assert_eq!(
+        reload.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&reload.body)
+    );
+    assert!(String::from_utf8_lossy(&reload.body).contains(&format!("\"b{owner}\"")));
+
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+    let mut second = start(&farm, false, "retire-2.log");
+    tokio::task::block_in_place(|| wait_listening(farm.proxy));
+    let fragment = RawRequest::fragment(
+        "/uploads/r.bin",
+        &session,
+        0,
+        bytes::Bytes::from_static(b"abc"),
+        3,
+    );
+    let answer = raw::send(farm.proxy, &fragment).await.expect("Fragment");
+    assert_eq!(
+        answer.status, 200,
+        "the retired owner must still get its session: {answer:?}"
+    );
+    assert_eq!(
+        farm.backends[owner].stats().sessions[&session]
+            .packets
+            .get("fragment"),
+        Some(&1)
+    );
+    signal(&second, "TERM");
+    tokio::task::block_in_place(|| wait_exit(&mut second, Duration::from_secs(20)));
+}
