@@ -121,6 +121,9 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
     server.add_service(sweeper);
     server.add_service(reloader);
     if process.upgrade {
+        shared
+            .compaction_allowed
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         server.add_service(background_service(
             "upgrade catch-up",
             UpgradeCatchUp::new(shared.clone()),

@@ -42,6 +42,9 @@ pub struct Shared {
     pub config_path: Option<PathBuf>,
     /// Serialises reloads and retired-backend pruning (never taken on the request path).
     pub(crate) swap_lock: Mutex<()>,
+    /// Cleared while the previous process of an upgrade may still append to the
+    /// journal: a compaction would rename the file from under it.
+    pub(crate) compaction_allowed: std::sync::atomic::AtomicBool,
     create_tick: AtomicU64,
     other_tick: AtomicU64,
     /// Consecutive probe and traffic outcomes per backend slot.
@@ -74,6 +77,7 @@ impl Shared {
             store,
             config_path,
             swap_lock: Mutex::new(()),
+            compaction_allowed: std::sync::atomic::AtomicBool::new(true),
             create_tick: AtomicU64::new(0),
             other_tick: AtomicU64::new(0),
             health: HealthTable::default(),
@@ -246,7 +250,9 @@ impl Shared {
         let Some(store) = &self.store else {
             return;
         };
-        if !store.should_compact(self.table.len()) {
+        if !self.compaction_allowed.load(Ordering::Relaxed)
+            || !store.should_compact(self.table.len())
+        {
             return;
         }
         let snapshot = || {

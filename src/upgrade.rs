@@ -41,5 +41,9 @@ impl BackgroundService for UpgradeCatchUp {
                 }
             }
         }
+        // The previous process is gone: this one is the journal's only writer again.
+        self.shared
+            .compaction_allowed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
