@@ -34,6 +34,28 @@ async fn paused_upload(
     (upload, release, owner)
 }
 
+/// Releases a paused upload and checks it completed on its owner, byte-identical,
+/// without a restart.
+async fn finish_paused(
+    cluster: &Cluster,
+    upload: tokio::task::JoinHandle<Result<UploadReport, UploadError>>,
+    release: std::sync::mpsc::Sender<()>,
+    owner: usize,
+    data: &bytes::Bytes,
+) {
+    release.send(()).expect("release");
+    let report = upload
+        .await
+        .expect("task")
+        .expect("the in-flight upload completes");
+    assert_eq!(report.restarts, 0);
+    assert_eq!(
+        cluster.owners_of(report.session_id.as_deref().unwrap()),
+        vec![owner]
+    );
+    assert_eq!(cluster.committed_sha256(PATH), vec![sha256(data)]);
+}
+
 fn backend_state(backends: &serde_json::Value, id: &str) -> Option<String> {
     backends["backends"]
         .as_array()?
@@ -103,17 +125,7 @@ async fn a_reload_that_removes_a_backend_lets_its_sessions_finish_then_drops_it(
         cluster.owners_of(report.session_id.as_deref().unwrap()),
         vec![other]
     );
-    release.send(()).expect("release");
-    let finished = upload
-        .await
-        .expect("task")
-        .expect("in-flight upload completes");
-    assert_eq!(finished.restarts, 0);
-    assert_eq!(
-        cluster.owners_of(finished.session_id.as_deref().unwrap()),
-        vec![owner]
-    );
-    assert_eq!(cluster.committed_sha256(PATH), vec![sha256(&data)]);
+    finish_paused(&cluster, upload, release, owner, &data).await;
 
     // Once its last session ended, the retired backend leaves the farm.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -152,17 +164,7 @@ async fn an_invalid_reload_keeps_the_old_config_and_reports_every_error() {
     // Still serving with both backends.
     let (_, backends) = cluster.admin_json("GET", "/backends", None).await;
     assert_eq!(backends["backends"].as_array().unwrap().len(), 2);
-    release.send(()).expect("release");
-    let report = upload
-        .await
-        .expect("task")
-        .expect("the in-flight upload completes");
-    assert_eq!(report.restarts, 0);
-    assert_eq!(
-        cluster.owners_of(report.session_id.as_deref().unwrap()),
-        vec![owner]
-    );
-    assert_eq!(cluster.committed_sha256(PATH), vec![sha256(&data)]);
+    finish_paused(&cluster, upload, release, owner, &data).await;
     let metrics = cluster.metrics().await;
     assert_eq!(
         sample(
@@ -196,13 +198,7 @@ async fn draining_through_the_admin_api_finishes_in_flight_uploads_then_reports_
             "no new session on {id}"
         );
     }
-    release.send(()).expect("release");
-    let finished = upload
-        .await
-        .expect("task")
-        .expect("in-flight upload completes");
-    assert_eq!(finished.restarts, 0);
-    assert_eq!(cluster.committed_sha256(PATH), vec![sha256(&data)]);
+    finish_paused(&cluster, upload, release, owner, &data).await;
 
     let (_, backends) = cluster.admin_json("GET", "/backends", None).await;
     assert_eq!(
@@ -403,15 +399,5 @@ async fn with_watch_on_a_changed_config_file_is_reloaded_with_uploads_in_flight(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    release.send(()).expect("release");
-    let report = upload
-        .await
-        .expect("task")
-        .expect("the in-flight upload completes");
-    assert_eq!(report.restarts, 0);
-    assert_eq!(
-        cluster.owners_of(report.session_id.as_deref().unwrap()),
-        vec![owner]
-    );
-    assert_eq!(cluster.committed_sha256(PATH), vec![sha256(&data)]);
+    finish_paused(&cluster, upload, release, owner, &data).await;
 }
