@@ -9,6 +9,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Pingora allocates and frees several buffers per request; a third of a proxied Ping's
+/// instructions were in the system allocator (docs/benchmarks.md, profile section).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status of `check` for an invalid file (EX_DATAERR-style, as in sysexits.h).
 const EXIT_INVALID_CONFIG: u8 = 64;
 
