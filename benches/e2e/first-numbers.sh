@@ -26,8 +26,10 @@ taskset -c 1 "$bin/bits-server" --listen "$backend" --root "$work/root" --name b
   --max-fragment 2147483648 >/dev/null 2>&1 &
 pids+=($!)
 
+# Sets $listen; not called in $(...), so that the pid it records reaches cleanup.
 start_proxy() { # name mode
-  local listen=127.0.0.1:$(port) admin=127.0.0.1:$(port)
+  listen=127.0.0.1:$(port)
+  local admin=127.0.0.1:$(port)
   cat >"$work/$1.toml" <<TOML
 [listener]
 address = "$listen"
@@ -48,10 +50,9 @@ address = "$backend"
 TOML
   BITSGATE_LOG=warn taskset -c 1 "$bin/bitsgate" run --config "$work/$1.toml" >/dev/null 2>&1 &
   pids+=($!)
-  echo "$listen"
 }
-durable=$(start_proxy durable durable)
-memory=$(start_proxy memory memory)
+start_proxy durable durable; durable=$listen
+start_proxy memory memory; memory=$listen
 for addr in "$backend" "$durable" "$memory"; do
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/${addr%:*}/${addr#*:}") 2>/dev/null && break; sleep 0.05; done
 done

@@ -72,7 +72,32 @@ async fn farm_with(backends: usize, configured: usize) -> Farm {
     }
 }
 
-fn start(farm: &Farm, upgrade: bool, log: &str) -> Child {
+/// A bitsgate process that is killed when the test ends, passed or failed.
+struct Proc(Child);
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn start(farm: &Farm, upgrade: bool, log: &str) -> Proc {
     let log = std::fs::File::create(farm.dir.path().join(log)).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_bitsgate"));
     command.args(["run", "--config"]).arg(&farm.config);
@@ -85,6 +110,7 @@ fn start(farm: &Farm, upgrade: bool, log: &str) -> Child {
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
+        .map(Proc)
         .expect("bitsgate starts")
 }
 
