@@ -67,6 +67,24 @@ pub fn pauser(pause_at: u64) -> (Arc<Pauser>, mpsc::Receiver<()>, mpsc::Sender<(
     (pauser, reached_rx, release_tx)
 }
 
+/// Uploads `data` to PATH in the background with `observer` watching; yields the report
+/// and the data's sha256.
+fn spawn_upload(
+    cluster: &Cluster,
+    data: bytes::Bytes,
+    opts: bits_testkit::client::UploadOptions,
+    observer: Arc<Pauser>,
+) -> tokio::task::JoinHandle<
+    Result<(bits_testkit::client::UploadReport, String), bits_testkit::client::UploadError>,
+> {
+    let url = cluster.url(PATH);
+    tokio::spawn(async move {
+        client::upload(&url, UploadSource::Bytes(data.clone()), &opts, &*observer)
+            .await
+            .map(|report| (report, sha256(&data)))
+    })
+}
+
 pub async fn wait_for(rx: &mpsc::Receiver<()>) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -90,17 +108,10 @@ async fn an_owner_that_stops_gets_503_and_the_same_session_completes_when_it_ret
     opts.max_retries = 1000;
     opts.retry_delay = Duration::from_millis(10);
     opts.max_retry_delay = Duration::from_millis(50);
-    let url = cluster.url(PATH);
-    let observer = pauser.clone();
-    let upload = tokio::spawn(async move {
-        client::upload(&url, UploadSource::Bytes(data.clone()), &opts, &*observer)
-            .await
-            .map(|report| (report, sha256(&data)))
-    });
+    let upload = spawn_upload(&cluster, data, opts, pauser.clone());
 
     wait_for(&reached).await;
-    let session = cluster.proxy.shared.table.len();
-    assert_eq!(session, 1);
+    assert_eq!(cluster.proxy.shared.table.len(), 1);
     let owner = (0..3)
         .find(|&i| cluster.stats(i).sessions_open == 1)
         .expect("an owner");
@@ -146,13 +157,7 @@ async fn an_owner_removed_from_the_config_makes_the_client_restart_on_another_ba
     let (pauser, reached, release) = pauser(256 << 10);
     let mut opts = options(64 << 10);
     opts.new_connection_per_packet = true;
-    let url = cluster.url(PATH);
-    let observer = pauser.clone();
-    let upload = tokio::spawn(async move {
-        client::upload(&url, UploadSource::Bytes(data.clone()), &opts, &*observer)
-            .await
-            .map(|report| (report, sha256(&data)))
-    });
+    let upload = spawn_upload(&cluster, data, opts, pauser.clone());
 
     wait_for(&reached).await;
     let owner = (0..2)

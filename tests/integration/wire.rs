@@ -76,17 +76,19 @@ async fn transfer_encoding_with_content_length_is_refused_on_any_request() {
     assert_eq!(cluster.requests_seen(), 0);
 }
 
+/// A Create-Session sent as POST + X-Http-Method-Override, as clients that cannot send
+/// extension methods do.
+fn override_create_session() -> RawRequest {
+    RawRequest::new("POST", PATH)
+        .header("X-Http-Method-Override", "BITS_POST")
+        .header("BITS-Packet-Type", "Create-Session")
+        .header("BITS-Supported-Protocols", bits_proto::BITS_1_5_PROTOCOL)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_method_override_post_is_forwarded_as_bits_post() {
     let cluster = Cluster::new().backends(1).start().await;
-    let response = cluster
-        .send(
-            &RawRequest::new("POST", PATH)
-                .header("X-Http-Method-Override", "BITS_POST")
-                .header("BITS-Packet-Type", "Create-Session")
-                .header("BITS-Supported-Protocols", bits_proto::BITS_1_5_PROTOCOL),
-        )
-        .await;
+    let response = cluster.send(&override_create_session()).await;
     assert_eq!(response.status, 200, "{response:?}");
     let session = response.ack().session_id.expect("session id").to_string();
     let stats = cluster.stats(0);
@@ -106,14 +108,7 @@ async fn a_method_override_is_not_bits_when_disabled() {
     let mut config = cluster.proxy.shared.generation().config.clone();
     config.listener.allow_method_override = false;
     cluster.proxy.shared.apply(config).expect("applies");
-    let response = cluster
-        .send(
-            &RawRequest::new("POST", PATH)
-                .header("X-Http-Method-Override", "BITS_POST")
-                .header("BITS-Packet-Type", "Create-Session")
-                .header("BITS-Supported-Protocols", bits_proto::BITS_1_5_PROTOCOL),
-        )
-        .await;
+    let response = cluster.send(&override_create_session()).await;
     // Treated as an ordinary request: forwarded untouched and never pinned. (The
     // reference server itself accepts the override, so it answers it as BITS.)
     assert_eq!(response.status, 200, "{response:?}");
