@@ -7,6 +7,7 @@ use crate::state::Shared;
 use async_trait::async_trait;
 use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -119,9 +120,29 @@ impl Drop for RunningProxy {
     }
 }
 
+/// Picks a free port below Linux's ephemeral range (32768 and up). A port handed out
+/// by `bind(0)` and released again can be handed straight to the next `bind(0)` of
+/// another listener or client in the same process before Pingora binds it; ports
+/// taken from a counter below that range are never handed out by the kernel.
 fn resolve_port_zero(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
     if addr.port() != 0 {
         return Ok(addr);
+    }
+    let base = 20_000 + (std::process::id() % 500) as u16 * 20;
+    let _ = NEXT.compare_exchange(0, base, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..2_000 {
+        let port = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = if (20_000..32_000).contains(&port) {
+            port
+        } else {
+            NEXT.store(20_001, Ordering::Relaxed);
+            20_000
+        };
+        let candidate = SocketAddr::new(addr.ip(), port);
+        if TcpListener::bind(candidate).is_ok() {
+            return Ok(candidate);
+        }
     }
     TcpListener::bind(addr)?.local_addr()
 }
