@@ -66,6 +66,7 @@ fn open_store(
 pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instance> {
     let conf = ServerConf {
         threads: config.server.threads,
+        work_stealing: config.server.work_stealing,
         // Pingora counts whole seconds; a sub-second setting still gets one.
         grace_period_seconds: Some(config.server.grace_period.as_secs().max(1)),
         graceful_shutdown_timeout_seconds: Some(config.server.shutdown_timeout.as_secs().max(1)),

@@ -1,5 +1,11 @@
 //! Running an instance on a thread of its own, with a handle to stop it. The demo and
 //! the integration tests use this; `bitsgate run` uses Pingora's own signal handling.
+//!
+//! One process may start only one instance with `[server] work_stealing = false`:
+//! Pingora's runtime-per-thread mode finds its runtime through a thread-local keyed by
+//! thread ids, which are reused once a thread exits, so an instance started after
+//! another one stopped may find the stopped one's runtime and never accept. Code that
+//! starts several instances in turn (the integration tests) sets `work_stealing = true`.
 
 use crate::app::{self, ProcessOptions};
 use crate::config::Config;

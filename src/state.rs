@@ -3,7 +3,7 @@
 
 use crate::backend::{Farm, HealthTable, SlotRegistry};
 use crate::config::{BackendConfig, Config};
-use crate::metrics::Metrics;
+use crate::metrics::{BackendSeries, Metrics};
 use crate::session::store::{PinOwner, PinStore, StoredPin};
 use crate::session::{DirRegistry, Pin, SessionKey, SessionTable};
 use arc_swap::ArcSwap;
@@ -23,6 +23,8 @@ pub struct Generation {
     pub farm: Farm,
     /// Packet validation options derived from the config.
     pub classify: ClassifyOptions,
+    /// Per-request metric series of each farm backend, by farm index.
+    pub series: Vec<BackendSeries>,
 }
 
 /// Everything the services of one bitsgate instance share.
@@ -325,11 +327,17 @@ impl Generation {
             allow_method_override: config.listener.allow_method_override,
             max_header_value: config.limits.max_header_bytes,
         };
+        let series = farm
+            .backends
+            .iter()
+            .map(|backend| BackendSeries::new(backend.id.clone()))
+            .collect();
         Ok(Generation {
             config,
             retired,
             farm,
             classify,
+            series,
         })
     }
 }

@@ -43,6 +43,9 @@ pub const LIMITS_MAX_FRAGMENT_BYTES: u64 = 1 << 30;
 pub const BACKEND_WEIGHT: u32 = 1;
 /// Worker threads of the proxy service.
 pub const SERVER_THREADS: usize = 2;
+/// One single-threaded runtime per worker thread: 10-14 % less CPU per proxied Ping
+/// than Tokio's work-stealing scheduler, measured (docs/benchmarks.md).
+pub const SERVER_WORK_STEALING: bool = false;
 /// Seconds in-flight requests get to finish on SIGTERM.
 pub const SERVER_GRACE_PERIOD: Duration = Duration::from_secs(30);
 /// Seconds the runtime gets to stop after the grace period.

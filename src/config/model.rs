@@ -159,6 +159,9 @@ pub struct Limits {
 pub struct ServerSettings {
     /// Worker threads of the proxy.
     pub threads: usize,
+    /// Whether idle threads take work queued on busy ones (one shared runtime) or each
+    /// thread keeps the connections it accepted (one runtime per thread).
+    pub work_stealing: bool,
     /// How long in-flight requests get on SIGTERM.
     pub grace_period: Duration,
     /// How long the runtime gets to stop after that.

@@ -109,6 +109,7 @@ pub struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub threads: Option<usize>,
+    pub work_stealing: Option<bool>,
     pub grace_period: Option<String>,
     pub shutdown_timeout: Option<String>,
     pub upgrade_sock: Option<String>,

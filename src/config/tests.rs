@@ -253,6 +253,7 @@ fn the_example_config_names_every_key() {
         "max_header_bytes",
         "max_fragment_bytes",
         "threads",
+        "work_stealing",
         "grace_period",
         "shutdown_timeout",
         "id",

@@ -337,6 +337,7 @@ impl Validator {
         }
         ServerSettings {
             threads,
+            work_stealing: raw.work_stealing.unwrap_or(d::SERVER_WORK_STEALING),
             grace_period: self.duration(
                 "server.grace_period",
                 raw.grace_period.as_deref(),

@@ -2,6 +2,11 @@
 //! in one process (tests, the demo) never mix their numbers.
 
 pub mod names;
+mod series;
+
+pub use series::{BackendSeries, DurationSeries, PacketLabel};
+
+use std::sync::Arc;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -71,6 +76,10 @@ pub struct Metrics {
     pub cancels_sent: IntCounterVec,
     /// See [`names::BACKEND_TRANSITIONS_TOTAL`].
     pub backend_transitions: IntCounterVec,
+    /// Per-request series of requests answered without a backend.
+    pub no_backend: BackendSeries,
+    /// Per-request duration histograms.
+    pub durations: DurationSeries,
 }
 
 impl Metrics {
@@ -202,6 +211,8 @@ impl Metrics {
             backend_draining,
             connect_failures,
             backend_transitions,
+            no_backend: BackendSeries::new(Arc::from(names::NO_BACKEND)),
+            durations: DurationSeries::default(),
         }
     }
 
@@ -253,15 +264,22 @@ impl Default for Metrics {
     }
 }
 
+/// Every `class` label value, in [`status_class_index`] order.
+pub const STATUS_CLASSES: [&str; 6] = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
 /// The status-class label of a status code.
 pub fn status_class(status: u16) -> &'static str {
+    STATUS_CLASSES[status_class_index(status)]
+}
+
+fn status_class_index(status: u16) -> usize {
     match status {
         // No response was written (the client went away first).
-        0 => "none",
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        0 => 0,
+        100..=199 => 1,
+        200..=299 => 2,
+        300..=399 => 3,
+        400..=499 => 4,
+        _ => 5,
     }
 }

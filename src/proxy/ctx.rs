@@ -1,6 +1,7 @@
 //! Per-request state, as named parts.
 
 use crate::backend::BackendSlot;
+use crate::metrics::PacketLabel;
 use crate::session::SessionKey;
 use crate::state::Generation;
 use bits_proto::PacketType;
@@ -107,11 +108,11 @@ impl RequestCtx {
     }
 
     /// The packet-type label for metrics.
-    pub fn packet_label(&self) -> &'static str {
+    pub fn packet_label(&self) -> PacketLabel {
         match (&self.packet, self.local) {
-            (Some(packet), _) => packet.kind.label(),
-            (None, Some(LocalReason::Malformed(_) | LocalReason::Http10)) => "invalid",
-            (None, _) => "other",
+            (Some(packet), _) => PacketLabel::Bits(packet.kind),
+            (None, Some(LocalReason::Malformed(_) | LocalReason::Http10)) => PacketLabel::Invalid,
+            (None, _) => PacketLabel::Other,
         }
     }
 }

@@ -57,10 +57,8 @@ pub fn learn_from_ack(
             if let Some(key) = &packet.session {
                 shared.table.add_bytes(key, packet.content_length);
             }
-            shared
-                .metrics
-                .uploaded_bytes
-                .with_label_values(&[&chosen.id])
+            generation.series[chosen.index]
+                .uploaded_bytes(&shared.metrics)
                 .inc_by(packet.content_length);
         }
         PacketType::CloseSession if status == 200 => {
@@ -86,7 +84,7 @@ fn pin_new_session(
     response: &ResponseHeader,
     now: UnixSecs,
 ) -> Option<SessionKey> {
-    let Some(raw) = response.headers.get(h::SESSION_ID) else {
+    let Some(raw) = response.headers.get(&h::names::SESSION_ID) else {
         tracing::warn!(target: "bitsgate::learn", backend = %chosen.id, "Create-Session Ack without BITS-Session-Id");
         return None;
     };

@@ -6,7 +6,7 @@
 use super::acks::{self, Answer};
 use super::ctx::{Chosen, LocalReason, PacketInfo, RequestCtx};
 use super::learn::learn_from_ack;
-use crate::metrics::{names, status_class, EndReason};
+use crate::metrics::EndReason;
 use crate::routing::{route, LocalReply, Route, RouteRequest, Target};
 use crate::session::{unix_now, SessionKey};
 use crate::state::{Generation, Shared};
@@ -173,7 +173,7 @@ fn te_with_content_length(session: &Session) -> bool {
     if !session
         .req_header()
         .headers
-        .contains_key(h::TRANSFER_ENCODING)
+        .contains_key(http::header::TRANSFER_ENCODING)
     {
         return false;
     }
@@ -398,18 +398,15 @@ impl ProxyHttp for BitsProxy {
             .map(|r| r.status.as_u16())
             .unwrap_or(ctx.status);
         let packet = ctx.packet_label();
-        let backend = match (&ctx.chosen, ctx.local) {
-            (Some(chosen), None) => &*chosen.id,
-            _ => names::NO_BACKEND,
-        };
         let metrics = &self.shared.metrics;
+        let series = match (&ctx.chosen, ctx.local, &ctx.generation) {
+            (Some(chosen), None, Some(generation)) => &generation.series[chosen.index],
+            _ => &metrics.no_backend,
+        };
+        series.requests(metrics, packet, status).inc();
         metrics
-            .requests
-            .with_label_values(&[packet, backend, status_class(status)])
-            .inc();
-        metrics
-            .duration
-            .with_label_values(&[packet])
+            .durations
+            .of(metrics, packet)
             .observe(ctx.started.elapsed().as_secs_f64());
     }
 }

@@ -112,8 +112,13 @@ impl ClusterBuilder {
             .as_ref()
             .map(|t| format!("token = \"{t}\"\n"))
             .unwrap_or_default();
+        // Many proxies start and stop in this one test process. Pingora's
+        // runtime-per-thread mode (work_stealing = false) finds its runtime through a
+        // thread-local keyed by thread ids that are reused after a thread exits, so a
+        // later instance can pick up a stopped one's runtime and never accept. The
+        // process tests run the binary with the default instead.
         let header = format!(
-            "[listener]\naddress = \"127.0.0.1:0\"\nkeepalive_timeout = \"5s\"\n[admin]\naddress = \"127.0.0.1:0\"\n{token}[storage]\nmode = \"memory\"\n[host_id]\nmode = \"{}\"\nfallback_timeout = \"2s\"\n[upstream]\nconnect_timeout = \"2s\"\n[server]\nthreads = 2\ngrace_period = \"1s\"\nshutdown_timeout = \"1s\"\n{}",
+            "[listener]\naddress = \"127.0.0.1:0\"\nkeepalive_timeout = \"5s\"\n[admin]\naddress = \"127.0.0.1:0\"\n{token}[storage]\nmode = \"memory\"\n[host_id]\nmode = \"{}\"\nfallback_timeout = \"2s\"\n[upstream]\nconnect_timeout = \"2s\"\n[server]\nthreads = 2\nwork_stealing = true\ngrace_period = \"1s\"\nshutdown_timeout = \"1s\"\n{}",
             self.host_id_mode, self.extra
         );
         // Probes would add requests to the backends' counts that tests compare; tests

@@ -165,12 +165,12 @@ impl AckInfo {
 /// A `BITS-Error-Code` that does not parse does not hide a usable `BITS-Error`: the
 /// point of reading leniently is to recover the HRESULT whenever one was sent.
 pub fn error_code(headers: &HeaderMap) -> Option<ErrorCode> {
-    let parse = |name| {
+    let parse = |name: &http::HeaderName| {
         headers
             .get(name)
-            .and_then(|v: &http::HeaderValue| ErrorCode::parse(v.as_bytes()))
+            .and_then(|v| ErrorCode::parse(v.as_bytes()))
     };
-    parse(h::ERROR_CODE).or_else(|| parse(h::ERROR_CODE_ALT))
+    parse(&h::names::ERROR_CODE).or_else(|| parse(&h::names::ERROR_CODE_ALT))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use crate::packet::PacketType;
 use crate::protocols::SupportedProtocols;
 use crate::range::{parse_decimal, ContentRange, RangeError};
 use crate::session_id::{SessionId, SessionIdError};
-use http::header::{GetAll, HeaderValue};
+use http::header::{self, GetAll, HeaderValue};
 use http::HeaderMap;
 
 /// What [`classify`] may accept beyond the strict protocol.
@@ -166,7 +166,7 @@ pub fn classify<'a>(
     } else if options.allow_method_override
         && method.eq_ignore_ascii_case("POST")
         && headers
-            .get(h::METHOD_OVERRIDE)
+            .get(&h::names::METHOD_OVERRIDE)
             .is_some_and(|v| trim_ows(v.as_bytes()) == h::METHOD_BITS_POST.as_bytes())
     {
         true
@@ -175,7 +175,11 @@ pub fn classify<'a>(
     };
 
     // Read the session id first so every refusal can echo it when it is valid.
-    let session_raw = single_value(headers.get_all(h::SESSION_ID), h::SESSION_ID, same_bytes);
+    let session_raw = single_value(
+        headers.get_all(&h::names::SESSION_ID),
+        h::SESSION_ID,
+        same_bytes,
+    );
     let session_id = match session_raw {
         Ok(Some(raw)) => Some(SessionId::validate(raw.as_bytes())),
         Ok(None) => None,
@@ -197,7 +201,7 @@ pub fn classify<'a>(
     }
 
     let kind = match single_value(
-        headers.get_all(h::PACKET_TYPE),
+        headers.get_all(&h::names::PACKET_TYPE),
         h::PACKET_TYPE,
         same_ignoring_case,
     ) {
@@ -224,12 +228,12 @@ pub fn classify<'a>(
         None
     };
 
-    if headers.contains_key(h::TRANSFER_ENCODING) {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
         return reject(RejectReason::TransferEncoding);
     }
 
     let content_length = match single_value(
-        headers.get_all(h::CONTENT_LENGTH),
+        headers.get_all(header::CONTENT_LENGTH),
         h::CONTENT_LENGTH,
         same_bytes,
     ) {
@@ -243,7 +247,7 @@ pub fn classify<'a>(
 
     let range = if kind == PacketType::Fragment {
         let range = match single_value(
-            headers.get_all(h::CONTENT_RANGE),
+            headers.get_all(header::CONTENT_RANGE),
             h::CONTENT_RANGE,
             same_bytes,
         ) {
@@ -267,7 +271,7 @@ pub fn classify<'a>(
 
     let supported_protocols = if kind == PacketType::CreateSession {
         headers
-            .get(h::SUPPORTED_PROTOCOLS)
+            .get(&h::names::SUPPORTED_PROTOCOLS)
             .and_then(|v| v.to_str().ok())
             .map(SupportedProtocols)
     } else {

@@ -41,6 +41,28 @@ pub const TRANSFER_ENCODING: &str = "Transfer-Encoding";
 /// Sent by the server on a successful Create-Session Ack.
 pub const ACCEPT_ENCODING: &str = "Accept-Encoding";
 
+/// The header names looked up on every request, pre-parsed: a lookup by `&str` lowercases
+/// and classifies the name again on every call, a lookup by [`HeaderName`] only hashes it.
+pub mod names {
+    use http::HeaderName;
+
+    /// [`super::METHOD_OVERRIDE`].
+    pub static METHOD_OVERRIDE: HeaderName = HeaderName::from_static("x-http-method-override");
+    /// [`super::PACKET_TYPE`].
+    pub static PACKET_TYPE: HeaderName = HeaderName::from_static("bits-packet-type");
+    /// [`super::SESSION_ID`].
+    pub static SESSION_ID: HeaderName = HeaderName::from_static("bits-session-id");
+    /// [`super::SUPPORTED_PROTOCOLS`].
+    pub static SUPPORTED_PROTOCOLS: HeaderName =
+        HeaderName::from_static("bits-supported-protocols");
+    /// [`super::HOST_ID`].
+    pub static HOST_ID: HeaderName = HeaderName::from_static("bits-host-id");
+    /// [`super::ERROR_CODE`].
+    pub static ERROR_CODE: HeaderName = HeaderName::from_static("bits-error-code");
+    /// [`super::ERROR_CODE_ALT`].
+    pub static ERROR_CODE_ALT: HeaderName = HeaderName::from_static("bits-error");
+}
+
 /// Largest header value the protocol allows (spec §2: "SHOULD NOT exceed 4 KB").
 pub const MAX_HEADER_VALUE_BYTES: usize = 4096;
 
