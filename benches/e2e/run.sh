@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
 # End-to-end comparison: bits-load against one reference server directly, through
-# bitsgate and through HAProxy (when installed), one proxy thread each, alternating the
-# targets in every round. See benches/e2e/README.md.
+# bitsgate (with an empty session table, and with 10^6 pins restored at start) and
+# through HAProxy (when installed), one proxy thread each (or E2E_PROXY_THREADS),
+# alternating the targets in every round. See benches/e2e/README.md.
 #
 # Usage: benches/e2e/run.sh [ROUNDS]          (default 3; builds release binaries first)
 # Environment:
 #   CARGO_TARGET_DIR   where the release binaries are built (default: target)
-#   PROXY_CPU          core of the proxy under test (default 1)
+#   PROXY_CPU          core(s) of the proxy under test (default 1; with
+#                      E2E_PROXY_THREADS > 1: every core, 0-(nproc-1))
 #   LOAD_CPU           core of bits-load and of the reference servers (default 0)
 #   E2E_RESULTS        also copy the per-run JSON lines to this file
 #   E2E_NICE           nice value of every process started here, when run as root
-#                      (default -10, so that other work on the machine disturbs less)
-#   E2E_PROXY_RT       1 (default when root): run the proxy under test with SCHED_FIFO
+#                      (default -10, so that other work on the machine disturbs less);
+#                      the proxies get it too when they do not run under SCHED_FIFO
+#   E2E_PROXY_RT       1 (default when root and one proxy thread; 0 by default with
+#                      E2E_PROXY_THREADS > 1): run the proxy under test with SCHED_FIFO
 #                      priority 1 (chrt -f 1), so that it runs as soon as it wakes up
 #                      although other work shares its core; the kernel's RT throttling
 #                      (sched_rt_runtime_us) still leaves the core 5 % for others
 #   E2E_PERF           1 (default when perf exists): after the rounds, one Ping and one
 #                      1 MiB run per proxy under `perf stat` (syscalls, context switches)
 #   E2E_SCALE_PCT      scale every request/upload count, in percent (default 100)
+#   E2E_PINS           pins written into the data dir of the second bitsgate instance,
+#                      target `bitsgate-1m` (default 1000000; 0 leaves that target out)
+#   E2E_PROXY_THREADS  worker threads of each proxy: bitsgate `[server] threads`,
+#                      HAProxy `nbthread` (default 1); a separate configuration, labelled
+#                      as such in the output, not comparable with the 1-thread figures
 #
 # Everything listens on 127.0.0.1, every load is bounded by a request or upload count,
 # and every process started here is stopped on exit (trap).
@@ -29,17 +38,28 @@ proxy_cpu=${PROXY_CPU:-1}
 load_cpu=${LOAD_CPU:-0}
 scale=${E2E_SCALE_PCT:-100}
 target_dir=${CARGO_TARGET_DIR:-target}
+pins=${E2E_PINS:-1000000}
+threads=${E2E_PROXY_THREADS:-1}
+if [ "$threads" -gt 1 ]; then
+  proxy_cpu=${PROXY_CPU:-0-$(( $(nproc) - 1 ))}
+fi
 prio=()
 proxy_prio=()
 if [ "$(id -u)" = 0 ]; then
   prio=(nice -n "${E2E_NICE:--10}")
-  [ "${E2E_PROXY_RT:-1}" = 1 ] && proxy_prio=(chrt -f 1)
+  # With more than one proxy thread the proxy shares the load core: SCHED_FIFO there
+  # would let it preempt bits-load and the servers it waits for. Off by default then.
+  if [ "${E2E_PROXY_RT:-$([ "$threads" -gt 1 ] && echo 0 || echo 1)}" = 1 ]; then
+    proxy_prio=(chrt -f 1)
+  else
+    proxy_prio=("${prio[@]}")
+  fi
 fi
 perf_on=${E2E_PERF:-$(command -v perf >/dev/null && echo 1 || echo 0)}
 
-echo "== build: cargo build --release --locked --workspace --bins"
-cargo build --release --locked --workspace --bins >/dev/null 2>&1 \
-  || cargo build --release --locked --workspace --bins
+build=(cargo build --release --locked --workspace --bins --example prepin)
+echo "== build: ${build[*]}"
+"${build[@]}" >/dev/null 2>&1 || "${build[@]}"
 bin=$target_dir/release
 
 # Backends' upload roots on tmpfs (the reference server writes every fragment to a
@@ -49,7 +69,8 @@ shm=$(mktemp -d /dev/shm/bitsgate-e2e.XXXXXX)
 disk=$(mktemp -d /var/tmp/bitsgate-e2e.XXXXXX)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # a target paused with SIGSTOP (bitsgate-1m) only acts on SIGTERM once continued
+  for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$shm" "$disk"
 }
@@ -79,20 +100,30 @@ for b in b1 b2; do
 done
 backend_list=$(IFS=,; echo "${backend_pids[*]}")
 
-# --- bitsgate: one worker thread, health checks off, durable pins on the normal disk
-bitsgate_addr=127.0.0.1:$(port)
-cat >"$disk/bitsgate.toml" <<TOML
+# --- bitsgate: `threads` worker threads, health checks off, durable pins on the
+# normal disk. Two instances with the same configuration but their own ports and data
+# dirs: `bitsgate` starts with an empty journal, `bitsgate-1m` with E2E_PINS pins written
+# beforehand by examples/prepin.rs (owners b1 and b2, round robin), which it restores
+# into its session table before its listeners open.
+ms_now() { echo $(( $(date +%s%N) / 1000000 )); }
+rss_mib() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+declare -A target_addr target_pid admin_addr start_ms
+start_bitsgate() { # name data-dir
+  local name=$1 data=$2 t0
+  target_addr[$name]=127.0.0.1:$(port)
+  admin_addr[$name]=127.0.0.1:$(port)
+  cat >"$disk/$name.toml" <<TOML
 [listener]
-address = "$bitsgate_addr"
+address = "${target_addr[$name]}"
 [admin]
-address = "127.0.0.1:$(port)"
+address = "${admin_addr[$name]}"
 [storage]
 mode = "durable"
-data_dir = "$disk/bitsgate-data"
+data_dir = "$data"
 [server]
-threads = 1
-upgrade_sock = "$disk/bitsgate.sock"
-pid_file = "$disk/bitsgate.pid"
+threads = $threads
+upgrade_sock = "$disk/$name.sock"
+pid_file = "$disk/$name.pid"
 [health_check]
 kind = "none"
 [[backends]]
@@ -102,18 +133,53 @@ address = "${backend_addr[b1]}"
 id = "b2"
 address = "${backend_addr[b2]}"
 TOML
-BITSGATE_LOG=warn "${proxy_prio[@]}" taskset -c "$proxy_cpu" "$bin/bitsgate" run --config "$disk/bitsgate.toml" \
-  >"$disk/bitsgate.log" 2>&1 &
-pids+=($!); bitsgate_pid=$!
+  t0=$(ms_now)
+  BITSGATE_LOG=warn "${proxy_prio[@]}" taskset -c "$proxy_cpu" "$bin/bitsgate" run \
+    --config "$disk/$name.toml" >"$disk/$name.log" 2>&1 &
+  pids+=($!); target_pid[$name]=$!
+  wait_port "${target_addr[$name]}"
+  start_ms[$name]=$(( $(ms_now) - t0 ))
+}
+pinned_sessions() { # admin address: bitsgate_pinned_sessions from /metrics
+  python3 - "$1" <<'PY'
+import sys, urllib.request
+for line in urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=10).read().decode().splitlines():
+    if line.startswith("bitsgate_pinned_sessions "):
+        print(int(float(line.split()[1])))
+PY
+}
 
-# --- HAProxy: one thread, stick table learnt from the Create-Session Ack
 targets=(direct bitsgate)
-declare -A target_addr=([direct]=${backend_addr[b1]} [bitsgate]=$bitsgate_addr)
-declare -A target_pid=([bitsgate]=$bitsgate_pid)
+target_addr[direct]=${backend_addr[b1]}
+start_bitsgate bitsgate "$disk/bitsgate-data"
+if [ "$pins" -gt 0 ]; then
+  echo "== pre-pin: $bin/examples/prepin --data-dir $disk/bitsgate-1m-data --count $pins --backend b1 --backend b2"
+  "$bin/examples/prepin" --data-dir "$disk/bitsgate-1m-data" --count "$pins" --backend b1 --backend b2
+  start_bitsgate bitsgate-1m "$disk/bitsgate-1m-data"
+  got=$(pinned_sessions "${admin_addr[bitsgate-1m]}")
+  if [ "$got" != "$pins" ]; then
+    echo "bitsgate-1m holds $got pins after its start, not $pins" >&2
+    exit 1
+  fi
+  echo "== bitsgate-1m: $got pins in the table (bitsgate_pinned_sessions); started and listening" \
+    "after ${start_ms[bitsgate-1m]} ms (bitsgate, empty: ${start_ms[bitsgate]} ms);" \
+    "RSS $(rss_mib "${target_pid[bitsgate-1m]}") MiB (bitsgate, empty: $(rss_mib "${target_pid[bitsgate]}") MiB)"
+  targets+=(bitsgate-1m)
+  # Only the instance under test runs: the other is stopped (SIGSTOP) so that its idle
+  # sweep over 10^6 pins (every [sessions] sweep_interval, 60 s) never lands in another
+  # target's run on the shared proxy core. See run_one.
+  paused=(bitsgate-1m)
+  kill -STOP "${target_pid[bitsgate-1m]}"
+else
+  paused=()
+fi
+
+# --- HAProxy: `threads` threads, stick table learnt from the Create-Session Ack
 if command -v haproxy >/dev/null; then
   haproxy_addr=127.0.0.1:$(port)
   sed -e "s/@LISTEN@/$haproxy_addr/" -e "s/@B1@/${backend_addr[b1]}/" \
-      -e "s/@B2@/${backend_addr[b2]}/" "$here/haproxy.cfg.in" >"$disk/haproxy.cfg"
+      -e "s/@B2@/${backend_addr[b2]}/" -e "s/@NBTHREAD@/$threads/" \
+      "$here/haproxy.cfg.in" >"$disk/haproxy.cfg"
   haproxy -c -q -f "$disk/haproxy.cfg"
   "${proxy_prio[@]}" taskset -c "$proxy_cpu" haproxy -db -f "$disk/haproxy.cfg" >"$disk/haproxy.log" 2>&1 &
   pids+=($!); target_pid[haproxy]=$!
@@ -124,7 +190,9 @@ fi
 for t in "${targets[@]}"; do wait_port "${target_addr[$t]}"; done
 
 echo "== $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD)," \
-  "$(nproc) cores, proxy on core $proxy_cpu, bits-load + reference servers on core $load_cpu"
+  "$(nproc) cores, proxy on core(s) $proxy_cpu, bits-load + reference servers on core $load_cpu"
+echo "== configuration: $threads proxy thread(s) (bitsgate [server] threads, HAProxy nbthread)" \
+  "on core(s) $proxy_cpu$([ "$threads" -gt 1 ] && echo ", shared with bits-load and the servers")"
 echo "== load average (1/5/15 min): $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== haproxy: $(command -v haproxy >/dev/null && haproxy -v 2>/dev/null | head -n 1)"
 echo "== priority: servers and bits-load: ${prio[*]:-default}; proxies: ${proxy_prio[*]:-default}"
@@ -143,9 +211,19 @@ declare -A scen_args=(
 )
 scenarios=(ping frag4k frag1m upload8m)
 
+# Continues the target under test if it is a paused one, and stops every other paused
+# target. A stopped process keeps its sockets; a connection to it just waits.
+only_running() { # target
+  local p
+  for p in "${paused[@]}"; do
+    if [ "$p" = "$1" ]; then kill -CONT "${target_pid[$p]}"; else kill -STOP "${target_pid[$p]}"; fi
+  done
+}
+
 run_one() { # round scenario target [extra measure.py arguments]
   local rnd=$1 scen=$2 t=$3 url="http://${target_addr[$3]}/"
   shift 3
+  only_running "$t"
   [ "$scen" = ping ] || url="http://${target_addr[$t]}/r$rnd-$scen-$t/{n}.bin"
   local pidarg=()
   [ -n "${target_pid[$t]:-}" ] && pidarg=(--proxy-pid "${target_pid[$t]}")
@@ -158,8 +236,10 @@ run_one() { # round scenario target [extra measure.py arguments]
 }
 
 echo "== warm-up: 5000 Pings per target (not recorded)"
-for t in "${targets[@]}"; do load "http://${target_addr[$t]}/" --ping --requests 5000 \
-  --concurrency 64 >/dev/null; done
+for t in "${targets[@]}"; do
+  only_running "$t"
+  load "http://${target_addr[$t]}/" --ping --requests 5000 --concurrency 64 >/dev/null
+done
 
 for rnd in $(seq "$rounds"); do
   echo "== round $rnd"
@@ -180,6 +260,11 @@ if [ "$perf_on" = 1 ]; then
 fi
 
 echo "== $(date -u '+%H:%M:%S UTC') load average (1/5/15 min): $(cut -d' ' -f1-3 /proc/loadavg)"
+for t in bitsgate bitsgate-1m; do
+  if [ -n "${target_pid[$t]:-}" ]; then
+    echo "== RSS of $t at the end: $(rss_mib "${target_pid[$t]}") MiB"
+  fi
+done
 echo "== summary"
-python3 "$here/report.py" "$results"
+python3 "$here/report.py" --threads "$threads" "$results"
 [ -z "${E2E_RESULTS:-}" ] || cp "$results" "$E2E_RESULTS"
