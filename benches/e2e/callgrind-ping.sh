@@ -31,52 +31,33 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 600); do
-    (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2; tail -n 20 "$work"/*.log >&2; return 1
-}
+# shellcheck source=benches/e2e/lib.sh
+. benches/e2e/lib.sh
 
-backend=127.0.0.1:$(port)
+backend=127.0.0.1:$(free_port)
 mkdir -p "$work/root"
 RUST_LOG=warn "$bin/bits-server" --listen "$backend" --root "$work/root" >"$work/server.log" 2>&1 &
 pids+=($!)
-proxy=127.0.0.1:$(port)
-cat >"$work/bitsgate.toml" <<TOML
-[listener]
-address = "$proxy"
-[admin]
-address = "127.0.0.1:$(port)"
-[storage]
-mode = "memory"
-[server]
-threads = 1
-upgrade_sock = "$work/bitsgate.sock"
-[health_check]
-kind = "none"
-[[backends]]
-id = "b1"
-address = "$backend"
-TOML
+proxy=127.0.0.1:$(free_port)
+bench_config "$work/bitsgate.toml" "$proxy" "127.0.0.1:$(free_port)" memory "$work/data" 1 "b1=$backend"
 BITSGATE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
   "$bin/bitsgate" run --config "$work/bitsgate.toml" >"$work/bitsgate.log" 2>&1 &
 pids+=($!); cg_pid=$!
-wait_port "$backend"
-wait_port "$proxy"
+wait_port "$backend" "$work"/*.log
+WAIT_PORT_SECONDS=60 wait_port "$proxy" "$work"/*.log   # valgrind starts slowly
 
 "$bin/bits-load" "http://$proxy/" --ping --requests 200 --concurrency 4 --threads 1 >/dev/null
-callgrind_control -z "$cg_pid" >/dev/null
+callgrind_control -z "$cg_pid" >/dev/null 2>&1
 "$bin/bits-load" "http://$proxy/" --ping --requests "$pings" --concurrency 8 --threads 1 >/dev/null
-callgrind_control -d "$cg_pid" >/dev/null
-dump=$(ls "$work"/cg.out.* | head -n 1)
+callgrind_control -d "$cg_pid" >/dev/null 2>&1
+dump=$(find "$work" -name "cg.out.*" | head -n 1)
 
 total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1; exit}')
 echo "== commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src crates || echo ' (+ local changes)'), $pings Pings"
 echo "instructions: $total total, $(( total / pings )) per Ping"
+# The function lines, without the thread and runtime frames every cost sits under.
+listing() { sed -n '/file:function/,$p' | grep -E '^ *[0-9,]+ ' | grep -vE '\((100\.0|99\.[0-9]+)%\)' | head -n "$top"; }
 echo "== top $top by exclusive cost"
-callgrind_annotate --threshold=100 "$dump" 2>/dev/null | sed -n '/file:function/,$p' | sed -n "2,$((top + 1))p"
+callgrind_annotate --threshold=100 "$dump" 2>/dev/null | listing
 echo "== top $top by inclusive cost"
-callgrind_annotate --inclusive=yes --threshold=100 "$dump" 2>/dev/null | sed -n '/file:function/,$p' | sed -n "2,$((top + 1))p"
+callgrind_annotate --inclusive=yes --threshold=100 "$dump" 2>/dev/null | listing

@@ -18,44 +18,25 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=benches/e2e/lib.sh
+. benches/e2e/lib.sh
 
 mkdir -p "$work/root"
-backend=127.0.0.1:$(port)
+backend=127.0.0.1:$(free_port)
 taskset -c 1 "$bin/bits-server" --listen "$backend" --root "$work/root" --name b1 \
   --max-fragment 2147483648 >/dev/null 2>&1 &
 pids+=($!)
 
 # Sets $listen; not called in $(...), so that the pid it records reaches cleanup.
 start_proxy() { # name mode
-  listen=127.0.0.1:$(port)
-  local admin=127.0.0.1:$(port)
-  cat >"$work/$1.toml" <<TOML
-[listener]
-address = "$listen"
-[admin]
-address = "$admin"
-[storage]
-mode = "$2"
-data_dir = "$work/$1-data"
-[server]
-threads = 1
-upgrade_sock = "$work/$1.sock"
-pid_file = "$work/$1.pid"
-[health_check]
-kind = "none"
-[[backends]]
-id = "b1"
-address = "$backend"
-TOML
+  listen=127.0.0.1:$(free_port)
+  bench_config "$work/$1.toml" "$listen" "127.0.0.1:$(free_port)" "$2" "$work/$1-data" 1 "b1=$backend"
   BITSGATE_LOG=warn taskset -c 1 "$bin/bitsgate" run --config "$work/$1.toml" >/dev/null 2>&1 &
   pids+=($!)
 }
 start_proxy durable durable; durable=$listen
 start_proxy memory memory; memory=$listen
-for addr in "$backend" "$durable" "$memory"; do
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/${addr%:*}/${addr#*:}") 2>/dev/null && break; sleep 0.05; done
-done
+for addr in "$backend" "$durable" "$memory"; do wait_port "$addr"; done
 
 load() { taskset -c 0 "$bin/bits-load" "$@" --threads 1 --json; }
 summary() {

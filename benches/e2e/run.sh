@@ -77,23 +77,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 200); do
-    (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listens on $1; logs:" >&2
-  tail -n 20 "$disk"/*.log >&2
-  return 1
-}
+# shellcheck source=benches/e2e/lib.sh
+. "$here/lib.sh"
 
 # --- reference servers: b1 and b2 (both behind the proxies), b1 also the direct target
 backend_pids=()
 declare -A backend_addr
 for b in b1 b2; do
   mkdir -p "$shm/$b"
-  backend_addr[$b]=127.0.0.1:$(port)
+  backend_addr[$b]=127.0.0.1:$(free_port)
   RUST_LOG=warn "${prio[@]}" taskset -c "$load_cpu" "$bin/bits-server" --listen "${backend_addr[$b]}" \
     --root "$shm/$b" --name "$b" >"$disk/$b.log" 2>&1 &
   pids+=($!); backend_pids+=($!)
@@ -110,34 +102,15 @@ rss_mib() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 declare -A target_addr target_pid admin_addr start_ms
 start_bitsgate() { # name data-dir
   local name=$1 data=$2 t0
-  target_addr[$name]=127.0.0.1:$(port)
-  admin_addr[$name]=127.0.0.1:$(port)
-  cat >"$disk/$name.toml" <<TOML
-[listener]
-address = "${target_addr[$name]}"
-[admin]
-address = "${admin_addr[$name]}"
-[storage]
-mode = "durable"
-data_dir = "$data"
-[server]
-threads = $threads
-upgrade_sock = "$disk/$name.sock"
-pid_file = "$disk/$name.pid"
-[health_check]
-kind = "none"
-[[backends]]
-id = "b1"
-address = "${backend_addr[b1]}"
-[[backends]]
-id = "b2"
-address = "${backend_addr[b2]}"
-TOML
+  target_addr[$name]=127.0.0.1:$(free_port)
+  admin_addr[$name]=127.0.0.1:$(free_port)
+  bench_config "$disk/$name.toml" "${target_addr[$name]}" "${admin_addr[$name]}" durable "$data" \
+    "$threads" "b1=${backend_addr[b1]}" "b2=${backend_addr[b2]}"
   t0=$(ms_now)
   BITSGATE_LOG=warn "${proxy_prio[@]}" taskset -c "$proxy_cpu" "$bin/bitsgate" run \
     --config "$disk/$name.toml" >"$disk/$name.log" 2>&1 &
   pids+=($!); target_pid[$name]=$!
-  wait_port "${target_addr[$name]}"
+  wait_port "${target_addr[$name]}" "$disk"/*.log
   start_ms[$name]=$(( $(ms_now) - t0 ))
 }
 pinned_sessions() { # admin address: bitsgate_pinned_sessions from /metrics
@@ -176,7 +149,7 @@ fi
 
 # --- HAProxy: `threads` threads, stick table learnt from the Create-Session Ack
 if command -v haproxy >/dev/null; then
-  haproxy_addr=127.0.0.1:$(port)
+  haproxy_addr=127.0.0.1:$(free_port)
   sed -e "s/@LISTEN@/$haproxy_addr/" -e "s/@B1@/${backend_addr[b1]}/" \
       -e "s/@B2@/${backend_addr[b2]}/" -e "s/@NBTHREAD@/$threads/" \
       "$here/haproxy.cfg.in" >"$disk/haproxy.cfg"
@@ -187,7 +160,7 @@ if command -v haproxy >/dev/null; then
 else
   echo "haproxy not installed: HAProxy is left out"
 fi
-for t in "${targets[@]}"; do wait_port "${target_addr[$t]}"; done
+for t in "${targets[@]}"; do wait_port "${target_addr[$t]}" "$disk"/*.log; done
 
 echo "== $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD)," \
   "$(nproc) cores, proxy on core(s) $proxy_cpu, bits-load + reference servers on core $load_cpu"
