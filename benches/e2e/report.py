@@ -61,7 +61,7 @@ RATIOS = [
     ("bitsgate/direct", "bitsgate", "direct"),
     ("bitsgate-1m/bitsgate", "bitsgate-1m", "bitsgate"),
 ]
-# The 10^6-pin target of the issue: requests/s within 5 % of the empty table's.
+# The 10^6-pin target: requests/s within 5 % of the empty table's.
 PINNED_TOLERANCE = 0.05
 
 

@@ -27,6 +27,8 @@
 #   E2E_PROXY_THREADS  worker threads of each proxy: bitsgate `[server] threads`,
 #                      HAProxy `nbthread` (default 1); a separate configuration, labelled
 #                      as such in the output, not comparable with the 1-thread figures
+#   E2E_INSTALL        1 (default): when haproxy is missing and this runs as root on a
+#                      Debian-like system, install it with apt-get first
 #
 # Everything listens on 127.0.0.1, every load is bounded by a request or upload count,
 # and every process started here is stopped on exit (trap).
@@ -56,6 +58,13 @@ if [ "$(id -u)" = 0 ]; then
   fi
 fi
 perf_on=${E2E_PERF:-$(command -v perf >/dev/null && echo 1 || echo 0)}
+
+if ! command -v haproxy >/dev/null && [ "${E2E_INSTALL:-1}" = 1 ] && [ "$(id -u)" = 0 ] \
+    && command -v apt-get >/dev/null; then
+  echo "== haproxy missing: apt-get install haproxy (E2E_INSTALL=0 skips this)"
+  { apt-get install -y -qq haproxy || { apt-get update -qq && apt-get install -y -qq haproxy; }; } \
+    >/dev/null 2>&1 || echo "   could not install haproxy: HAProxy is left out"
+fi
 
 build=(cargo build --release --locked --workspace --bins --example prepin)
 echo "== build: ${build[*]}"
