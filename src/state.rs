@@ -1,14 +1,14 @@
 //! What the proxy, the admin API and the background services share: the current
 //! config generation (swapped whole on reload), the session table, the metrics.
 
-use crate::backend::{Farm, HealthTable, SlotRegistry};
+use crate::backend::{BackendSlot, Farm, HealthTable, SlotRegistry};
 use crate::config::{BackendConfig, Config};
 use crate::metrics::{BackendSeries, Metrics};
 use crate::session::store::{PinOwner, PinStore, StoredPin};
-use crate::session::{DirRegistry, Pin, SessionKey, SessionTable};
+use crate::session::{DirId, DirRegistry, Pin, SessionKey, SessionTable};
 use arc_swap::ArcSwap;
 use bits_proto::ClassifyOptions;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -207,22 +207,38 @@ impl Shared {
     }
 
     /// Puts the pins of the durable store back into the table, as they were; returns
-    /// how many.
+    /// how many. Millions of pins share a handful of owners: each owner is resolved to
+    /// its slot and directory once, and the gauges are raised once per backend.
     pub fn restore(&self, pins: Vec<(SessionKey, PinOwner, StoredPin)>) -> usize {
-        let count = pins.len();
+        let mut owners: HashMap<PinOwner, Option<(BackendSlot, DirId)>> = HashMap::new();
+        let mut per_backend: HashMap<Arc<str>, u64> = HashMap::new();
         for (key, owner, stored) in pins {
-            let slot = match self.slots.slot(&owner.backend) {
-                Ok((slot, _)) => slot,
-                Err(e) => {
-                    tracing::error!(target: "bitsgate::store", backend = %owner.backend, error = %e, "cannot restore a pin");
-                    continue;
+            let resolved = match owners.get(&owner) {
+                Some(resolved) => *resolved,
+                None => {
+                    let resolved = match self.slots.slot(&owner.backend) {
+                        Ok((slot, _)) => Some((slot, self.dirs.intern_path(&owner.dir))),
+                        Err(e) => {
+                            tracing::error!(target: "bitsgate::store", backend = %owner.backend, error = %e, "cannot restore the pins of this backend");
+                            None
+                        }
+                    };
+                    owners.insert(owner.clone(), resolved);
+                    resolved
                 }
             };
-            let dir = self.dirs.intern_path(&owner.dir);
+            let Some((slot, dir)) = resolved else {
+                continue;
+            };
             self.table.restore(key, stored.into_pin(slot, dir));
-            self.metrics.session_restored(&owner.backend);
+            *per_backend.entry(owner.backend).or_default() += 1;
         }
-        count
+        let mut restored = 0;
+        for (backend, count) in per_backend {
+            self.metrics.sessions_restored(&backend, count);
+            restored += count as usize;
+        }
+        restored
     }
 
     /// Adds the journal's pins this process does not hold: after a graceful upgrade,
@@ -339,5 +355,62 @@ impl Generation {
             classify,
             series,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::UnixSecs;
+
+    fn shared() -> Arc<Shared> {
+        let config = crate::config::load_str(
+            "[storage]\nmode = \"memory\"\n[[backends]]\nid = \"b1\"\naddress = \"127.0.0.1:1\"\n[[backends]]\nid = \"b2\"\naddress = \"127.0.0.1:2\"\n",
+        )
+        .expect("valid config");
+        Shared::new(config, None, None).expect("shared state")
+    }
+
+    fn key(n: u128) -> SessionKey {
+        SessionKey::new(&format!("{{{:08x}-0000-4000-8000-{:012x}}}", n as u32, n))
+    }
+
+    fn owner(backend: &str, dir: &str) -> PinOwner {
+        PinOwner {
+            backend: Arc::from(backend),
+            dir: Arc::from(dir),
+        }
+    }
+
+    #[test]
+    fn restored_pins_keep_their_owner_and_directory_and_raise_the_gauges_once_per_pin() {
+        let shared = shared();
+        let created: UnixSecs = 1_000;
+        let pins: Vec<_> = (0..5u128)
+            .map(|n| {
+                let owner = if n < 3 {
+                    owner("b1", "/a/")
+                } else {
+                    owner("b2", "/b/c/")
+                };
+                (key(n), owner, StoredPin::new(created))
+            })
+            .collect();
+        assert_eq!(shared.restore(pins), 5);
+
+        for n in 0..5u128 {
+            let pin = shared.table.get(&key(n)).expect("restored");
+            let (backend, dir) = if n < 3 {
+                ("b1", "/a/")
+            } else {
+                ("b2", "/b/c/")
+            };
+            assert_eq!(shared.slots.name(pin.backend).as_deref(), Some(backend));
+            assert_eq!(shared.dirs.name(pin.dir), dir);
+        }
+        let active = |b: &str| shared.metrics.sessions_active.with_label_values(&[b]).get();
+        assert_eq!(active("b1"), 3);
+        assert_eq!(active("b2"), 2);
+        assert_eq!(shared.metrics.pinned.get(), 5);
     }
 }

@@ -225,10 +225,13 @@ impl Metrics {
         self.pinned.dec();
     }
 
-    /// Records a pin brought back from the durable store at start.
-    pub fn session_restored(&self, backend: &str) {
-        self.sessions_active.with_label_values(&[backend]).inc();
-        self.pinned.inc();
+    /// Records pins of one backend brought back from the durable store.
+    pub fn sessions_restored(&self, backend: &str, count: u64) {
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        self.sessions_active
+            .with_label_values(&[backend])
+            .add(count);
+        self.pinned.add(count);
     }
 
     /// Records a new pin.
