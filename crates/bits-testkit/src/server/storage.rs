@@ -61,6 +61,15 @@ pub(crate) struct Storage {
 
 const EXDEV: i32 = 18;
 
+/// Whether both paths name the same file (one is a hard link of the other).
+async fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a).await, fs::metadata(b).await) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 impl Storage {
     /// Creates both directories if needed and canonicalises them.
     pub(crate) async fn open(root: &Path, sessions_dir: &Path) -> io::Result<Self> {
@@ -192,6 +201,10 @@ impl Storage {
         };
         match placed {
             Ok(()) => {}
+            // A commit whose request was dropped (the client's connection closed) after
+            // the link but before the session was marked completed left our own file
+            // in place: that commit happened, it is not somebody else's file.
+            Err(_) if same_file(&part, dest).await => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(DestinationError::Exists)
             }
@@ -315,4 +328,56 @@ impl Storage {
 /// Makes a rename or link durable: the directory entry itself must reach the disk.
 async fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir).await?.sync_all().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn storage_with_part(
+        id: &str,
+        bytes: &[u8],
+    ) -> (tempfile::TempDir, Storage, SessionMeta) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let sessions = dir.path().join("sessions");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&sessions).unwrap();
+        let storage = Storage::open(&root, &sessions).await.unwrap();
+        let meta = SessionMeta {
+            id: id.to_owned(),
+            path: "f.bin".to_owned(),
+            total: Some(bytes.len() as u64),
+            completed: false,
+        };
+        storage.create(&meta).await.unwrap();
+        std::fs::write(storage.part_path(id), bytes).unwrap();
+        (dir, storage, meta)
+    }
+
+    #[tokio::test]
+    async fn a_commit_cut_off_after_placing_the_file_completes_when_repeated() {
+        let id = "{00000000-0000-4000-8000-000000000001}";
+        let (_dir, storage, mut meta) = storage_with_part(id, b"payload").await;
+        let dest = storage.root.join("f.bin");
+        // What a dropped commit leaves: the file linked into place, the session not
+        // marked completed.
+        std::fs::hard_link(storage.part_path(id), &dest).unwrap();
+        storage.commit(&mut meta, &dest, false).await.unwrap();
+        assert!(meta.completed);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"payload");
+        assert!(!storage.part_path(id).exists());
+    }
+
+    #[tokio::test]
+    async fn another_file_at_the_destination_still_refuses_the_commit() {
+        let id = "{00000000-0000-4000-8000-000000000002}";
+        let (_dir, storage, mut meta) = storage_with_part(id, b"payload").await;
+        let dest = storage.root.join("f.bin");
+        std::fs::write(&dest, b"someone else's").unwrap();
+        let refused = storage.commit(&mut meta, &dest, false).await;
+        assert!(matches!(refused, Err(DestinationError::Exists)));
+        assert!(!meta.completed);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"someone else's");
+    }
 }
