@@ -263,12 +263,18 @@ impl Shared {
         }
     }
 
+    /// Whether this process holds the data dir (always true without a durable store).
+    pub fn holds_dir_lock(&self) -> bool {
+        self.store.as_ref().is_none_or(PinStore::holds_dir_lock)
+    }
+
     /// Rewrites the journal to the live pins when it has grown well past them.
     pub async fn compact_store_if_worthwhile(&self) {
         let Some(store) = &self.store else {
             return;
         };
         if !self.compaction_allowed.load(Ordering::Relaxed)
+            || !store.holds_dir_lock()
             || !store.should_compact(self.table.len())
         {
             return;

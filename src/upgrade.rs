@@ -1,13 +1,17 @@
 //! After a graceful upgrade, the old process keeps answering its in-flight requests for
 //! up to its grace period, and Create-Sessions among them are journaled by it, not by
-//! us. Once it must be gone, re-read the journal and take over those pins too.
+//! us. Once it is gone (its data dir lock has passed to this process), re-read the
+//! journal and take over those pins too.
 
 use crate::state::Shared;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How often the data dir's lock is checked.
+const POLL: Duration = Duration::from_millis(250);
 
 /// How long Pingora's old process keeps its listeners after handing them over.
 const OLD_PROCESS_CLOSE_DELAY: Duration = Duration::from_secs(5);
@@ -29,21 +33,32 @@ impl BackgroundService for UpgradeCatchUp {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let server = self.shared.generation().config.server.clone();
         // After handing the listeners over, the old process waits Pingora's 5 s close
-        // delay, then its grace period, then its shutdown timeout. Read the journal
-        // once it must be gone, and once more in case its settings were longer.
-        let gone = OLD_PROCESS_CLOSE_DELAY + server.grace_period + server.shutdown_timeout;
-        for wait in [gone + Duration::from_secs(1), Duration::from_secs(10)] {
+        // delay, then its grace period, then its shutdown timeout. It is gone when the
+        // data dir's lock passes to this process; should that never happen (the old
+        // process hangs), read the journal anyway once it should have been gone.
+        let started = Instant::now();
+        let expected_gone =
+            OLD_PROCESS_CLOSE_DELAY + server.grace_period + server.shutdown_timeout + POLL;
+        let mut read_without_lock = false;
+        loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(wait) => {
-                    let added = self.shared.catch_up_store().await;
-                    tracing::info!(target: "bitsgate::store", added, "took over the pins the previous process journaled during the upgrade");
-                }
+                _ = tokio::time::sleep(POLL) => {}
+            }
+            if self.shared.holds_dir_lock() {
+                let added = self.shared.catch_up_store().await;
+                tracing::info!(target: "bitsgate::store", added, "the previous process is gone; took over the pins it journaled during the upgrade");
+                // This process is the journal's only writer again.
+                self.shared
+                    .compaction_allowed
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
+            if !read_without_lock && started.elapsed() >= expected_gone {
+                read_without_lock = true;
+                let added = self.shared.catch_up_store().await;
+                tracing::warn!(target: "bitsgate::store", added, "the previous process still holds the data dir after its shutdown timeout; read its pins so far, compaction stays off until it exits");
             }
         }
-        // The previous process is gone: this one is the journal's only writer again.
-        self.shared
-            .compaction_allowed
-            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -265,6 +265,17 @@ async fn a_graceful_upgrade_during_uploads_fails_no_request() {
         new.try_wait().unwrap().is_none(),
         "the new process serves on"
     );
+    // The old process's exit hands the data dir's lock over, which triggers the
+    // catch-up at once rather than after a fixed wait.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !log_of(&farm, "new.log").contains("the previous process is gone") {
+        assert!(
+            Instant::now() < deadline,
+            "the new process never took the data dir over:\n{}",
+            log_of(&farm, "new.log")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     signal(&new, "TERM");
     tokio::task::block_in_place(|| wait_exit(&mut new, Duration::from_secs(20)));
 }
@@ -381,4 +392,45 @@ async fn a_backend_retired_by_a_reload_keeps_its_sessions_across_a_restart() {
     );
     signal(&second, "TERM");
     tokio::task::block_in_place(|| wait_exit(&mut second, Duration::from_secs(20)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_process_on_the_same_data_dir_refuses_to_start() {
+    let farm = farm(1).await;
+    let mut first = start(&farm, false, "first.log");
+    tokio::task::block_in_place(|| wait_listening(farm.proxy));
+
+    // Same data dir, its own ports and upgrade socket.
+    let text = std::fs::read_to_string(&farm.config)
+        .unwrap()
+        .replace(&farm.proxy.to_string(), &free_port().to_string())
+        .replace(&farm.admin.to_string(), &free_port().to_string())
+        .replace("upgrade.sock", "upgrade-2.sock");
+    let config = farm.dir.path().join("second.toml");
+    std::fs::write(&config, text).unwrap();
+    let output = tokio::task::block_in_place(|| {
+        Command::new(env!("CARGO_BIN_EXE_bitsgate"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .output()
+            .expect("bitsgate runs")
+    });
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "the second process started: {stderr}"
+    );
+    assert!(
+        stderr.contains("in use by another bitsgate process")
+            && stderr.contains(&format!("pid {}", first.id())),
+        "{stderr}"
+    );
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first process serves on"
+    );
+    std::net::TcpStream::connect(farm.proxy).expect("the first process still listens");
+    signal(&first, "TERM");
+    tokio::task::block_in_place(|| wait_exit(&mut first, Duration::from_secs(20)));
 }

@@ -81,4 +81,17 @@ pub enum StoreError {
     /// The writer thread is gone.
     #[error("the pin journal writer has stopped")]
     Closed,
+    /// Another process holds the data directory.
+    #[error(
+        "{} is in use by another bitsgate process ({holder}); two processes on one data \
+         dir would mix their pin journals: stop the other process, give this one its own \
+         storage.data_dir, or start it with --upgrade to take over from the running one",
+        dir.display()
+    )]
+    DirInUse {
+        /// The data directory.
+        dir: PathBuf,
+        /// What the lock file says about its holder.
+        holder: String,
+    },
 }

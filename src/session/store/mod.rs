@@ -10,6 +10,7 @@
 mod errors;
 mod files;
 mod format;
+mod lock;
 mod pending;
 mod replay;
 mod types;
@@ -26,11 +27,12 @@ use super::table::UnixSecs;
 use super::SessionKey;
 pub use crate::config::model::StorageSync;
 use files::{io_err, JOURNAL};
+use lock::DirLock;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::oneshot;
 use writer::{Counters, Msg, Writer};
 
@@ -52,6 +54,9 @@ struct Shared {
     dir: PathBuf,
     /// One compaction at a time: each sets the writer's mark.
     compacting: tokio::sync::Mutex<()>,
+    /// This process's claim on the data directory; empty until the previous process
+    /// has exited when the store was opened for an upgrade.
+    dir_lock: Arc<Mutex<Option<DirLock>>>,
 }
 
 impl PinStore {
@@ -86,6 +91,12 @@ impl PinStore {
         shared_with_old_process: bool,
     ) -> Result<(PinStore, Loaded), StoreError> {
         fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        // Before anything is read or written: another process may be appending.
+        let dir_lock = if shared_with_old_process {
+            None
+        } else {
+            Some(DirLock::acquire(dir)?)
+        };
         let removed_stale_temp = !shared_with_old_process && files::remove_stale_temp(dir)?;
         let path = dir.join(JOURNAL);
         let temp = dir.join(files::COMPACT_TEMP);
@@ -190,18 +201,28 @@ impl PinStore {
             removed_stale_temp,
             loaded_at: now,
         };
-        let shared = Shared {
+        let dir_lock = Arc::new(Mutex::new(dir_lock));
+        let shared = Arc::new(Shared {
             tx,
             counters,
             dir: dir.to_path_buf(),
             compacting: tokio::sync::Mutex::new(()),
-        };
-        Ok((
-            PinStore {
-                shared: Arc::new(shared),
-            },
-            loaded,
-        ))
+            dir_lock: dir_lock.clone(),
+        });
+        if shared_with_old_process {
+            claim_dir_when_free(dir, Arc::downgrade(&dir_lock))?;
+        }
+        Ok((PinStore { shared }, loaded))
+    }
+
+    /// Whether this process holds the data directory's lock (always after a normal
+    /// open; after an upgrade, once the previous process has exited).
+    pub fn holds_dir_lock(&self) -> bool {
+        self.shared
+            .dir_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// Journals that `key` is owned by `backend_id` since `created`. The record is queued
@@ -362,4 +383,25 @@ fn log_recovery(path: &Path, replayed: &replay::Replayed, cut: u64, saved: Optio
         records = replayed.records,
         "pin journal loaded"
     );
+}
+
+/// After an upgrade, takes the data directory's lock as soon as the previous process
+/// releases it by exiting. A store dropped before that lets it go at once.
+fn claim_dir_when_free(dir: &Path, slot: Weak<Mutex<Option<DirLock>>>) -> Result<(), StoreError> {
+    let thread_dir = dir.to_path_buf();
+    std::thread::Builder::new()
+        .name("data-dir-lock".into())
+        .spawn(move || match DirLock::acquire_blocking(&thread_dir) {
+            Ok(lock) => {
+                if let Some(slot) = slot.upgrade() {
+                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(lock);
+                    tracing::info!(target: "bitsgate::store", dir = %thread_dir.display(), "the previous process released the data dir; it is this process's now");
+                }
+            }
+            Err(e) => {
+                tracing::error!(target: "bitsgate::store", error = %e, "cannot lock the data dir after the upgrade");
+            }
+        })
+        .map(drop)
+        .map_err(io_err("start the lock thread for", dir))
 }

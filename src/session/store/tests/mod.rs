@@ -5,6 +5,7 @@ mod compaction;
 mod compat;
 mod crash;
 mod damage;
+mod lock;
 
 use super::{Loaded, PinStore, StorageSync, StoreError, StoredPin};
 use crate::session::SessionKey;
