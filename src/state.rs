@@ -279,6 +279,15 @@ impl Shared {
         {
             return;
         }
+        self.compact_store().await;
+    }
+
+    /// Rewrites the journal to the pins in the table, whatever its size. Callers make
+    /// sure this process is the journal's only writer.
+    pub async fn compact_store(&self) {
+        let Some(store) = &self.store else {
+            return;
+        };
         let snapshot = || {
             let mut live = Vec::with_capacity(self.table.len() as usize);
             self.table.for_each(|key, pin| {
@@ -367,6 +376,7 @@ impl Generation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::store::StorageSync;
     use crate::session::UnixSecs;
 
     fn shared() -> Arc<Shared> {
@@ -386,6 +396,71 @@ mod tests {
             backend: Arc::from(backend),
             dir: Arc::from(dir),
         }
+    }
+
+    fn durable(dir: &std::path::Path, upgrade: bool) -> Arc<Shared> {
+        let config = crate::config::load_str(&format!(
+            "[storage]\ndata_dir = {:?}\n[[backends]]\nid = \"b1\"\naddress = \"127.0.0.1:1\"\n",
+            dir.display().to_string()
+        ))
+        .expect("valid config");
+        let sync = config.storage.sync;
+        let (store, loaded) = if upgrade {
+            PinStore::open_shared(dir, sync)
+        } else {
+            PinStore::open(dir, sync)
+        }
+        .expect("store opens");
+        let shared = Shared::new(config, None, Some(store)).expect("shared state");
+        shared.restore(loaded.pins);
+        shared
+    }
+
+    /// Pins `key` as a Create-Session Ack would: table, then journal.
+    async fn pin(shared: &Shared, key: SessionKey) {
+        let (slot, _) = shared.slots.slot("b1").expect("slot");
+        let dir = shared.dirs.intern_path("/u/");
+        shared
+            .table
+            .pin(key.clone(), slot, dir, 1_000)
+            .expect("pinned");
+        let store = shared.store.as_ref().expect("durable");
+        store
+            .pin(&key, "b1", "/u/", 1_000)
+            .await
+            .expect("journaled");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn after_an_upgrade_a_rewrite_from_the_table_keeps_pins_an_old_compaction_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = durable(dir.path(), false);
+        pin(&old, key(1)).await;
+        let new = durable(dir.path(), true);
+        assert!(new.table.get(&key(1)).is_some(), "loaded at the handover");
+        pin(&new, key(2)).await;
+        // The old process compacts during the handover: its snapshot lacks key 2 and
+        // replaces the file the new process appended key 2 to.
+        old.compact_store().await;
+        drop(old);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !new.holds_dir_lock() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lock never passed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        new.compact_store().await;
+        drop(new);
+
+        let (_, loaded) = PinStore::open(dir.path(), StorageSync::Write).expect("reopen");
+        let keys: HashSet<String> = loaded.pins.iter().map(|(k, _, _)| k.to_string()).collect();
+        assert!(keys.contains(&key(1).to_string()));
+        assert!(
+            keys.contains(&key(2).to_string()),
+            "the new process's pin survived"
+        );
     }
 
     #[test]

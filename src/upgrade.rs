@@ -48,7 +48,11 @@ impl BackgroundService for UpgradeCatchUp {
             if self.shared.holds_dir_lock() {
                 let added = self.shared.catch_up_store().await;
                 tracing::info!(target: "bitsgate::store", added, "the previous process is gone; took over the pins it journaled during the upgrade");
-                // This process is the journal's only writer again.
+                // This process is the journal's only writer again. Rewrite the journal
+                // from the table at once: a compaction the old process ran during the
+                // handover replaced the file this process was appending to, and the
+                // pins appended to the replaced file are only in memory now.
+                self.shared.compact_store().await;
                 self.shared
                     .compaction_allowed
                     .store(true, std::sync::atomic::Ordering::Relaxed);

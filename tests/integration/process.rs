@@ -266,9 +266,10 @@ async fn a_graceful_upgrade_during_uploads_fails_no_request() {
         "the new process serves on"
     );
     // The old process's exit hands the data dir's lock over, which triggers the
-    // catch-up at once rather than after a fixed wait.
+    // catch-up at once rather than after a fixed wait, then a rewrite of the journal
+    // from the new process's table.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !log_of(&farm, "new.log").contains("the previous process is gone") {
+    while !log_of(&farm, "new.log").contains("pin journal compacted") {
         assert!(
             Instant::now() < deadline,
             "the new process never took the data dir over:\n{}",
@@ -276,6 +277,7 @@ async fn a_graceful_upgrade_during_uploads_fails_no_request() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert!(log_of(&farm, "new.log").contains("the previous process is gone"));
     signal(&new, "TERM");
     tokio::task::block_in_place(|| wait_exit(&mut new, Duration::from_secs(20)));
 }
