@@ -26,6 +26,9 @@ pub struct ProcessOptions {
     pub config_path: Option<std::path::PathBuf>,
     /// Reload on SIGHUP (only for a process that owns its signals, not in tests).
     pub reload_on_sighup: bool,
+    /// Write `[server] pid_file` (only for `bitsgate run`: in-process instances share
+    /// one pid).
+    pub write_pid_file: bool,
 }
 
 /// A built, not yet running, instance.
@@ -131,5 +134,13 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
         ));
     }
     server.add_service(health);
+    if process.write_pid_file {
+        let path = shared.generation().config.server.pid_file.clone();
+        crate::pid_file::write(&path)?;
+        server.add_service(background_service(
+            "pid file",
+            crate::pid_file::PidFileCleanup::new(path),
+        ));
+    }
     Ok(Instance { server, shared })
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod health_service;
 pub mod metrics;
+pub mod pid_file;
 pub mod proxy;
 pub mod reload;
 pub mod routing;

@@ -122,6 +122,7 @@ fn run(path: &std::path::Path, upgrade: bool) -> anyhow::Result<()> {
         upgrade,
         config_path: Some(path.to_owned()),
         reload_on_sighup: true,
+        write_pid_file: true,
     };
     let instance = app::build(config, &process).context("building the server")?;
     instance.server.run_forever()

@@ -224,8 +224,13 @@ async fn uploads_survive_a_kill_9_of_bitsgate_and_finish_without_restarting() {
 
     let log = log_of(&farm, "second.log");
     assert!(log.contains("pins loaded from the journal"), "{log}");
+    // The killed process left its pid file; the restart replaced it.
+    let pid_file = farm.dir.path().join("bitsgate.pid");
+    let pid = std::fs::read_to_string(&pid_file).expect("pid file");
+    assert_eq!(pid.trim(), second.id().to_string());
     signal(&second, "TERM");
     tokio::task::block_in_place(|| wait_exit(&mut second, Duration::from_secs(20)));
+    assert!(!pid_file.exists(), "removed at a graceful stop");
     assert!(Path::new(&farm.dir.path().join("data")).exists());
 }
 
