@@ -133,6 +133,12 @@ fn signal(child: &Child, name: &str) {
     assert!(status.success());
 }
 
+/// SIGTERM, then wait for the process to exit (in a multi-thread test runtime).
+fn stop_gracefully(child: &mut Child) {
+    signal(child, "TERM");
+    tokio::task::block_in_place(|| wait_exit(child, Duration::from_secs(20)));
+}
+
 fn wait_exit(child: &mut Child, limit: Duration) {
     let deadline = Instant::now() + limit;
     while child.try_wait().unwrap().is_none() {
@@ -228,8 +234,7 @@ async fn uploads_survive_a_kill_9_of_bitsgate_and_finish_without_restarting() {
     let pid_file = farm.dir.path().join("bitsgate.pid");
     let pid = std::fs::read_to_string(&pid_file).expect("pid file");
     assert_eq!(pid.trim(), second.id().to_string());
-    signal(&second, "TERM");
-    tokio::task::block_in_place(|| wait_exit(&mut second, Duration::from_secs(20)));
+    stop_gracefully(&mut second);
     assert!(!pid_file.exists(), "removed at a graceful stop");
     assert!(Path::new(&farm.dir.path().join("data")).exists());
 }
@@ -283,8 +288,7 @@ async fn a_graceful_upgrade_during_uploads_fails_no_request() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(log_of(&farm, "new.log").contains("the previous process is gone"));
-    signal(&new, "TERM");
-    tokio::task::block_in_place(|| wait_exit(&mut new, Duration::from_secs(20)));
+    stop_gracefully(&mut new);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -337,8 +341,7 @@ async fn sighup_reloads_the_config_file_with_uploads_in_flight() {
         "b1 got no session after the reload"
     );
     assert!(log_of(&farm, "hup.log").contains("configuration reloaded"));
-    signal(&proxy, "TERM");
-    tokio::task::block_in_place(|| wait_exit(&mut proxy, Duration::from_secs(20)));
+    stop_gracefully(&mut proxy);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -397,8 +400,7 @@ async fn a_backend_retired_by_a_reload_keeps_its_sessions_across_a_restart() {
             .get("fragment"),
         Some(&1)
     );
-    signal(&second, "TERM");
-    tokio::task::block_in_place(|| wait_exit(&mut second, Duration::from_secs(20)));
+    stop_gracefully(&mut second);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -438,6 +440,5 @@ async fn a_second_process_on_the_same_data_dir_refuses_to_start() {
         "the first process serves on"
     );
     std::net::TcpStream::connect(farm.proxy).expect("the first process still listens");
-    signal(&first, "TERM");
-    tokio::task::block_in_place(|| wait_exit(&mut first, Duration::from_secs(20)));
+    stop_gracefully(&mut first);
 }
