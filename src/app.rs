@@ -86,6 +86,7 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
 
     let listener = config.listener.clone();
     let admin_address = config.admin.address;
+    let admin_tls = config.admin.tls.clone();
     let (store, loaded) = open_store(&config.storage, process.upgrade)?;
     let shared = Shared::new(config, process.config_path.clone(), store)?;
     if let Some(loaded) = loaded {
@@ -109,7 +110,14 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
     }
 
     let mut admin = Service::new("bitsgate admin".to_owned(), AdminApp::new(shared.clone()));
-    admin.add_tcp(&admin_address.to_string());
+    match &admin_tls {
+        Some(tls) => admin.add_tls(
+            &admin_address.to_string(),
+            &tls.cert_path.to_string_lossy(),
+            &tls.key_path.to_string_lossy(),
+        )?,
+        None => admin.add_tcp(&admin_address.to_string()),
+    }
     // The admin API is light: one thread keeps it off the proxy's workers.
     admin.threads = Some(1);
 

@@ -79,12 +79,13 @@ fn reload_inner(shared: &Shared) -> Result<ReloadReport, ReloadError> {
         new.listener.address = old_config.listener.address;
         new.listener.tls = old_config.listener.tls.clone();
     }
-    if new.admin.address != old_config.admin.address {
+    if new.admin.address != old_config.admin.address || new.admin.tls != old_config.admin.tls {
         report.warnings.push(format!(
-            "admin.address changes need a restart; still serving {}",
+            "admin.address and [admin.tls] changes need a restart; still serving {}",
             old_config.admin.address
         ));
         new.admin.address = old_config.admin.address;
+        new.admin.tls = old_config.admin.tls.clone();
     }
     if new.server != old_config.server {
         report

@@ -5,21 +5,36 @@ use http::{HeaderMap, Method};
 use subtle::ConstantTimeEq;
 
 /// Whether a call may proceed. Mutating calls (anything but GET and HEAD) need the
-/// token when one is set; reads need it with `protect_reads`, except the probes, which
-/// orchestrators call without credentials.
+/// token when one is set; reads need it with `protect_reads`, and the session reads
+/// always do (a session id is all it takes to cancel an upload), except the probes,
+/// which orchestrators call without credentials.
 pub fn authorized(config: &AdminConfig, method: &Method, path: &str, headers: &HeaderMap) -> bool {
     let Some(token) = config.token.as_deref() else {
         return true;
     };
     let read = method == Method::GET || method == Method::HEAD;
-    if read && (!config.protect_reads || matches!(path, "/livez" | "/readyz")) {
+    let first = path.trim_matches('/').split('/').next().unwrap_or("");
+    let open_read = match first {
+        "livez" | "readyz" => true,
+        "sessions" => false,
+        _ => !config.protect_reads,
+    };
+    if read && open_read {
         return true;
     }
     headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| bool::from(given.trim().as_bytes().ct_eq(token.as_bytes())))
+        .and_then(bearer_credentials)
+        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())))
+}
+
+/// The credentials of a `Bearer` authorization; the scheme is case-insensitive (RFC 9110 §11.1).
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim())
 }
 
 #[cfg(test)]
@@ -31,6 +46,8 @@ mod tests {
             address: "127.0.0.1:0".parse().unwrap(),
             token: token.map(Into::into),
             protect_reads,
+            allow_unauthenticated: false,
+            tls: None,
         }
     }
 
@@ -93,7 +110,7 @@ mod tests {
         assert!(authorized(
             &open,
             &Method::GET,
-            "/sessions",
+            "/backends",
             &HeaderMap::new()
         ));
         let protected = config(Some(TOKEN), true);
@@ -127,5 +144,53 @@ mod tests {
             "/metrics",
             &bearer(&format!("Bearer {TOKEN}"))
         ));
+    }
+
+    #[test]
+    fn session_reads_need_the_token_even_when_other_reads_are_open() {
+        let open = config(Some(TOKEN), false);
+        for path in ["/sessions", "/sessions/", "/sessions/{abc}"] {
+            assert!(
+                !authorized(&open, &Method::GET, path, &HeaderMap::new()),
+                "{path}"
+            );
+            assert!(authorized(
+                &open,
+                &Method::GET,
+                path,
+                &bearer(&format!("Bearer {TOKEN}"))
+            ));
+        }
+    }
+
+    #[test]
+    fn probes_stay_open_with_a_trailing_slash() {
+        let protected = config(Some(TOKEN), true);
+        for path in ["/livez/", "/readyz/"] {
+            assert!(
+                authorized(&protected, &Method::GET, path, &HeaderMap::new()),
+                "{path}"
+            );
+        }
+        assert!(!authorized(
+            &protected,
+            &Method::GET,
+            "/metrics/",
+            &HeaderMap::new()
+        ));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_without_regard_to_case() {
+        let c = config(Some(TOKEN), true);
+        for scheme in ["bearer", "BEARER", "BeArEr"] {
+            assert!(authorized(
+                &c,
+                &Method::POST,
+                "/config/reload",
+                &bearer(&format!("{scheme} {TOKEN}"))
+            ));
+        }
+        assert!(!authorized(&c, &Method::POST, "/x", &bearer("Bearer")));
     }
 }

@@ -50,8 +50,11 @@ pub const SERVER_WORK_STEALING: bool = false;
 pub const SERVER_GRACE_PERIOD: Duration = Duration::from_secs(30);
 /// Seconds the runtime gets to stop after the grace period.
 pub const SERVER_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Read-only admin calls need the token too (when a token is set).
-pub const ADMIN_PROTECT_READS: bool = false;
+/// Read-only admin calls need the token too (when a token is set): session ids are
+/// capabilities, and backend addresses are the farm's map.
+pub const ADMIN_PROTECT_READS: bool = true;
+/// A non-loopback admin address without a token is refused unless this is set.
+pub const ADMIN_ALLOW_UNAUTHENTICATED: bool = false;
 /// How backends are probed: a BITS Ping, a TCP connect, or not at all.
 pub const HEALTH_CHECK_KIND: &str = "bits_ping";
 /// Time between two probes of one backend.

@@ -62,8 +62,20 @@ pub struct AdminConfig {
     pub address: SocketAddr,
     /// Bearer token required by mutating calls (and reads with `protect_reads`).
     pub token: Option<String>,
-    /// Read-only calls need the token too.
+    /// Read-only calls need the token too (`/sessions` always does when a token is set).
     pub protect_reads: bool,
+    /// Serve without a token on a non-loopback address (a warning at every start).
+    pub allow_unauthenticated: bool,
+    /// HTTPS on the admin listener.
+    pub tls: Option<TlsConfig>,
+}
+
+impl AdminConfig {
+    /// Anyone who reaches the admin address may drain, reload and cancel: no token on an
+    /// address other hosts can reach.
+    pub fn open_to_the_network(&self) -> bool {
+        self.token.is_none() && !self.address.ip().is_loopback()
+    }
 }
 
 /// What bitsgate does with `BITS-Host-Id` in backend Acks.

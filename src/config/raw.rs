@@ -65,6 +65,8 @@ pub struct RawAdmin {
     pub token: Option<String>,
     pub token_file: Option<String>,
     pub protect_reads: Option<bool>,
+    pub allow_unauthenticated: Option<bool>,
+    pub tls: Option<RawTls>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -328,3 +328,46 @@ fn durable_storage_is_the_default() {
         std::path::PathBuf::from(defaults::STORAGE_DATA_DIR)
     );
 }
+
+#[test]
+fn an_admin_address_open_to_other_hosts_needs_a_token() {
+    let errors = errors_of(&format!("[admin]\naddress = \"0.0.0.0:9090\"\n{MINIMAL}"));
+    let error = errors
+        .iter()
+        .find(|e| e.key == "admin.address")
+        .expect("admin.address refused");
+    assert!(error.fix.contains("admin.token_file"), "{error}");
+    assert!(error.fix.contains("admin.allow_unauthenticated"), "{error}");
+}
+
+#[test]
+fn an_open_admin_address_is_accepted_when_chosen_with_a_warning() {
+    let config = load_str(&format!(
+        "[admin]\naddress = \"0.0.0.0:9090\"\nallow_unauthenticated = true\n{MINIMAL}"
+    ))
+    .unwrap();
+    let found = warnings(&config);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].key, "admin.allow_unauthenticated");
+    let loopback = load_str(MINIMAL).unwrap();
+    assert!(warnings(&loopback).is_empty());
+}
+
+#[test]
+fn an_admin_token_protects_reads_by_default() {
+    let config = load_str(&format!(
+        "[admin]\naddress = \"0.0.0.0:9090\"\ntoken = \"0123456789abcdef0123\"\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert!(config.admin.protect_reads);
+    assert!(warnings(&config).is_empty());
+}
+
+#[test]
+fn admin_tls_needs_both_files() {
+    let keys = keys_of(&format!(
+        "[admin.tls]\ncert_path = \"/nonexistent/cert.pem\"\n{MINIMAL}"
+    ));
+    assert!(keys.contains(&"admin.tls.cert_path".to_owned()), "{keys:?}");
+    assert!(keys.contains(&"admin.tls.key_path".to_owned()), "{keys:?}");
+}

@@ -32,6 +32,28 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
     let limits = v.limits(&raw.limits);
     let server = v.server(&raw.server);
     let admin_token = v.admin_token(&raw.admin);
+    let allow_unauthenticated = raw
+        .admin
+        .allow_unauthenticated
+        .unwrap_or(d::ADMIN_ALLOW_UNAUTHENTICATED);
+    if admin_token.is_none()
+        && !allow_unauthenticated
+        && !admin_address.ip().is_loopback()
+        && raw.admin.token_file.is_none()
+    {
+        v.push(
+            "admin.address",
+            format!("{admin_address} is reachable from other hosts and admin.token is not set"),
+            "set admin.token_file (or admin.token) so drain, reload and session cancels need it, \
+             bind admin.address to loopback, or set admin.allow_unauthenticated = true if a \
+             firewall already guards it",
+        );
+    }
+    let admin_tls = raw
+        .admin
+        .tls
+        .as_ref()
+        .and_then(|tls| v.tls_files("admin.tls", tls));
     let health_check = v.health_check(&raw.health_check);
     let reload = v.reload(&raw.reload);
     let storage = v.storage(&raw.storage);
@@ -43,6 +65,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
                 address: admin_address,
                 token: admin_token,
                 protect_reads: raw.admin.protect_reads.unwrap_or(d::ADMIN_PROTECT_READS),
+                allow_unauthenticated,
+                tls: admin_tls,
             },
             health_check,
             reload,
@@ -153,35 +177,10 @@ impl Validator {
             raw.keepalive_timeout.as_deref(),
             d::LISTENER_KEEPALIVE_TIMEOUT,
         );
-        let tls = raw.tls.as_ref().and_then(|tls| {
-            let mut path = |key: &str, value: &Option<String>| -> Option<PathBuf> {
-                match value {
-                    None => {
-                        self.push(
-                            key,
-                            "is missing",
-                            "set both cert_path and key_path (PEM files), or remove [listener.tls]",
-                        );
-                        None
-                    }
-                    Some(p) if !std::path::Path::new(p).is_file() => {
-                        self.push(
-                            key,
-                            format!("{p:?} is not a readable file"),
-                            "point it at an existing PEM file",
-                        );
-                        None
-                    }
-                    Some(p) => Some(PathBuf::from(p)),
-                }
-            };
-            let cert_path = path("listener.tls.cert_path", &tls.cert_path);
-            let key_path = path("listener.tls.key_path", &tls.key_path);
-            Some(TlsConfig {
-                cert_path: cert_path?,
-                key_path: key_path?,
-            })
-        });
+        let tls = raw
+            .tls
+            .as_ref()
+            .and_then(|tls| self.tls_files("listener.tls", tls));
         ListenerConfig {
             address,
             keepalive_timeout,
@@ -190,6 +189,40 @@ impl Validator {
                 .unwrap_or(d::LISTENER_ALLOW_METHOD_OVERRIDE),
             tls,
         }
+    }
+
+    /// A `[*.tls]` section: both PEM files named and present.
+    fn tls_files(&mut self, section: &str, raw: &RawTls) -> Option<TlsConfig> {
+        let mut path = |field: &str, value: &Option<String>| -> Option<PathBuf> {
+            let key = format!("{section}.{field}");
+            match value {
+                None => {
+                    self.push(
+                        &key,
+                        "is missing",
+                        format!(
+                            "set both cert_path and key_path (PEM files), or remove [{section}]"
+                        ),
+                    );
+                    None
+                }
+                Some(p) if !std::path::Path::new(p).is_file() => {
+                    self.push(
+                        &key,
+                        format!("{p:?} is not a readable file"),
+                        "point it at an existing PEM file",
+                    );
+                    None
+                }
+                Some(p) => Some(PathBuf::from(p)),
+            }
+        };
+        let cert_path = path("cert_path", &raw.cert_path);
+        let key_path = path("key_path", &raw.key_path);
+        Some(TlsConfig {
+            cert_path: cert_path?,
+            key_path: key_path?,
+        })
     }
 
     fn host_id(&mut self, raw: &RawHostId) -> HostIdConfig {

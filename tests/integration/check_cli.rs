@@ -64,3 +64,24 @@ fn a_missing_file_is_reported_not_a_panic() {
     assert_eq!(code, 64);
     assert!(text.contains("cannot read"), "{text}");
 }
+
+#[test]
+fn check_names_an_admin_api_left_open_on_purpose() {
+    let path =
+        std::env::temp_dir().join(format!("bitsgate-open-admin-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "[admin]\naddress = \"0.0.0.0:9090\"\nallow_unauthenticated = true\n\
+         [[backends]]\nid = \"b1\"\naddress = \"127.0.0.1:8081\"\n",
+    )
+    .expect("write");
+    let (code, text) = check(&path);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(
+            "warning: admin.allow_unauthenticated: the admin API on 0.0.0.0:9090 needs no token"
+        ),
+        "{text}"
+    );
+}

@@ -33,6 +33,7 @@ pub struct ClusterBuilder {
     backends: usize,
     configured: Option<usize>,
     admin_token: Option<String>,
+    admin_extra: String,
     host_id_mode: &'static str,
     extra: String,
     tweak: Option<Box<ServerTweak>>,
@@ -45,6 +46,7 @@ impl Cluster {
             backends: 3,
             configured: None,
             admin_token: None,
+            admin_extra: String::new(),
             host_id_mode: "strip",
             extra: String::new(),
             tweak: None,
@@ -67,6 +69,13 @@ impl ClusterBuilder {
 
     pub fn admin_token(mut self, token: &str) -> Self {
         self.admin_token = Some(token.to_owned());
+        self
+    }
+
+    /// Extra keys (and subsections after them) for the proxy's `[admin]` section.
+    pub fn admin_config(mut self, toml: &str) -> Self {
+        self.admin_extra.push_str(toml);
+        self.admin_extra.push('\n');
         self
     }
 
@@ -111,7 +120,8 @@ impl ClusterBuilder {
             .admin_token
             .as_ref()
             .map(|t| format!("token = \"{t}\"\n"))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            + &self.admin_extra;
         // Many proxies start and stop in this one test process. Pingora's
         // runtime-per-thread mode (work_stealing = false) finds its runtime through a
         // thread-local keyed by thread ids that are reused after a thread exits, so a
@@ -171,6 +181,10 @@ fn config_text(header: &str, servers: &[ServerConfig], keep: impl Fn(usize) -> b
 }
 
 impl Cluster {
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.proxy.admin_addr
+    }
+
     pub fn proxy_addr(&self) -> SocketAddr {
         self.proxy.proxy_addr
     }
@@ -283,8 +297,13 @@ impl Cluster {
             .expect("request through the proxy")
     }
 
+    /// A scrape, with the admin token when one is configured (as Prometheus would).
     pub async fn metrics(&self) -> String {
-        let response = raw::send(self.proxy.admin_addr, &RawRequest::new("GET", "/metrics"))
+        let mut request = RawRequest::new("GET", "/metrics");
+        if let Some(token) = &self.proxy.shared.generation().config.admin.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let response = raw::send(self.proxy.admin_addr, &request)
             .await
             .expect("metrics scrape");
         assert_eq!(response.status, 200);

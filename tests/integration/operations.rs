@@ -334,7 +334,7 @@ async fn mutating_admin_calls_without_the_right_token_get_401_and_change_nothing
             assert_eq!(response.header("WWW-Authenticate"), Some("Bearer"));
         }
     }
-    let (_, backends) = cluster.admin_json("GET", "/backends", None).await;
+    let (_, backends) = cluster.admin_json("GET", "/backends", Some(TOKEN)).await;
     assert_eq!(backend_state(&backends, "b0").as_deref(), Some("active"));
     assert_eq!(
         cluster.proxy.shared.table.len(),

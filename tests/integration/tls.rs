@@ -72,17 +72,9 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bits_ping_over_tls_is_proxied_to_a_backend() {
-    let cluster = Cluster::new()
-        .backends(1)
-        .config(&format!(
-            "[listener.tls]\ncert_path = {:?}\nkey_path = {:?}",
-            fixture("cert.pem").display().to_string(),
-            fixture("key.pem").display().to_string()
-        ))
-        .start()
-        .await;
+/// Sends `request` over TLS (trusting only the test certificate) and reads the answer
+/// until the server closes.
+async fn exchange_over_tls(addr: std::net::SocketAddr, request: &'static [u8]) -> String {
     let pem = std::fs::read(fixture("cert.pem")).unwrap();
     let cert = rustls_pemfile::certs(&mut pem.as_slice())
         .next()
@@ -95,20 +87,74 @@ async fn a_bits_ping_over_tls_is_proxied_to_a_backend() {
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(Pinned { cert, provider }))
         .with_no_client_auth();
-    let addr = cluster.proxy_addr();
-    let response = tokio::task::spawn_blocking(move || {
-        let mut connection = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut connection =
+            rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap())
+                .unwrap();
         let mut socket = std::net::TcpStream::connect(addr).unwrap();
-        socket.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
-        let mut tls = rustls::Stream::new(&mut connection, &mut socket);
-        tls.write_all(b"BITS_POST /uploads/t.bin HTTP/1.1\r\nHost: localhost\r\nBITS-Packet-Type: Ping\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .unwrap();
+        let mut tls = rustls::Stream::new(&mut connection, &mut socket);
+        tls.write_all(request).unwrap();
         let mut answer = Vec::new();
         let _ = tls.read_to_end(&mut answer);
         String::from_utf8_lossy(&answer).into_owned()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+fn tls_files(section: &str) -> String {
+    format!(
+        "[{section}]\ncert_path = {:?}\nkey_path = {:?}",
+        fixture("cert.pem").display().to_string(),
+        fixture("key.pem").display().to_string()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_speaks_https_when_given_a_certificate() {
+    let token = "0123456789abcdef0123";
+    let cluster = Cluster::new()
+        .backends(1)
+        .admin_token(token)
+        .admin_config(&tls_files("admin.tls"))
+        .start()
+        .await;
+    let probe = exchange_over_tls(
+        cluster.admin_addr(),
+        b"GET /readyz/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(probe.starts_with("HTTP/1.1 200"), "{probe}");
+    let sessions = exchange_over_tls(
+        cluster.admin_addr(),
+        b"GET /sessions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(sessions.starts_with("HTTP/1.1 401"), "{sessions}");
+    // Plain HTTP on the HTTPS admin port gets no answer.
+    let plain = bits_testkit::client::raw::send(
+        cluster.admin_addr(),
+        &bits_testkit::client::raw::RawRequest::new("GET", "/livez"),
+    )
+    .await;
+    assert!(plain.is_err(), "{plain:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bits_ping_over_tls_is_proxied_to_a_backend() {
+    let cluster = Cluster::new()
+        .backends(1)
+        .config(&tls_files("listener.tls"))
+        .start()
+        .await;
+    let response = exchange_over_tls(
+        cluster.proxy_addr(),
+        b"BITS_POST /uploads/t.bin HTTP/1.1\r\nHost: localhost\r\nBITS-Packet-Type: Ping\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(
         response
