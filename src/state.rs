@@ -84,6 +84,9 @@ impl Shared {
             other_tick: AtomicU64::new(0),
             health: HealthTable::default(),
         };
+        for backend in &shared.generation().farm.backends {
+            shared.metrics.add_backend(&backend.id);
+        }
         shared.publish_backend_metrics();
         Ok(Arc::new(shared))
     }
@@ -118,8 +121,16 @@ impl Shared {
         self.table
             .set_max_pinned(generation.config.sessions.max_pinned);
         let gone: Vec<Arc<str>> = before
-            .into_iter()
-            .filter(|id| generation.farm.index_of_id(id).is_none())
+            .iter()
+            .filter(|&id| generation.farm.index_of_id(id).is_none())
+            .cloned()
+            .collect();
+        let added: Vec<Arc<str>> = generation
+            .farm
+            .backends
+            .iter()
+            .filter(|b| !before.contains(&b.id))
+            .map(|b| b.id.clone())
             .collect();
         let retired_changed = self.generation().retired != generation.retired;
         let (data_dir, retired) = (
@@ -135,6 +146,9 @@ impl Shared {
         // After the swap, so no publisher still holding the old farm brings them back.
         for id in gone {
             self.metrics.forget_backend(&id);
+        }
+        for id in added {
+            self.metrics.add_backend(&id);
         }
         self.publish_backend_metrics();
         Ok(())
@@ -341,6 +355,9 @@ impl Shared {
             m.backend_drained
                 .with_label_values(&labels)
                 .set(i64::from(self.is_drained(backend)));
+            m.backend_retired
+                .with_label_values(&labels)
+                .set(i64::from(backend.retired));
         }
     }
 }

@@ -3,8 +3,10 @@
 
 pub mod names;
 mod series;
+mod zero;
 
 pub use series::{BackendSeries, DurationSeries, PacketLabel};
+pub use zero::LOCAL_ACK_REASONS;
 
 use std::sync::Arc;
 
@@ -29,6 +31,15 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// Every reason, for series created at zero.
+    pub const ALL: [EndReason; 5] = [
+        EndReason::Closed,
+        EndReason::Cancelled,
+        EndReason::Expired,
+        EndReason::NotFound,
+        EndReason::BackendRemoved,
+    ];
+
     /// The label value.
     pub fn label(self) -> &'static str {
         match self {
@@ -64,6 +75,8 @@ pub struct Metrics {
     pub backend_up: IntGaugeVec,
     /// See [`names::BACKEND_DRAINING`].
     pub backend_draining: IntGaugeVec,
+    /// See [`names::BACKEND_RETIRED`].
+    pub backend_retired: IntGaugeVec,
     /// See [`names::UPSTREAM_CONNECT_FAILURES_TOTAL`].
     pub connect_failures: IntCounterVec,
     /// See [`names::BACKEND_DRAINED`].
@@ -160,6 +173,11 @@ impl Metrics {
             "1 when the backend takes no new sessions.",
             &["backend"],
         );
+        let backend_retired = gauge(
+            names::BACKEND_RETIRED,
+            "1 when the backend left the configuration and is kept only until its sessions end.",
+            &["backend"],
+        );
         let connect_failures = counter(
             names::UPSTREAM_CONNECT_FAILURES_TOTAL,
             "Failed connection attempts to each backend.",
@@ -193,7 +211,7 @@ impl Metrics {
         registry
             .register(Box::new(store_errors.clone()))
             .expect("unique metric");
-        Metrics {
+        let metrics = Metrics {
             registry,
             store_errors,
             backend_drained,
@@ -209,11 +227,14 @@ impl Metrics {
             duration,
             backend_up,
             backend_draining,
+            backend_retired,
             connect_failures,
             backend_transitions,
             no_backend: BackendSeries::new(Arc::from(names::NO_BACKEND)),
             durations: DurationSeries::default(),
-        }
+        };
+        metrics.create_global_series();
+        metrics
     }
 
     /// Records a pin removal.
@@ -247,6 +268,7 @@ impl Metrics {
             &self.backend_up,
             &self.backend_draining,
             &self.backend_drained,
+            &self.backend_retired,
         ] {
             let _ = gauge.remove_label_values(&[backend]);
         }

@@ -21,6 +21,8 @@ pub const REQUEST_DURATION_SECONDS: &str = "bitsgate_request_duration_seconds";
 pub const BACKEND_UP: &str = "bitsgate_backend_up";
 /// 1 when a backend takes no new sessions, else 0.
 pub const BACKEND_DRAINING: &str = "bitsgate_backend_draining";
+/// 1 when a backend left the configuration and is kept only for its sessions, else 0.
+pub const BACKEND_RETIRED: &str = "bitsgate_backend_retired";
 /// Upstream connect failures, by backend.
 pub const UPSTREAM_CONNECT_FAILURES_TOTAL: &str = "bitsgate_upstream_connect_failures_total";
 /// Backend health transitions, by backend and new state (`to` = up | down).
@@ -37,7 +39,8 @@ pub const CANCELS_SENT_TOTAL: &str = "bitsgate_cancels_sent_total";
 pub const STORE_ERRORS_TOTAL: &str = "bitsgate_store_errors_total";
 
 /// Every name above, for the documentation check.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 17] = [
+    BACKEND_RETIRED,
     STORE_ERRORS_TOTAL,
     BACKEND_DRAINED,
     CONFIG_RELOADS_TOTAL,

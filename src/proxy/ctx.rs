@@ -116,3 +116,42 @@ impl RequestCtx {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::LocalReason;
+    use crate::metrics::LOCAL_ACK_REASONS;
+
+    #[test]
+    fn every_local_reason_has_its_series_created_at_zero() {
+        let reasons = [
+            LocalReason::Http10,
+            LocalReason::AmbiguousFraming,
+            LocalReason::FragmentTooLarge,
+            LocalReason::SessionNotFound,
+            LocalReason::OwnerUnavailable,
+            LocalReason::OwnerRemoved,
+            LocalReason::NoBackend,
+            LocalReason::TableFull,
+            LocalReason::UpstreamError,
+        ];
+        for reason in reasons {
+            // Exhaustive, so a new reason does not compile until it is listed here
+            // and in LOCAL_ACK_REASONS.
+            match reason {
+                LocalReason::Malformed(_) => unreachable!("reject reasons are listed apart"),
+                LocalReason::Http10
+                | LocalReason::AmbiguousFraming
+                | LocalReason::FragmentTooLarge
+                | LocalReason::SessionNotFound
+                | LocalReason::OwnerUnavailable
+                | LocalReason::OwnerRemoved
+                | LocalReason::NoBackend
+                | LocalReason::TableFull
+                | LocalReason::UpstreamError => {}
+            }
+            assert!(LOCAL_ACK_REASONS.contains(&reason.label()), "{reason:?}");
+        }
+        assert_eq!(reasons.len(), LOCAL_ACK_REASONS.len());
+    }
+}

@@ -80,7 +80,7 @@ async fn metrics_count_a_known_upload_exactly() {
             &metrics,
             "bitsgate_local_acks_total{reason=\"session_not_found\"}"
         ),
-        None
+        Some(0.0)
     );
 }
 
@@ -104,6 +104,60 @@ async fn an_open_session_shows_as_active_and_pinned() {
         Some(1.0)
     );
 }
+/// Event series of one backend that dashboards and alerts take `rate()` or
+/// `increase()` of: they must exist before the first event.
+fn event_series_of(backend: &str) -> Vec<String> {
+    [
+        "bitsgate_backend_transitions_total{{backend=\"{b}\",to=\"down\"}}",
+        "bitsgate_backend_transitions_total{{backend=\"{b}\",to=\"up\"}}",
+        "bitsgate_upstream_connect_failures_total{{backend=\"{b}\"}}",
+        "bitsgate_requests_total{{backend=\"{b}\",class=\"5xx\",packet=\"fragment\"}}",
+        "bitsgate_uploaded_bytes_total{{backend=\"{b}\"}}",
+        "bitsgate_sessions_created_total{{backend=\"{b}\"}}",
+        "bitsgate_sessions_ended_total{{backend=\"{b}\",reason=\"not_found\"}}",
+    ]
+    .iter()
+    .map(|pattern| pattern.replace("{b}", backend).replace("{{", "{").replace("}}", "}"))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_has_its_event_series_at_zero_from_start_and_from_a_reload() {
+    let cluster = Cluster::new().backends(2).configured(1).start().await;
+    let metrics = cluster.metrics().await;
+    for series in event_series_of("b0") {
+        assert_eq!(sample(&metrics, &series), Some(0.0), "{series}:\n{metrics}");
+    }
+    for series in event_series_of("b1") {
+        assert_eq!(sample(&metrics, &series), None, "b1 is not configured yet");
+    }
+
+    cluster.reconfigure(|_| true);
+    let metrics = cluster.metrics().await;
+    for series in event_series_of("b1") {
+        assert_eq!(sample(&metrics, &series), Some(0.0), "{series}:\n{metrics}");
+    }
+    assert_eq!(
+        sample(&metrics, "bitsgate_backend_retired{backend=\"b1\"}"),
+        Some(0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_retired_by_a_reload_is_marked_retired() {
+    let cluster = Cluster::new().backends(2).start().await;
+    let session = cluster.create_session("/uploads/r.bin").await;
+    let owner = cluster.owners_of(&session)[0];
+    let other = 1 - owner;
+    cluster.write_config(|i| i != owner, "");
+    let (status, body) = cluster.admin_json("POST", "/config/reload", None).await;
+    assert_eq!(status, 200, "{body}");
+    let metrics = cluster.metrics().await;
+    let retired = |i: usize| sample(&metrics, &format!("bitsgate_backend_retired{{backend=\"b{i}\"}}"));
+    assert_eq!(retired(owner), Some(1.0), "{metrics}");
+    assert_eq!(retired(other), Some(0.0), "{metrics}");
+}
+
 #[test]
 fn every_metric_name_is_documented() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/metrics.md");

@@ -347,7 +347,7 @@ async fn mutating_admin_calls_without_the_right_token_get_401_and_change_nothing
             &metrics,
             "bitsgate_config_reloads_total{outcome=\"success\"}"
         ),
-        None
+        Some(0.0)
     );
     let (status, _) = cluster
         .admin_json("POST", "/backends/b0/drain", Some(TOKEN))
