@@ -340,8 +340,13 @@ impl Shared {
         backend.status.is_draining() && self.table.sessions_of(backend.slot) == 0
     }
 
-    /// Sets the per-backend gauges from the live status.
+    /// Sets the per-backend gauges from the live status, and the journal's state.
     pub fn publish_backend_metrics(&self) {
+        if let Some(store) = &self.store {
+            self.metrics
+                .store_failed
+                .set(i64::from(store.stats().failed));
+        }
         let generation = self.current.load();
         for backend in &generation.farm.backends {
             let labels = [&*backend.id];

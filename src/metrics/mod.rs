@@ -83,6 +83,8 @@ pub struct Metrics {
     pub backend_drained: IntGaugeVec,
     /// See [`names::STORE_ERRORS_TOTAL`].
     pub store_errors: prometheus::IntCounter,
+    /// See [`names::STORE_FAILED`].
+    pub store_failed: IntGauge,
     /// See [`names::CONFIG_RELOADS_TOTAL`].
     pub reloads: IntCounterVec,
     /// See [`names::CANCELS_SENT_TOTAL`].
@@ -211,8 +213,17 @@ impl Metrics {
         registry
             .register(Box::new(store_errors.clone()))
             .expect("unique metric");
+        let store_failed = IntGauge::new(
+            names::STORE_FAILED,
+            "1 when the pin journal takes no more writes until a restart.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(store_failed.clone()))
+            .expect("unique metric");
         let metrics = Metrics {
             registry,
+            store_failed,
             store_errors,
             backend_drained,
             reloads,

@@ -38,8 +38,13 @@ pub const CANCELS_SENT_TOTAL: &str = "bitsgate_cancels_sent_total";
 /// Pin journal writes that failed (the pin stays in memory only).
 pub const STORE_ERRORS_TOTAL: &str = "bitsgate_store_errors_total";
 
+/// 1 when the pin journal takes no more writes until a restart (after a failed
+/// sync or a failed rollback), else 0.
+pub const STORE_FAILED: &str = "bitsgate_store_failed";
+
 /// Every name above, for the documentation check.
-pub const ALL: [&str; 17] = [
+pub const ALL: [&str; 18] = [
+    STORE_FAILED,
     BACKEND_RETIRED,
     STORE_ERRORS_TOTAL,
     BACKEND_DRAINED,

@@ -177,6 +177,7 @@ mod tests {
             r#"bitsgate_requests_total{backend="none",class="5xx",packet="create_session"}"#,
             r#"bitsgate_request_duration_seconds_count{packet="fragment"}"#,
             "bitsgate_store_errors_total",
+            "bitsgate_store_failed",
         ] {
             assert_eq!(sample(&text, series).as_deref(), Some("0"), "{series}");
         }

@@ -334,6 +334,7 @@ impl PinStore {
             pending: c.pending.load(Ordering::Relaxed),
             compactions: c.compactions.load(Ordering::Relaxed),
             last_compaction: (last != 0).then_some(last),
+            failed: c.failed.load(Ordering::Relaxed),
         }
     }
 

@@ -127,4 +127,7 @@ pub struct StoreStats {
     pub compactions: u64,
     /// When the last of them finished.
     pub last_compaction: Option<UnixSecs>,
+    /// An earlier failure left the journal in an unknown state: it takes no more
+    /// writes until a restart replays it.
+    pub failed: bool,
 }

@@ -8,7 +8,7 @@ use crate::config::model::StorageSync;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -51,6 +51,8 @@ pub(crate) struct Counters {
     pub pending: AtomicU64,
     pub compactions: AtomicU64,
     pub last_compaction: AtomicU32,
+    /// Set with [`Writer::failed`]: the journal takes no more writes.
+    pub failed: AtomicBool,
 }
 
 /// The writer's state; lives on its thread.
@@ -180,6 +182,12 @@ impl Writer {
         }
     }
 
+    /// Refuses every later write, and says so in the counters for the metrics.
+    fn poison(&mut self, cause: StoreError) {
+        self.counters.failed.store(true, Ordering::Relaxed);
+        self.failed = Some(cause);
+    }
+
     fn check(&self) -> Result<(), StoreError> {
         match &self.failed {
             Some(e) => Err(StoreError::Failed {
@@ -196,7 +204,7 @@ impl Writer {
             // Cut a partial write off again, so later appends do not follow garbage that
             // replay would stop at. If even that fails the file is in an unknown state.
             if let Err(e) = self.file.set_len(self.len) {
-                self.failed = Some(io_err("roll back a failed append to", &self.path)(e));
+                self.poison(io_err("roll back a failed append to", &self.path)(e));
             }
             // Offsets after the mark are no longer what the compaction expects.
             self.mark = None;
@@ -217,7 +225,7 @@ impl Writer {
             // written since the last good sync can be vouched for again (the lesson of
             // PostgreSQL's fsync bug). Refuse further writes instead of pretending.
             let err = io_err("sync", &self.path)(e);
-            self.failed = Some(err.clone());
+            self.poison(err.clone());
             return Err(err);
         }
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
@@ -247,14 +255,14 @@ impl Writer {
         match reopened {
             Ok(file) => self.file = file,
             Err(e) => {
-                self.failed = Some(e.clone());
+                self.poison(e.clone());
                 return Err(e);
             }
         }
         if let Err(e) = synced {
             // After a power cut the directory might still name the old journal, without
             // the appends that follow; refuse them rather than acknowledge them.
-            self.failed = Some(e.clone());
+            self.poison(e.clone());
             return Err(e);
         }
         self.len = self
@@ -283,5 +291,36 @@ impl Writer {
             return Err(StoreError::CompactionInterrupted);
         }
         temp.sync_all().map_err(io_err("sync", &temp_path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_rollback_refuses_later_writes_and_shows_in_the_counters() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("journal");
+        std::fs::write(&path, b"").expect("journal");
+        // Read-only: the append fails, and so does cutting it off again (ftruncate),
+        // which leaves the file in a state the writer cannot vouch for.
+        let file = File::open(&path).expect("open read-only");
+        let counters = Arc::new(Counters::default());
+        let mut writer = Writer::new(
+            dir.path().to_path_buf(),
+            path,
+            file,
+            0,
+            StorageSync::Write,
+            counters.clone(),
+            || 0,
+        );
+        assert!(writer.write(b"record", 1).is_err());
+        assert!(counters.failed.load(Ordering::Relaxed));
+        assert!(matches!(
+            writer.write(b"record", 1),
+            Err(StoreError::Failed { .. })
+        ));
     }
 }
