@@ -342,6 +342,10 @@ impl Shared {
 
     /// Sets the per-backend gauges from the live status, and the journal's state.
     pub fn publish_backend_metrics(&self) {
+        let max_pinned = self.current.load().config.sessions.max_pinned;
+        self.metrics
+            .max_pinned
+            .set(i64::try_from(max_pinned).unwrap_or(i64::MAX));
         if let Some(store) = &self.store {
             self.metrics
                 .store_failed

@@ -67,6 +67,8 @@ pub struct Metrics {
     pub sessions_active: IntGaugeVec,
     /// See [`names::PINNED_SESSIONS`].
     pub pinned: IntGauge,
+    /// See [`names::MAX_PINNED_SESSIONS`].
+    pub max_pinned: IntGauge,
     /// See [`names::UPLOADED_BYTES_TOTAL`].
     pub uploaded_bytes: IntCounterVec,
     /// See [`names::REQUEST_DURATION_SECONDS`].
@@ -144,6 +146,14 @@ impl Metrics {
             .expect("valid metric");
         registry
             .register(Box::new(pinned.clone()))
+            .expect("unique metric");
+        let max_pinned = IntGauge::new(
+            names::MAX_PINNED_SESSIONS,
+            "[sessions] max_pinned in force: Create-Session is refused at this many pins.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(max_pinned.clone()))
             .expect("unique metric");
         let uploaded_bytes = counter(
             names::UPLOADED_BYTES_TOTAL,
@@ -234,6 +244,7 @@ impl Metrics {
             sessions_ended,
             sessions_active,
             pinned,
+            max_pinned,
             uploaded_bytes,
             duration,
             backend_up,

@@ -13,6 +13,8 @@ pub const SESSIONS_ENDED_TOTAL: &str = "bitsgate_sessions_ended_total";
 pub const SESSIONS_ACTIVE: &str = "bitsgate_sessions_active";
 /// Pins held in total.
 pub const PINNED_SESSIONS: &str = "bitsgate_pinned_sessions";
+/// `[sessions] max_pinned` in force: Create-Session is refused at this many pins.
+pub const MAX_PINNED_SESSIONS: &str = "bitsgate_max_pinned_sessions";
 /// Fragment bytes forwarded and acknowledged, by backend.
 pub const UPLOADED_BYTES_TOTAL: &str = "bitsgate_uploaded_bytes_total";
 /// Request duration, by packet type.
@@ -43,7 +45,8 @@ pub const STORE_ERRORS_TOTAL: &str = "bitsgate_store_errors_total";
 pub const STORE_FAILED: &str = "bitsgate_store_failed";
 
 /// Every name above, for the documentation check.
-pub const ALL: [&str; 18] = [
+pub const ALL: [&str; 19] = [
+    MAX_PINNED_SESSIONS,
     STORE_FAILED,
     BACKEND_RETIRED,
     STORE_ERRORS_TOTAL,

@@ -158,6 +158,18 @@ async fn a_backend_retired_by_a_reload_is_marked_retired() {
     assert_eq!(retired(other), Some(0.0), "{metrics}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_table_limit_is_exported_beside_its_fill() {
+    let cluster = Cluster::new()
+        .backends(1)
+        .config("[sessions]\nmax_pinned = 1234")
+        .start()
+        .await;
+    let metrics = cluster.metrics().await;
+    assert_eq!(sample(&metrics, "bitsgate_max_pinned_sessions"), Some(1234.0));
+    assert_eq!(sample(&metrics, "bitsgate_pinned_sessions"), Some(0.0));
+}
+
 #[test]
 fn every_metric_name_is_documented() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/metrics.md");
