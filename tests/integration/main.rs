@@ -4,6 +4,7 @@
 mod cluster;
 
 mod check_cli;
+mod dashboard;
 mod failover;
 mod health;
 mod host_id;
@@ -11,6 +12,8 @@ mod malformed;
 mod metrics;
 mod operations;
 mod process;
+mod prometheus_rules;
+mod promql;
 mod sessions;
 mod tls;
 mod uploads;

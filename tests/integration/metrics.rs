@@ -117,7 +117,12 @@ fn event_series_of(backend: &str) -> Vec<String> {
         "bitsgate_sessions_ended_total{{backend=\"{b}\",reason=\"not_found\"}}",
     ]
     .iter()
-    .map(|pattern| pattern.replace("{b}", backend).replace("{{", "{").replace("}}", "}"))
+    .map(|pattern| {
+        pattern
+            .replace("{b}", backend)
+            .replace("{{", "{")
+            .replace("}}", "}")
+    })
     .collect()
 }
 
@@ -153,7 +158,12 @@ async fn a_backend_retired_by_a_reload_is_marked_retired() {
     let (status, body) = cluster.admin_json("POST", "/config/reload", None).await;
     assert_eq!(status, 200, "{body}");
     let metrics = cluster.metrics().await;
-    let retired = |i: usize| sample(&metrics, &format!("bitsgate_backend_retired{{backend=\"b{i}\"}}"));
+    let retired = |i: usize| {
+        sample(
+            &metrics,
+            &format!("bitsgate_backend_retired{{backend=\"b{i}\"}}"),
+        )
+    };
     assert_eq!(retired(owner), Some(1.0), "{metrics}");
     assert_eq!(retired(other), Some(0.0), "{metrics}");
 }
@@ -166,7 +176,10 @@ async fn the_session_table_limit_is_exported_beside_its_fill() {
         .start()
         .await;
     let metrics = cluster.metrics().await;
-    assert_eq!(sample(&metrics, "bitsgate_max_pinned_sessions"), Some(1234.0));
+    assert_eq!(
+        sample(&metrics, "bitsgate_max_pinned_sessions"),
+        Some(1234.0)
+    );
     assert_eq!(sample(&metrics, "bitsgate_pinned_sessions"), Some(0.0));
 }
 
