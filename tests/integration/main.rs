@@ -5,6 +5,7 @@ mod cluster;
 
 mod check_cli;
 mod dashboard;
+mod deploy_files;
 mod failover;
 mod health;
 mod host_id;
