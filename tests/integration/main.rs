@@ -6,6 +6,7 @@ mod cluster;
 mod check_cli;
 mod dashboard;
 mod deploy_files;
+mod docs_index;
 mod failover;
 mod health;
 mod host_id;
