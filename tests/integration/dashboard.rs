@@ -90,3 +90,36 @@ async fn every_queried_metric_exists_after_one_upload() {
         assert!(checked.contains(name), "no query uses {name}");
     }
 }
+
+#[test]
+fn the_dashboard_is_laid_out_for_grafana() {
+    let text = std::fs::read_to_string(crate::promql::repo_path(crate::promql::DASHBOARD))
+        .expect("dashboard");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(dashboard["uid"], "bitsgate");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut ids = BTreeSet::new();
+    for panel in panels {
+        let title = panel["title"].as_str().expect("every panel has a title");
+        assert!(ids.insert(panel["id"].as_u64().expect("id")), "{title}: id");
+        let grid = &panel["gridPos"];
+        let (x, w) = (
+            grid["x"].as_u64().expect("x"),
+            grid["w"].as_u64().expect("w"),
+        );
+        assert!(x + w <= 24, "{title} is wider than the dashboard");
+        if panel["type"] == "row" {
+            continue;
+        }
+        assert_eq!(panel["datasource"]["uid"], "${datasource}", "{title}");
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{title} has no query");
+        let mut refs = BTreeSet::new();
+        for target in targets {
+            assert!(
+                refs.insert(target["refId"].as_str().expect("refId")),
+                "{title}"
+            );
+        }
+    }
+}
