@@ -102,6 +102,9 @@ fn check(path: &std::path::Path) -> ExitCode {
                 config.listener.address,
                 config.admin.address
             );
+            for warning in config::warnings(&config) {
+                eprintln!("warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -118,6 +121,9 @@ fn run(path: &std::path::Path, upgrade: bool) -> anyhow::Result<()> {
     let config = config::load_file(path)
         .map_err(|errors| anyhow::anyhow!("invalid configuration:\n{errors}"))?;
     tracing::info!(target: "bitsgate", listener = %config.listener.address, admin = %config.admin.address, backends = config.backends.len(), "starting");
+    for warning in config::warnings(&config) {
+        tracing::warn!(target: "bitsgate", "{warning}");
+    }
     let process = ProcessOptions {
         upgrade,
         config_path: Some(path.to_owned()),

@@ -1,91 +1,54 @@
-//! Expiry: pins that saw no packet for `sessions.idle_timeout` are removed, and their
-//! owner is sent Cancel-Session so it frees the temp files now rather than after its
-//! own cleanup period. Also drops retired backends once they own nothing.
+//! Expiry: pins whose owner answered nothing for `sessions.idle_timeout` are removed,
+//! and their owner is sent Cancel-Session (in the background) so it frees the temp
+//! files now rather than after its own cleanup period. Also ends the pins of retired
+//! backends down longer than `sessions.retired_down_timeout`, drops retired backends
+//! once they own nothing, and frees the URLs no pin uses any more.
 
-use crate::backend::cancel::{send_cancel, CancelOutcome};
+use crate::backend::BackendSlot;
+use crate::cancels::{CancelJob, CancelReason};
+use crate::config::HostIdMode;
 use crate::metrics::EndReason;
-use crate::session::{unix_now, Pin, SessionKey, UnixSecs};
+use crate::session::{unix_now, UnixSecs, UrlRegistry};
 use crate::state::Shared;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use std::sync::Arc;
-
-/// How many Cancel-Session packets one sweep sends at once.
-const CANCEL_CONCURRENCY: usize = 16;
-
-/// Why bitsgate cancels a session itself (metrics label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CancelReason {
-    /// The pin expired.
-    Expired,
-    /// An operator deleted the session through the admin API.
-    Admin,
-}
-
-impl CancelReason {
-    fn label(self) -> &'static str {
-        match self {
-            CancelReason::Expired => "expired",
-            CancelReason::Admin => "admin",
-        }
-    }
-}
-
-/// Sends Cancel-Session for a pinned session to its owner, if the owner is still in
-/// the farm. Returns the owner's answer, or `None` when it could not be asked.
-pub async fn cancel_at_owner(
-    shared: &Shared,
-    key: &SessionKey,
-    pin: &Pin,
-    reason: CancelReason,
-) -> Option<CancelOutcome> {
-    let generation = shared.generation();
-    let index = generation.farm.index_of(pin.backend)?;
-    let backend = &generation.farm.backends[index];
-    let path = shared.dirs.name(pin.dir);
-    let timeout =
-        generation.config.upstream.connect_timeout + generation.config.health_check.timeout;
-    let session = key.to_string();
-    let outcome = send_cancel(backend.address, &path, &session, timeout).await;
-    let label = match &outcome {
-        Ok(answer) if answer.session_is_gone() => "ok",
-        Ok(_) => "refused",
-        Err(_) => "error",
-    };
-    shared
-        .metrics
-        .cancels_sent
-        .with_label_values(&[reason.label(), label])
-        .inc();
-    match outcome {
-        Ok(answer) => {
-            tracing::info!(target: "bitsgate::expiry", session, backend = %backend.id, status = answer.status, reason = reason.label(), "Cancel-Session sent");
-            Some(answer)
-        }
-        Err(e) => {
-            tracing::warn!(target: "bitsgate::expiry", session, backend = %backend.id, error = %e, reason = reason.label(), "Cancel-Session failed");
-            None
-        }
-    }
-}
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// The background service.
 pub struct IdleSweeper {
     shared: Arc<Shared>,
+    /// Retired backends seen down, and since when.
+    retired_down_since: Mutex<HashMap<BackendSlot, UnixSecs>>,
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Pins idle for `idle_timeout`, removed.
+    pub expired: usize,
+    /// Cancel-Session packets handed to the background sender.
+    pub cancels: usize,
+    /// Pins of retired backends down for `retired_down_timeout`, ended.
+    pub ended_with_dead_owner: usize,
 }
 
 impl IdleSweeper {
     /// A sweeper over shared state.
     pub fn new(shared: Arc<Shared>) -> Self {
-        IdleSweeper { shared }
+        IdleSweeper {
+            shared,
+            retired_down_since: Mutex::new(HashMap::new()),
+        }
     }
 
-    /// One pass at `now`: expire idle pins (cancelling them at their owners when
-    /// configured), then drop retired backends that own nothing. Returns the number
-    /// of pins expired.
-    pub async fn sweep(&self, now: UnixSecs) -> usize {
-        let sessions = self.shared.generation().config.sessions.clone();
+    /// One pass at `now`: expire idle pins (handing their cancels to the background
+    /// sender, never waiting for them), end the pins of retired backends that stayed
+    /// down, drop retired backends that own nothing, free unused URLs, compact.
+    pub async fn sweep(&self, now: UnixSecs) -> SweepReport {
+        let generation = self.shared.generation();
+        let sessions = &generation.config.sessions;
         let idle_secs = u32::try_from(sessions.idle_timeout.as_secs()).unwrap_or(u32::MAX);
         let expired = self.shared.table.take_idle(now, idle_secs);
         for (key, pin) in expired.iter() {
@@ -94,23 +57,86 @@ impl IdleSweeper {
             self.shared.metrics.session_ended(&id, EndReason::Expired);
             tracing::info!(target: "bitsgate::expiry", session = %key, backend = %id, "idle session expired");
         }
-        if sessions.cancel_on_expiry {
-            let mut tasks = tokio::task::JoinSet::new();
-            for (key, pin) in expired.iter().map(|(k, p)| (k.clone(), *p)) {
-                while tasks.len() >= CANCEL_CONCURRENCY {
-                    tasks.join_next().await;
-                }
-                let shared = self.shared.clone();
-                tasks.spawn(async move {
-                    cancel_at_owner(&shared, &key, &pin, CancelReason::Expired).await;
-                });
+        // In passthrough mode clients talk to the backend directly and bitsgate sees
+        // none of their packets: an expired pin may be an upload that is progressing.
+        let cancel = sessions.cancel_on_expiry && generation.config.host_id.mode != HostIdMode::Passthrough;
+        let mut report = SweepReport {
+            expired: expired.len(),
+            ..SweepReport::default()
+        };
+        if cancel {
+            for (key, pin) in expired {
+                self.shared.cancels.submit(
+                    &generation,
+                    CancelJob {
+                        backend: pin.backend,
+                        session: key.to_string(),
+                        url: self.shared.urls.get(pin.url),
+                        reason: CancelReason::Expired,
+                    },
+                );
+                report.cancels += 1;
             }
-            while tasks.join_next().await.is_some() {}
         }
+        report.ended_with_dead_owner = self.end_pins_of_dead_retired_backends(now);
         self.shared.prune_retired();
+        self.collect_urls();
         self.shared.compact_store_if_worthwhile().await;
         self.shared.publish_backend_metrics();
-        expired.len()
+        report
+    }
+
+    /// A retired backend is never chosen again and its clients cannot move on while
+    /// its pins last: once it has been down for `retired_down_timeout`, its pins end,
+    /// so the next packet of each gets not-found and the client restarts elsewhere.
+    fn end_pins_of_dead_retired_backends(&self, now: UnixSecs) -> usize {
+        let generation = self.shared.generation();
+        let limit = u32::try_from(generation.config.sessions.retired_down_timeout.as_secs())
+            .unwrap_or(u32::MAX);
+        let mut down_since = self
+            .retired_down_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut ended = 0;
+        let mut seen = Vec::new();
+        for backend in generation.farm.backends.iter().filter(|b| b.retired) {
+            if backend.status.is_up() {
+                continue;
+            }
+            seen.push(backend.slot);
+            let since = *down_since.entry(backend.slot).or_insert(now);
+            if now.saturating_sub(since) < limit {
+                continue;
+            }
+            let taken = self.shared.table.take_backend(backend.slot);
+            for (key, _) in &taken {
+                self.shared.journal_unpin(key);
+                self.shared
+                    .metrics
+                    .session_ended(&backend.id, EndReason::BackendRemoved);
+            }
+            if !taken.is_empty() {
+                tracing::warn!(target: "bitsgate::expiry", backend = %backend.id, sessions = taken.len(), down_for_s = now.saturating_sub(since), "a retired backend stayed down past sessions.retired_down_timeout; its sessions are ended and their clients will restart elsewhere");
+            }
+            ended += taken.len();
+        }
+        // Forget backends that came back up or left the farm.
+        down_since.retain(|slot, _| seen.contains(slot));
+        ended
+    }
+
+    /// Frees the URLs of sessions no longer pinned.
+    fn collect_urls(&self) {
+        let urls = &self.shared.urls;
+        let started = urls.begin_collection();
+        let mut in_use = urls.id_set();
+        self.shared
+            .table
+            .for_each_pin(|pin| UrlRegistry::mark(&mut in_use, pin.url));
+        let freed = urls.collect(started, &in_use);
+        if freed > 0 {
+            tracing::debug!(target: "bitsgate::expiry", freed, "session URLs freed");
+        }
     }
 }
 

@@ -8,9 +8,11 @@ pub mod model;
 pub mod raw;
 mod validate;
 mod validate_ops;
+mod warnings;
 
 pub use model::*;
 pub use validate::parse_size;
+pub use warnings::warnings;
 
 use serde::de::DeserializeOwned;
 use std::fmt;

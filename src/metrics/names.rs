@@ -35,9 +35,13 @@ pub const CANCELS_SENT_TOTAL: &str = "bitsgate_cancels_sent_total";
 
 /// Pin journal writes that failed (the pin stays in memory only).
 pub const STORE_ERRORS_TOTAL: &str = "bitsgate_store_errors_total";
+/// Create-Session Acks refused because their session id was pinned to another
+/// backend's live session, by the backend that issued the duplicate.
+pub const SESSION_ID_COLLISIONS_TOTAL: &str = "bitsgate_session_id_collisions_total";
 
 /// Every name above, for the documentation check.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 17] = [
+    SESSION_ID_COLLISIONS_TOTAL,
     STORE_ERRORS_TOTAL,
     BACKEND_DRAINED,
     CONFIG_RELOADS_TOTAL,
