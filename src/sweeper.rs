@@ -162,3 +162,141 @@ impl BackgroundService for IdleSweeper {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BackendConfig;
+    use crate::session::{SessionKey, UrlId};
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    const NOW: UnixSecs = 1_000_000;
+
+    fn shared(backends: &[(&str, SocketAddr)], sessions: &str) -> Arc<Shared> {
+        let mut text = format!(
+            "[storage]\nmode = \"memory\"\n[health_check]\nkind = \"none\"\npassive_failures = 0\n[upstream]\nconnect_timeout = \"2s\"\n[sessions]\n{sessions}\n"
+        );
+        for (id, address) in backends {
+            text.push_str(&format!("[[backends]]\nid = \"{id}\"\naddress = \"{address}\"\n"));
+        }
+        let config = crate::config::load_str(&text).expect("valid config");
+        Shared::new(config, None, None).expect("shared state")
+    }
+
+    /// A backend that accepts connections and never answers; counts what it accepted.
+    async fn silent_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::Relaxed);
+                held.push(stream);
+            }
+        });
+        (address, accepted)
+    }
+
+    fn key(n: u32) -> SessionKey {
+        SessionKey::new(&format!("{{00000000-0000-4000-8000-{n:012x}}}"))
+    }
+
+    fn pin_many(shared: &Shared, backend: &str, count: u32, at: UnixSecs) {
+        let (slot, _) = shared.slots.slot(backend).unwrap();
+        for n in 0..count {
+            let url = shared.urls.intern(Some("bits.example"), &format!("/u/{n}.bin"));
+            shared.table.pin(key(n), slot, url, at).unwrap();
+        }
+    }
+
+    fn cancels(shared: &Shared, outcome: &str) -> u64 {
+        shared
+            .metrics
+            .cancels_sent
+            .with_label_values(&["expired", outcome])
+            .get()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn thousands_of_expiring_pins_never_wait_for_their_cancels() {
+        let (address, _) = silent_backend().await;
+        let shared = shared(&[("b1", address)], "idle_timeout = \"1h\"");
+        pin_many(&shared, "b1", 5_000, NOW);
+        let sweeper = IdleSweeper::new(shared.clone());
+        // Awaiting 5,000 cancels that each time out after 3 s, 16 at a time, would take
+        // over 15 minutes; the deadline only catches a sweep that waits for them.
+        let report = tokio::time::timeout(Duration::from_secs(60), sweeper.sweep(NOW + 3600))
+            .await
+            .expect("the sweep finished without waiting for its cancels");
+        assert_eq!((report.expired, report.cancels), (5_000, 5_000));
+        assert!(shared.table.is_empty());
+        assert!(shared.cancels.pending() > 0, "the cancels are still on their way");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cancels_to_an_owner_that_is_down_are_skipped() {
+        let (address, accepted) = silent_backend().await;
+        let shared = shared(&[("b1", address)], "idle_timeout = \"1h\"");
+        shared.generation().farm.backends[0].status.set_up(false);
+        pin_many(&shared, "b1", 2_000, NOW);
+        let report = IdleSweeper::new(shared.clone()).sweep(NOW + 3600).await;
+        assert_eq!(report.expired, 2_000);
+        assert_eq!(cancels(&shared, "skipped"), 2_000);
+        assert_eq!(shared.cancels.pending(), 0);
+        assert_eq!(accepted.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_pins_of_a_retired_backend_down_past_the_limit_end() {
+        let (b1, _) = silent_backend().await;
+        let (b2, _) = silent_backend().await;
+        let shared = shared(&[("b1", b1), ("b2", b2)], "retired_down_timeout = \"1h\"");
+        pin_many(&shared, "b2", 3, NOW);
+        // b2 leaves the file and is retired (drained), then goes down.
+        let generation = shared.generation();
+        let mut config = generation.config.clone();
+        let retired: Vec<BackendConfig> = config.backends.drain(1..).collect();
+        shared.install(config, retired).unwrap();
+        let b2_index = shared.generation().farm.index_of_id("b2").unwrap();
+        let status = shared.generation().farm.backends[b2_index].status.clone();
+        status.set_up(false);
+
+        let sweeper = IdleSweeper::new(shared.clone());
+        assert_eq!(sweeper.sweep(NOW).await.ended_with_dead_owner, 0);
+        // Back up for a while: the clock starts again at the next outage.
+        status.set_up(true);
+        assert_eq!(sweeper.sweep(NOW + 1800).await.ended_with_dead_owner, 0);
+        status.set_up(false);
+        assert_eq!(sweeper.sweep(NOW + 2000).await.ended_with_dead_owner, 0);
+        assert_eq!(sweeper.sweep(NOW + 2000 + 3599).await.ended_with_dead_owner, 0);
+        assert_eq!(shared.table.len(), 3);
+        assert_eq!(sweeper.sweep(NOW + 2000 + 3600).await.ended_with_dead_owner, 3);
+        assert!(shared.table.is_empty());
+        let ended = shared
+            .metrics
+            .sessions_ended
+            .with_label_values(&["b2", "backend_removed"])
+            .get();
+        assert_eq!(ended, 3);
+        assert!(shared.generation().retired.is_empty(), "pruned once empty");
+    }
+
+    #[tokio::test]
+    async fn a_sweep_frees_the_urls_of_sessions_that_ended() {
+        let shared = shared(&[("b1", "127.0.0.1:1".parse().unwrap())], "idle_timeout = \"1h\"");
+        pin_many(&shared, "b1", 10, NOW);
+        let (slot, _) = shared.slots.slot("b1").unwrap();
+        let kept = shared.urls.intern(None, "/kept.bin");
+        shared.table.pin(key(99), slot, kept, NOW + 3600).unwrap();
+        let sweeper = IdleSweeper::new(shared.clone());
+        sweeper.sweep(NOW + 3600).await;
+        sweeper.sweep(NOW + 3600).await;
+        assert_eq!(shared.urls.len(), 2, "the fallback and the live session's URL");
+        assert_eq!(shared.urls.get(kept).path, "/kept.bin");
+        assert_ne!(kept, UrlId(0));
+    }
+}

@@ -294,3 +294,91 @@ fn apply_host_id_policy(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::UrlId;
+    use bits_testkit::client::raw::{self, RawRequest};
+    use bits_testkit::server::{self, ServerConfig};
+    use std::time::{Duration, Instant};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_create_session_ack_that_finds_the_table_full_is_refused_and_cancelled() {
+        let root = tempfile::tempdir().unwrap();
+        let mut config = ServerConfig::new(root.path());
+        config.host_name = Some("bits.example".into());
+        config.require_session_url = true;
+        let backend = server::spawn(config).await.unwrap();
+        let address = backend.addrs()[0];
+        let shared = Shared::new(
+            crate::config::load_str(&format!(
+                "[storage]\nmode = \"memory\"\n[health_check]\nkind = \"none\"\n[sessions]\nmax_pinned = 1\n[[backends]]\nid = \"b1\"\naddress = \"{address}\"\n"
+            ))
+            .unwrap(),
+            None,
+            None,
+        )
+        .unwrap();
+        let (slot, _) = shared.slots.slot("b1").unwrap();
+
+        // The backend creates a session for a client's Create-Session...
+        let path = "/uploads/a.bin";
+        let created = raw::send(
+            address,
+            &RawRequest::bits(PacketType::CreateSession, path)
+                .header("Host", "bits.example")
+                .header("BITS-Supported-Protocols", bits_proto::BITS_1_5_PROTOCOL),
+        )
+        .await
+        .unwrap();
+        let id = created.ack().session_id.expect("session id").to_string();
+        // ...while another Create-Session filled the table.
+        shared
+            .table
+            .pin(SessionKey::new("other"), slot, UrlId(0), 1)
+            .unwrap();
+
+        let mut ack = ResponseHeader::build(200, None).unwrap();
+        ack.insert_header(h::PACKET_TYPE, "Ack").unwrap();
+        ack.insert_header(h::SESSION_ID, id.as_str()).unwrap();
+        ack.insert_header(h::PROTOCOL, bits_proto::BITS_1_5_PROTOCOL).unwrap();
+        let packet = PacketInfo {
+            kind: PacketType::CreateSession,
+            session: None,
+            content_length: 0,
+            via_method_override: false,
+        };
+        let chosen = Chosen {
+            index: 0,
+            slot,
+            id: "b1".into(),
+        };
+        let request = RequestUrl {
+            host: Some("bits.example"),
+            path,
+        };
+        let generation = shared.generation();
+        let new_pin =
+            learn_from_ack(&shared, &generation, &packet, &chosen, &mut ack, request, 2).unwrap();
+        assert!(new_pin.is_none());
+        assert_eq!(ack.status.as_u16(), 503);
+        assert!(ack.headers.get(h::SESSION_ID).is_none());
+
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let state = backend.stats().sessions.get(&id).map(|s| s.state.clone());
+            if state.as_deref() == Some("cancelled") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the session stayed {state:?} at its backend");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let counted = shared
+            .metrics
+            .cancels_sent
+            .with_label_values(&["not_pinned", "ok"])
+            .get();
+        assert_eq!(counted, 1);
+    }
+}

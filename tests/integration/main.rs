@@ -4,6 +4,7 @@
 mod cluster;
 
 mod check_cli;
+mod expiry;
 mod failover;
 mod health;
 mod host_id;
