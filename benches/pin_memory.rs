@@ -10,7 +10,7 @@
 //! `cargo bench --bench pin_memory -- 1000000` for chosen sizes.
 
 use bitsgate::backend::BackendSlot;
-use bitsgate::session::{UrlId, Pin, SessionKey, SessionTable};
+use bitsgate::session::{Pin, SessionKey, SessionTable, UrlId};
 use std::fmt::Write as _;
 use std::process::Command;
 

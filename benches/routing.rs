@@ -7,7 +7,7 @@
 use bitsgate::backend::{BackendSlot, Farm, SlotRegistry};
 use bitsgate::config::{BackendConfig, BalancingPolicy, HostIdMode};
 use bitsgate::routing::{route, Route, RouteRequest, Target};
-use bitsgate::session::{UrlId, SessionKey, SessionTable};
+use bitsgate::session::{SessionKey, SessionTable, UrlId};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::hint::black_box;
 

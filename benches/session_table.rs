@@ -10,7 +10,7 @@
 //! Run with `cargo bench --bench session_table -- --warm-up-time 1 --measurement-time 3`.
 
 use bitsgate::backend::BackendSlot;
-use bitsgate::session::{UrlId, SessionKey, SessionTable, UnixSecs};
+use bitsgate::session::{SessionKey, SessionTable, UnixSecs, UrlId};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::{Duration, Instant};

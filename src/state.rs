@@ -2,9 +2,9 @@
 //! config generation (swapped whole on reload), the session table, the metrics.
 
 use crate::backend::{BackendSlot, Farm, HealthTable, SlotRegistry};
+use crate::cancels::Cancels;
 use crate::config::{BackendConfig, Config};
 use crate::metrics::{BackendSeries, Metrics};
-use crate::cancels::Cancels;
 use crate::session::store::{restored_last_seen, PinOwner, PinStore, StoredPin};
 use crate::session::{Pin, SessionKey, SessionTable, UnixSecs, UrlRegistry};
 use arc_swap::ArcSwap;
@@ -222,7 +222,11 @@ impl Shared {
         now: UnixSecs,
         activity_journaled: bool,
     ) -> usize {
-        let journal_every = self.generation().config.sessions.activity_journal_interval();
+        let journal_every = self
+            .generation()
+            .config
+            .sessions
+            .activity_journal_interval();
         let mut slots: HashMap<Arc<str>, Option<BackendSlot>> = HashMap::new();
         let mut per_backend: HashMap<Arc<str>, u64> = HashMap::new();
         for (key, owner, stored) in pins {
@@ -522,7 +526,11 @@ mod tests {
         }
         // The active upload's owner answers a packet every hour for a day; each answer
         // that is due is journaled, as the proxy does it.
-        let every = first.generation().config.sessions.activity_journal_interval();
+        let every = first
+            .generation()
+            .config
+            .sessions
+            .activity_journal_interval();
         assert_eq!(every, HOUR);
         for hour in 1..=24 {
             let now = start + hour * HOUR;
@@ -530,7 +538,13 @@ mod tests {
                 let owner = first.pin_owner(&pin);
                 let store = first.store.as_ref().unwrap();
                 store
-                    .touch(&active, &owner.backend, owner.host.as_deref(), &owner.path, &StoredPin::from(&pin))
+                    .touch(
+                        &active,
+                        &owner.backend,
+                        owner.host.as_deref(),
+                        &owner.path,
+                        &StoredPin::from(&pin),
+                    )
                     .await
                     .unwrap();
             }
@@ -545,11 +559,16 @@ mod tests {
             now += 5 * HOUR;
             let shared = durable_at(dir.path(), now);
             let pin = shared.table.get(&abandoned).expect("restored");
-            assert!(pin.last_seen <= start + HOUR, "{} kept its old clock", pin.last_seen);
+            assert!(
+                pin.last_seen <= start + HOUR,
+                "{} kept its old clock",
+                pin.last_seen
+            );
             drop(shared);
         }
         let shared = durable_at(dir.path(), now);
-        let idle = u32::try_from(shared.generation().config.sessions.idle_timeout.as_secs()).unwrap();
+        let idle =
+            u32::try_from(shared.generation().config.sessions.idle_timeout.as_secs()).unwrap();
         let expired: Vec<SessionKey> = shared
             .table
             .take_idle(now, idle)
@@ -558,7 +577,11 @@ mod tests {
             .collect();
         assert_eq!(expired, [abandoned]);
         let pin = shared.table.get(&active).expect("still pinned");
-        assert_eq!(pin.last_seen, start + 25 * HOUR, "journaled at +24 h, trusted to within 1 h");
+        assert_eq!(
+            pin.last_seen,
+            start + 25 * HOUR,
+            "journaled at +24 h, trusted to within 1 h"
+        );
     }
 
     #[test]

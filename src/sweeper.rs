@@ -59,7 +59,8 @@ impl IdleSweeper {
         }
         // In passthrough mode clients talk to the backend directly and bitsgate sees
         // none of their packets: an expired pin may be an upload that is progressing.
-        let cancel = sessions.cancel_on_expiry && generation.config.host_id.mode != HostIdMode::Passthrough;
+        let cancel =
+            sessions.cancel_on_expiry && generation.config.host_id.mode != HostIdMode::Passthrough;
         let mut report = SweepReport {
             expired: expired.len(),
             ..SweepReport::default()
@@ -179,7 +180,9 @@ mod tests {
             "[storage]\nmode = \"memory\"\n[health_check]\nkind = \"none\"\npassive_failures = 0\n[upstream]\nconnect_timeout = \"2s\"\n[sessions]\n{sessions}\n"
         );
         for (id, address) in backends {
-            text.push_str(&format!("[[backends]]\nid = \"{id}\"\naddress = \"{address}\"\n"));
+            text.push_str(&format!(
+                "[[backends]]\nid = \"{id}\"\naddress = \"{address}\"\n"
+            ));
         }
         let config = crate::config::load_str(&text).expect("valid config");
         Shared::new(config, None, None).expect("shared state")
@@ -208,7 +211,9 @@ mod tests {
     fn pin_many(shared: &Shared, backend: &str, count: u32, at: UnixSecs) {
         let (slot, _) = shared.slots.slot(backend).unwrap();
         for n in 0..count {
-            let url = shared.urls.intern(Some("bits.example"), &format!("/u/{n}.bin"));
+            let url = shared
+                .urls
+                .intern(Some("bits.example"), &format!("/u/{n}.bin"));
             shared.table.pin(key(n), slot, url, at).unwrap();
         }
     }
@@ -234,7 +239,10 @@ mod tests {
             .expect("the sweep finished without waiting for its cancels");
         assert_eq!((report.expired, report.cancels), (5_000, 5_000));
         assert!(shared.table.is_empty());
-        assert!(shared.cancels.pending() > 0, "the cancels are still on their way");
+        assert!(
+            shared.cancels.pending() > 0,
+            "the cancels are still on their way"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,9 +280,15 @@ mod tests {
         assert_eq!(sweeper.sweep(NOW + 1800).await.ended_with_dead_owner, 0);
         status.set_up(false);
         assert_eq!(sweeper.sweep(NOW + 2000).await.ended_with_dead_owner, 0);
-        assert_eq!(sweeper.sweep(NOW + 2000 + 3599).await.ended_with_dead_owner, 0);
+        assert_eq!(
+            sweeper.sweep(NOW + 2000 + 3599).await.ended_with_dead_owner,
+            0
+        );
         assert_eq!(shared.table.len(), 3);
-        assert_eq!(sweeper.sweep(NOW + 2000 + 3600).await.ended_with_dead_owner, 3);
+        assert_eq!(
+            sweeper.sweep(NOW + 2000 + 3600).await.ended_with_dead_owner,
+            3
+        );
         assert!(shared.table.is_empty());
         let ended = shared
             .metrics
@@ -287,7 +301,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_sweep_frees_the_urls_of_sessions_that_ended() {
-        let shared = shared(&[("b1", "127.0.0.1:1".parse().unwrap())], "idle_timeout = \"1h\"");
+        let shared = shared(
+            &[("b1", "127.0.0.1:1".parse().unwrap())],
+            "idle_timeout = \"1h\"",
+        );
         pin_many(&shared, "b1", 10, NOW);
         let (slot, _) = shared.slots.slot("b1").unwrap();
         let kept = shared.urls.intern(None, "/kept.bin");
@@ -295,7 +312,11 @@ mod tests {
         let sweeper = IdleSweeper::new(shared.clone());
         sweeper.sweep(NOW + 3600).await;
         sweeper.sweep(NOW + 3600).await;
-        assert_eq!(shared.urls.len(), 2, "the fallback and the live session's URL");
+        assert_eq!(
+            shared.urls.len(),
+            2,
+            "the fallback and the live session's URL"
+        );
         assert_eq!(shared.urls.get(kept).path, "/kept.bin");
         assert_ne!(kept, UrlId(0));
     }

@@ -4,11 +4,11 @@
 mod auth;
 mod views;
 
+use crate::cancels::{CancelJob, CancelReason};
 use crate::metrics::EndReason;
 use crate::reload::{self, ReloadError};
 use crate::session::SessionKey;
 use crate::state::Shared;
-use crate::cancels::{CancelJob, CancelReason};
 use async_trait::async_trait;
 use bits_proto::SessionId;
 use http::{Method, Response, StatusCode};

@@ -35,7 +35,10 @@ mod tests {
     fn passthrough_mode_is_warned_about_and_the_other_modes_are_not() {
         let warned = warnings(&config("passthrough"));
         assert_eq!(warned.len(), 1);
-        assert!(warned[0].contains("cancel_on_expiry is ignored"), "{warned:?}");
+        assert!(
+            warned[0].contains("cancel_on_expiry is ignored"),
+            "{warned:?}"
+        );
         assert!(warnings(&config("strip")).is_empty());
     }
 }

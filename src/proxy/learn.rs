@@ -110,7 +110,14 @@ pub async fn settle_new_pin(
     shared.metrics.store_errors.inc();
     tracing::error!(target: "bitsgate::store", session = %key, backend = %chosen.id, error = %e, "a pin could not be journaled; the Create-Session is refused and cancelled at its backend");
     shared.end_session_owned_by(&key, chosen.slot, EndReason::NotJournaled);
-    submit_cancel(shared, generation, chosen, key.to_string(), url, CancelReason::NotPinned);
+    submit_cancel(
+        shared,
+        generation,
+        chosen,
+        key.to_string(),
+        url,
+        CancelReason::NotPinned,
+    );
     refuse_create_session(response)
 }
 
@@ -193,9 +200,10 @@ fn pin_new_session(
             shared.metrics.session_created(&chosen.id);
             tracing::debug!(target: "bitsgate::learn", session = id, backend = %chosen.id, "pinned");
             let url = shared.urls.get(url);
-            let write = shared.store.as_ref().map(|store| {
-                store.pin(&key, &chosen.id, url.host.as_deref(), &url.path, now)
-            });
+            let write = shared
+                .store
+                .as_ref()
+                .map(|store| store.pin(&key, &chosen.id, url.host.as_deref(), &url.path, now));
             Ok(write.map(|write| NewPin { key, url, write }))
         }
         Err(PinError::Taken { owner }) => {
@@ -342,7 +350,8 @@ mod tests {
         let mut ack = ResponseHeader::build(200, None).unwrap();
         ack.insert_header(h::PACKET_TYPE, "Ack").unwrap();
         ack.insert_header(h::SESSION_ID, id.as_str()).unwrap();
-        ack.insert_header(h::PROTOCOL, bits_proto::BITS_1_5_PROTOCOL).unwrap();
+        ack.insert_header(h::PROTOCOL, bits_proto::BITS_1_5_PROTOCOL)
+            .unwrap();
         let packet = PacketInfo {
             kind: PacketType::CreateSession,
             session: None,
@@ -371,7 +380,10 @@ mod tests {
             if state.as_deref() == Some("cancelled") {
                 break;
             }
-            assert!(Instant::now() < deadline, "the session stayed {state:?} at its backend");
+            assert!(
+                Instant::now() < deadline,
+                "the session stayed {state:?} at its backend"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let counted = shared

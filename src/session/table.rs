@@ -507,7 +507,10 @@ mod tests {
             })
         );
         let pin = table.get(&key(1)).unwrap();
-        assert_eq!((pin.backend, pin.url, pin.created), (BackendSlot(0), UrlId(1), 100));
+        assert_eq!(
+            (pin.backend, pin.url, pin.created),
+            (BackendSlot(0), UrlId(1), 100)
+        );
         assert_eq!(table.sessions_of(BackendSlot(1)), 0);
         assert_eq!(table.len(), 1);
     }
@@ -528,7 +531,10 @@ mod tests {
         table.pin(key(1), BackendSlot(0), UrlId(0), 100).unwrap();
         assert_eq!(table.touch(&key(1), BackendSlot(0), 150, 60), None);
         let due = table.touch(&key(1), BackendSlot(0), 160, 60).expect("due");
-        assert_eq!((due.last_seen, due.journaled_seen, due.packets), (160, 160, 3));
+        assert_eq!(
+            (due.last_seen, due.journaled_seen, due.packets),
+            (160, 160, 3)
+        );
         assert_eq!(table.touch(&key(1), BackendSlot(0), 219, 60), None);
         assert!(table.touch(&key(1), BackendSlot(0), 220, 60).is_some());
     }

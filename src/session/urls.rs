@@ -245,10 +245,7 @@ mod tests {
         let got = urls.get(a);
         assert_eq!(got.host.as_deref(), Some("bits.example:8080"));
         assert_eq!(got.path, "/uploads/a.bin");
-        assert!(Arc::ptr_eq(
-            &got.host.unwrap(),
-            &urls.get(b).host.unwrap()
-        ));
+        assert!(Arc::ptr_eq(&got.host.unwrap(), &urls.get(b).host.unwrap()));
         assert_eq!(urls.get(c).host, None);
         assert_eq!(urls.get(UrlId(999)).path, "/");
     }
@@ -258,7 +255,13 @@ mod tests {
         let urls = UrlRegistry::default();
         let long_name = format!("/up/{}", "x".repeat(2000));
         let id = urls.intern(Some(&"h".repeat(300)), &long_name);
-        assert_eq!(urls.get(id), SessionUrl { host: None, path: "/up/".into() });
+        assert_eq!(
+            urls.get(id),
+            SessionUrl {
+                host: None,
+                path: "/up/".into()
+            }
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! no cancel is sent, and Create-Session Acks that cannot be pinned.
 
 use crate::cluster::{eventually, sample, Cluster};
-use bits_testkit::client::raw::RawRequest;
 use bits_proto::PacketType;
+use bits_testkit::client::raw::RawRequest;
 use std::time::Duration;
 
 const PATH: &str = "/uploads/report.bin";
@@ -62,7 +62,8 @@ async fn packets_answered_503_because_the_owner_is_down_do_not_keep_its_pin_aliv
         .await;
     let session = cluster.create_session(PATH).await;
     cluster.stop_backend(0).await;
-    let close = RawRequest::bits(PacketType::CloseSession, PATH).header("BITS-Session-Id", session.as_str());
+    let close = RawRequest::bits(PacketType::CloseSession, PATH)
+        .header("BITS-Session-Id", session.as_str());
     let expired = "bitsgate_sessions_ended_total{backend=\"b0\",reason=\"expired\"}";
     // The client keeps retrying more often than the idle timeout; every answer is a
     // local 503 (owner unavailable) until the pin expires.
@@ -108,7 +109,10 @@ async fn passthrough_mode_never_cancels_an_expired_pin() {
     while std::time::Instant::now() < sweeps_later {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(session_state(&cluster, 0, &session).as_deref(), Some("open"));
+    assert_eq!(
+        session_state(&cluster, 0, &session).as_deref(),
+        Some("open")
+    );
     assert_eq!(cluster.stats(0).packets.get("cancel_session"), None);
 }
 
@@ -132,7 +136,11 @@ async fn a_session_id_another_backend_holds_is_refused_cancelled_and_counted() {
     let second = cluster.send(&create_session(PATH)).await;
     assert_eq!(second.status, 503, "{second:?}");
     assert_eq!(second.ack().session_id, None);
-    assert_eq!(cluster.owners_of(&session).len(), 2, "both backends issued it");
+    assert_eq!(
+        cluster.owners_of(&session).len(),
+        2,
+        "both backends issued it"
+    );
     eventually(
         "the duplicate is cancelled at the backend that issued it",
         Duration::from_secs(10),
@@ -154,10 +162,24 @@ async fn a_session_id_another_backend_holds_is_refused_cancelled_and_counted() {
     );
     // The first client's session still goes to its own backend.
     assert_eq!(
-        cluster.proxy.shared.table.owner(&bitsgate::session::SessionKey::new(&session)),
-        cluster.proxy.shared.slots.slot(&format!("b{owner}")).ok().map(|(slot, _)| slot)
+        cluster
+            .proxy
+            .shared
+            .table
+            .owner(&bitsgate::session::SessionKey::new(&session)),
+        cluster
+            .proxy
+            .shared
+            .slots
+            .slot(&format!("b{owner}"))
+            .ok()
+            .map(|(slot, _)| slot)
     );
-    let close = RawRequest::bits(PacketType::CloseSession, PATH).header("BITS-Session-Id", session.as_str());
+    let close = RawRequest::bits(PacketType::CloseSession, PATH)
+        .header("BITS-Session-Id", session.as_str());
     assert_eq!(cluster.send(&close).await.status, 200);
-    assert_eq!(session_state(&cluster, owner, &session).as_deref(), Some("closed"));
+    assert_eq!(
+        session_state(&cluster, owner, &session).as_deref(),
+        Some("closed")
+    );
 }

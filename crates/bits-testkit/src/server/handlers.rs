@@ -84,7 +84,8 @@ fn new_session_id(sh: &Shared, path: &str) -> String {
         }
         hash
     };
-    let value = (u128::from(fnv(0xcbf2_9ce4_8422_2325)) << 64) | u128::from(fnv(0x6c62_272e_07bb_0142));
+    let value =
+        (u128::from(fnv(0xcbf2_9ce4_8422_2325)) << 64) | u128::from(fnv(0x6c62_272e_07bb_0142));
     format!("{{{}}}", uuid::Uuid::from_u128(value))
 }
 
@@ -306,7 +307,10 @@ pub(crate) async fn cancel_session(sh: &Shared, id: &str, url_path: &str) -> Rep
         return Reply::keep(not_found(id));
     };
     if sh.config.require_session_url
-        && RelPath::from_url_path(url_path).map(|rel| rel.as_string()).ok() != Some(s.meta.path.clone())
+        && RelPath::from_url_path(url_path)
+            .map(|rel| rel.as_string())
+            .ok()
+            != Some(s.meta.path.clone())
     {
         info!(target: LOG, session = %id, url = %url_path, "Cancel-Session sent to another URL than its session's");
         return Reply::keep(invalid_arg(id));

@@ -10,10 +10,19 @@ use std::path::Path;
 /// A journal with three pins; returns its bytes and where the last record starts.
 async fn three_pins(dir: &Path) -> (Vec<u8>, usize) {
     let (store, _) = open(dir);
-    store.pin(&guid(1), "b1", None, "/uploads/", 1).await.unwrap();
-    store.pin(&guid(2), "b2", None, "/uploads/", 2).await.unwrap();
+    store
+        .pin(&guid(1), "b1", None, "/uploads/", 1)
+        .await
+        .unwrap();
+    store
+        .pin(&guid(2), "b2", None, "/uploads/", 2)
+        .await
+        .unwrap();
     let before_last = store.stats().journal_bytes as usize;
-    store.pin(&guid(3), "b3", None, "/uploads/", 3).await.unwrap();
+    store
+        .pin(&guid(3), "b3", None, "/uploads/", 3)
+        .await
+        .unwrap();
     drop(store);
     (fs::read(journal(dir)).unwrap(), before_last)
 }
@@ -51,7 +60,10 @@ async fn appends_after_a_cut_tail_are_read_back() {
     fs::write(journal(dir.path()), &bytes[..last + 5]).unwrap();
     let (store, first) = open(dir.path());
     assert_eq!(first.truncated_bytes, 5);
-    store.pin(&guid(4), "b4", None, "/uploads/", 4).await.unwrap();
+    store
+        .pin(&guid(4), "b4", None, "/uploads/", 4)
+        .await
+        .unwrap();
     drop(store);
 
     let (_, again) = open(dir.path());
@@ -183,6 +195,10 @@ fn stored_pins_convert_to_table_pins_and_back() {
         packets: 3,
         bytes: 4,
     };
-    let pin = stored.into_pin(crate::backend::BackendSlot(7), crate::session::UrlId(3), stored.last_seen);
+    let pin = stored.into_pin(
+        crate::backend::BackendSlot(7),
+        crate::session::UrlId(3),
+        stored.last_seen,
+    );
     assert_eq!(StoredPin::from(&pin), stored);
 }

@@ -50,11 +50,23 @@ async fn pins_and_unpins_survive_a_reopen() {
     let dir = temp_dir();
     let (store, loaded) = open(dir.path());
     assert!(loaded.pins.is_empty());
-    store.pin(&guid(1), "b1", None, "/uploads/", 100).await.unwrap();
-    store.pin(&guid(2), "b2", None, "/uploads/", 101).await.unwrap();
-    store.pin(&guid(3), "b1", None, "/uploads/", 102).await.unwrap();
+    store
+        .pin(&guid(1), "b1", None, "/uploads/", 100)
+        .await
+        .unwrap();
+    store
+        .pin(&guid(2), "b2", None, "/uploads/", 101)
+        .await
+        .unwrap();
+    store
+        .pin(&guid(3), "b1", None, "/uploads/", 102)
+        .await
+        .unwrap();
     store.unpin(&guid(2)).await.unwrap();
-    store.pin(&guid(3), "b2", None, "/uploads/", 103).await.unwrap();
+    store
+        .pin(&guid(3), "b2", None, "/uploads/", 103)
+        .await
+        .unwrap();
     drop(store);
 
     let (_, loaded) = open(dir.path());
@@ -108,7 +120,13 @@ async fn a_restart_hands_back_the_journaled_clock_host_and_url() {
     let dir = temp_dir();
     let (store, _) = open(dir.path());
     store
-        .pin(&guid(1), "b1", Some("bits.example:8080"), "/uploads/a.bin", 100)
+        .pin(
+            &guid(1),
+            "b1",
+            Some("bits.example:8080"),
+            "/uploads/a.bin",
+            100,
+        )
         .await
         .unwrap();
     drop(store);
@@ -136,7 +154,10 @@ async fn a_touch_record_replaces_the_journaled_activity() {
         packets: 7,
         bytes: 4096,
     };
-    store.touch(&guid(1), "b1", None, "/u/a", &active).await.unwrap();
+    store
+        .touch(&guid(1), "b1", None, "/u/a", &active)
+        .await
+        .unwrap();
     drop(store);
 
     let (_, loaded) = PinStore::open_with_clock(dir.path(), StorageSync::Write, || 5000).unwrap();
@@ -199,7 +220,10 @@ async fn calls_are_journaled_in_call_order_even_when_awaited_later() {
 async fn flush_reaches_the_device_even_in_write_mode() {
     let dir = temp_dir();
     let (store, _) = open(dir.path());
-    store.pin(&guid(1), "b1", None, "/uploads/", 1).await.unwrap();
+    store
+        .pin(&guid(1), "b1", None, "/uploads/", 1)
+        .await
+        .unwrap();
     assert_eq!(store.stats().syncs, 0);
     store.flush().await.unwrap();
     assert_eq!(store.stats().syncs, 1);
@@ -215,12 +239,17 @@ async fn an_id_longer_than_the_format_allows_is_refused_and_the_store_goes_on() 
         refused,
         Err(StoreError::TooLong { len: 2000, .. })
     ));
-    let refused = store.pin(&guid(1), &"b".repeat(1025), None, "/uploads/", 1).await;
+    let refused = store
+        .pin(&guid(1), &"b".repeat(1025), None, "/uploads/", 1)
+        .await;
     assert!(matches!(
         refused,
         Err(StoreError::TooLong { len: 1025, .. })
     ));
-    store.pin(&guid(2), "b1", None, "/uploads/", 1).await.unwrap();
+    store
+        .pin(&guid(2), "b1", None, "/uploads/", 1)
+        .await
+        .unwrap();
     assert_eq!(store.stats().records_written, 1);
 }
 
