@@ -250,8 +250,16 @@ impl Shared {
             let url = self.urls.intern(owner.host.as_deref(), &owner.path);
             let last_seen =
                 restored_last_seen(stored.last_seen, now, journal_every, activity_journaled);
+            // A clock from a journal without activity was raised to now: that raised
+            // value is what a rewrite of the journal must keep, or a later load would
+            // trust a stale clock and expire an active session early.
+            let journaled_seen = if activity_journaled {
+                stored.last_seen
+            } else {
+                last_seen
+            };
             self.table
-                .restore(key, stored.into_pin(slot, url, last_seen));
+                .restore(key, stored.into_pin(slot, url, last_seen, journaled_seen));
             *per_backend.entry(owner.backend).or_default() += 1;
         }
         let mut restored = 0;
@@ -582,6 +590,34 @@ mod tests {
             start + 25 * HOUR,
             "journaled at +24 h, trusted to within 1 h"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_compaction_between_restarts_does_not_move_an_abandoned_pins_clock_forward() {
+        const HOUR: UnixSecs = 3600;
+        let dir = tempfile::tempdir().unwrap();
+        let start: UnixSecs = 1_000_000;
+        let first = durable_at(dir.path(), start);
+        first
+            .store
+            .as_ref()
+            .unwrap()
+            .pin(&key(1), "b1", None, "/u/a.bin", start)
+            .await
+            .unwrap();
+        drop(first);
+        let mut now = start;
+        for _ in 0..3 {
+            now += 5 * HOUR;
+            let shared = durable_at(dir.path(), now);
+            let pin = shared.table.get(&key(1)).expect("restored");
+            assert_eq!(
+                pin.last_seen,
+                start + HOUR,
+                "trusted to within one interval"
+            );
+            shared.compact_store().await;
+        }
     }
 
     #[test]

@@ -44,31 +44,37 @@ impl StoredPin {
         }
     }
 
-    /// Back to a table entry, with the slot and URL id of this process. The stored
-    /// `last_seen` is what the journal holds; `last_seen` is what the table starts with.
+    /// Back to a table entry, with the slot and URL id of this process. `last_seen` is
+    /// what the table starts with, `journaled_seen` what the journal is taken to hold.
     pub fn into_pin(
         self,
         backend: BackendSlot,
         url: crate::session::UrlId,
         last_seen: UnixSecs,
+        journaled_seen: UnixSecs,
     ) -> Pin {
         Pin {
             backend,
             url,
             created: self.created,
             last_seen,
-            journaled_seen: self.last_seen,
+            journaled_seen,
             packets: self.packets,
             bytes: self.bytes,
         }
     }
 }
 
+/// What the journal may say of a pin: its activity as last journaled, not the table's
+/// `last_seen`. A restored pin's `last_seen` is the journaled value plus up to one
+/// interval; writing that back (a compaction) and adding the interval again at every
+/// restart would let an abandoned pin's clock creep forward forever. The journaled
+/// value is within one interval of the truth, which is all a load assumes.
 impl From<&Pin> for StoredPin {
     fn from(pin: &Pin) -> Self {
         StoredPin {
             created: pin.created,
-            last_seen: pin.last_seen,
+            last_seen: pin.journaled_seen,
             packets: pin.packets,
             bytes: pin.bytes,
         }

@@ -198,6 +198,7 @@ fn stored_pins_convert_to_table_pins_and_back() {
     let pin = stored.into_pin(
         crate::backend::BackendSlot(7),
         crate::session::UrlId(3),
+        stored.last_seen + 60,
         stored.last_seen,
     );
     assert_eq!(StoredPin::from(&pin), stored);
