@@ -10,7 +10,7 @@
 //! `cargo bench --bench pin_memory -- 1000000` for chosen sizes.
 
 use bitsgate::backend::BackendSlot;
-use bitsgate::session::{DirId, Pin, SessionKey, SessionTable};
+use bitsgate::session::{Pin, SessionKey, SessionTable, UrlId};
 use std::fmt::Write as _;
 use std::process::Command;
 
@@ -106,7 +106,7 @@ fn child(n: usize) {
         let key = SessionKey::new(&id);
         debug_assert!(matches!(key, SessionKey::Guid { .. }));
         table
-            .pin(key, BackendSlot((i % 3) as u16), DirId(0), now)
+            .pin(key, BackendSlot((i % 3) as u16), UrlId(0), now)
             .expect("unbounded table");
     }
     assert_eq!(table.len(), n as u64);

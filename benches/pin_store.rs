@@ -59,7 +59,7 @@ fn pin_latency(c: &mut Criterion) {
                     let start = Instant::now();
                     for _ in 0..iters {
                         store
-                            .pin(&next_key(), "backend-1", "/uploads/", 1)
+                            .pin(&next_key(), "backend-1", None, "/uploads/", 1)
                             .await
                             .expect("pin");
                     }
@@ -93,7 +93,7 @@ fn concurrent_pinners(c: &mut Criterion) {
                             tokio::spawn(async move {
                                 for _ in 0..iters {
                                     store
-                                        .pin(&next_key(), "backend-1", "/uploads/", 1)
+                                        .pin(&next_key(), "backend-1", None, "/uploads/", 1)
                                         .await
                                         .expect("pin");
                                 }

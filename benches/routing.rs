@@ -7,7 +7,7 @@
 use bitsgate::backend::{BackendSlot, Farm, SlotRegistry};
 use bitsgate::config::{BackendConfig, BalancingPolicy, HostIdMode};
 use bitsgate::routing::{route, Route, RouteRequest, Target};
-use bitsgate::session::{DirId, SessionKey, SessionTable};
+use bitsgate::session::{SessionKey, SessionTable, UrlId};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::hint::black_box;
 
@@ -37,7 +37,7 @@ fn table_for(farm: &Farm) -> SessionTable {
             id += 1;
             let key = SessionKey::new(&format!("{{00000000-0000-4000-8000-{id:012x}}}"));
             table
-                .pin(key, backend.slot, DirId(0), 0)
+                .pin(key, backend.slot, UrlId(0), 0)
                 .expect("unbounded table");
         }
     }

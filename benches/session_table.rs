@@ -10,7 +10,7 @@
 //! Run with `cargo bench --bench session_table -- --warm-up-time 1 --measurement-time 3`.
 
 use bitsgate::backend::BackendSlot;
-use bitsgate::session::{DirId, SessionKey, SessionTable, UnixSecs};
+use bitsgate::session::{SessionKey, SessionTable, UnixSecs, UrlId};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -64,7 +64,7 @@ fn build(keys: &Keys, n: u64, idle_every: Option<u64>) -> SessionTable {
             _ => NOW,
         };
         table
-            .pin(keys.key(i), slot(i), DirId(0), seen)
+            .pin(keys.key(i), slot(i), UrlId(0), seen)
             .expect("unbounded table");
     }
     eprintln!(
@@ -96,7 +96,7 @@ fn by_size(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("touch", n), |b| {
             b.iter(|| {
                 i = (i + 0x9e37_79b9) % n;
-                black_box(table.touch(&keys.key(i), NOW))
+                black_box(table.touch(&keys.key(i), slot(i), NOW, 3600))
             })
         });
 
@@ -111,7 +111,7 @@ fn by_size(c: &mut Criterion) {
                     let first = fresh;
                     let started = Instant::now();
                     for j in first..first + round {
-                        black_box(table.pin(keys.key(j), slot(j), DirId(0), NOW).is_ok());
+                        black_box(table.pin(keys.key(j), slot(j), UrlId(0), NOW).is_ok());
                     }
                     timed += started.elapsed();
                     for j in first..first + round {
@@ -140,7 +140,7 @@ fn by_size(c: &mut Criterion) {
                     timed += started.elapsed();
                     for &j in &ids {
                         table
-                            .pin(keys.key(j), slot(j), DirId(0), NOW)
+                            .pin(keys.key(j), slot(j), UrlId(0), NOW)
                             .expect("unbounded table");
                     }
                     next = (next + round) % n;

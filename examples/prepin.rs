@@ -103,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
         for i in written..written + n {
             let backend = &args.backends[(i % args.backends.len() as u64) as usize];
             let key = SessionKey::new(&random_session_id(&mut rng));
-            batch.push(store.pin(&key, backend, &args.dir, now));
+            batch.push(store.pin(&key, backend, None, &args.dir, now));
         }
         for write in batch {
             write.await?;

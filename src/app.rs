@@ -90,7 +90,7 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
     let (store, loaded) = open_store(&config.storage, process.upgrade)?;
     let shared = Shared::new(config, process.config_path.clone(), store)?;
     if let Some(loaded) = loaded {
-        let restored = shared.restore(loaded.pins);
+        let restored = shared.restore(loaded.pins, loaded.loaded_at, loaded.activity_journaled);
         tracing::info!(target: "bitsgate::store", restored, records = loaded.records, truncated_bytes = loaded.truncated_bytes, "pins loaded from the journal");
     }
 

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod app;
 pub mod backend;
+pub mod cancels;
 pub mod config;
 pub mod demo;
 pub mod health_service;

@@ -2,10 +2,11 @@
 //! config generation (swapped whole on reload), the session table, the metrics.
 
 use crate::backend::{BackendSlot, Farm, HealthTable, SlotRegistry};
+use crate::cancels::Cancels;
 use crate::config::{BackendConfig, Config};
 use crate::metrics::{BackendSeries, Metrics};
-use crate::session::store::{PinOwner, PinStore, StoredPin};
-use crate::session::{DirId, DirRegistry, Pin, SessionKey, SessionTable};
+use crate::session::store::{restored_last_seen, PinOwner, PinStore, StoredPin};
+use crate::session::{Pin, SessionKey, SessionTable, UnixSecs, UrlRegistry};
 use arc_swap::ArcSwap;
 use bits_proto::ClassifyOptions;
 use std::collections::{HashMap, HashSet};
@@ -34,8 +35,10 @@ pub struct Shared {
     pub table: SessionTable,
     /// Backend ids → slots and live status.
     pub slots: SlotRegistry,
-    /// URL directories of sessions.
-    pub dirs: DirRegistry,
+    /// The Host and URL of each session.
+    pub urls: UrlRegistry,
+    /// Cancel-Session packets bitsgate sends on its own, in the background.
+    pub cancels: Cancels,
     /// This instance's metrics.
     pub metrics: Metrics,
     /// The durable pin journal (none in memory mode).
@@ -70,12 +73,14 @@ impl Shared {
             None => Vec::new(),
         };
         let generation = Generation::build(config, retired, &slots)?;
+        let metrics = Metrics::new();
         let shared = Shared {
             table: SessionTable::new(generation.config.sessions.max_pinned),
             current: ArcSwap::from_pointee(generation),
             slots,
-            dirs: DirRegistry::default(),
-            metrics: Metrics::new(),
+            urls: UrlRegistry::default(),
+            cancels: Cancels::new(metrics.cancels_sent.clone()),
+            metrics,
             store,
             config_path,
             swap_lock: Mutex::new(()),
@@ -220,31 +225,55 @@ impl Shared {
         }
     }
 
-    /// Puts the pins of the durable store back into the table, as they were; returns
-    /// how many. Millions of pins share a handful of owners: each owner is resolved to
-    /// its slot and directory once, and the gauges are raised once per backend.
-    pub fn restore(&self, pins: Vec<(SessionKey, PinOwner, StoredPin)>) -> usize {
-        let mut owners: HashMap<PinOwner, Option<(BackendSlot, DirId)>> = HashMap::new();
+    /// Puts the pins of the durable store back into the table; returns how many. Each
+    /// restarts its idle clock by [`restored_last_seen`] (`activity_journaled`: the
+    /// journal re-appends active pins). Millions of pins share a handful of owners:
+    /// each backend id is resolved to its slot once, and the gauges are raised once per
+    /// backend.
+    pub fn restore(
+        &self,
+        pins: Vec<(SessionKey, PinOwner, StoredPin)>,
+        now: UnixSecs,
+        activity_journaled: bool,
+    ) -> usize {
+        let journal_every = self
+            .generation()
+            .config
+            .sessions
+            .activity_journal_interval();
+        let mut slots: HashMap<Arc<str>, Option<BackendSlot>> = HashMap::new();
         let mut per_backend: HashMap<Arc<str>, u64> = HashMap::new();
         for (key, owner, stored) in pins {
-            let resolved = match owners.get(&owner) {
+            let resolved = match slots.get(&owner.backend) {
                 Some(resolved) => *resolved,
                 None => {
                     let resolved = match self.slots.slot(&owner.backend) {
-                        Ok((slot, _)) => Some((slot, self.dirs.intern_path(&owner.dir))),
+                        Ok((slot, _)) => Some(slot),
                         Err(e) => {
                             tracing::error!(target: "bitsgate::store", backend = %owner.backend, error = %e, "cannot restore the pins of this backend");
                             None
                         }
                     };
-                    owners.insert(owner.clone(), resolved);
+                    slots.insert(owner.backend.clone(), resolved);
                     resolved
                 }
             };
-            let Some((slot, dir)) = resolved else {
+            let Some(slot) = resolved else {
                 continue;
             };
-            self.table.restore(key, stored.into_pin(slot, dir));
+            let url = self.urls.intern(owner.host.as_deref(), &owner.path);
+            let last_seen =
+                restored_last_seen(stored.last_seen, now, journal_every, activity_journaled);
+            // A clock from a journal without activity was raised to now: that raised
+            // value is what a rewrite of the journal must keep, or a later load would
+            // trust a stale clock and expire an active session early.
+            let journaled_seen = if activity_journaled {
+                stored.last_seen
+            } else {
+                last_seen
+            };
+            self.table
+                .restore(key, stored.into_pin(slot, url, last_seen, journaled_seen));
             *per_backend.entry(owner.backend).or_default() += 1;
         }
         let mut restored = 0;
@@ -253,6 +282,16 @@ impl Shared {
             restored += count as usize;
         }
         restored
+    }
+
+    /// What the journal needs to know of a pin's owner and URL.
+    pub fn pin_owner(&self, pin: &Pin) -> PinOwner {
+        let url = self.urls.get(pin.url);
+        PinOwner {
+            backend: self.backend_name(pin.backend),
+            host: url.host,
+            path: url.path.into(),
+        }
     }
 
     /// Adds the journal's pins this process does not hold: after a graceful upgrade,
@@ -268,7 +307,9 @@ impl Shared {
                     .into_iter()
                     .filter(|(key, _, _)| self.table.get(key).is_none())
                     .collect();
-                self.restore(missing)
+                // Written by a process that may predate activity journaling: no clock
+                // is trusted to be recent.
+                self.restore(missing, crate::session::unix_now(), false)
             }
             Err(e) => {
                 tracing::error!(target: "bitsgate::store", error = %e, "re-reading the pin journal after the upgrade failed");
@@ -305,11 +346,7 @@ impl Shared {
         let snapshot = || {
             let mut live = Vec::with_capacity(self.table.len() as usize);
             self.table.for_each(|key, pin| {
-                let owner = PinOwner {
-                    backend: self.backend_name(pin.backend),
-                    dir: self.dirs.name(pin.dir).into(),
-                };
-                live.push((key.clone(), owner, StoredPin::from(pin)));
+                live.push((key.clone(), self.pin_owner(pin), StoredPin::from(pin)));
             });
             live
         };
@@ -417,10 +454,11 @@ mod tests {
         SessionKey::new(&format!("{{{:08x}-0000-4000-8000-{:012x}}}", n as u32, n))
     }
 
-    fn owner(backend: &str, dir: &str) -> PinOwner {
+    fn owner(backend: &str, path: &str) -> PinOwner {
         PinOwner {
             backend: Arc::from(backend),
-            dir: Arc::from(dir),
+            host: Some(Arc::from("bits.example")),
+            path: Arc::from(path),
         }
     }
 
@@ -438,21 +476,21 @@ mod tests {
         }
         .expect("store opens");
         let shared = Shared::new(config, None, Some(store)).expect("shared state");
-        shared.restore(loaded.pins);
+        shared.restore(loaded.pins, loaded.loaded_at, loaded.activity_journaled);
         shared
     }
 
     /// Pins `key` as a Create-Session Ack would: table, then journal.
     async fn pin(shared: &Shared, key: SessionKey) {
         let (slot, _) = shared.slots.slot("b1").expect("slot");
-        let dir = shared.dirs.intern_path("/u/");
+        let url = shared.urls.intern(None, "/u/a.bin");
         shared
             .table
-            .pin(key.clone(), slot, dir, 1_000)
+            .pin(key.clone(), slot, url, 1_000)
             .expect("pinned");
         let store = shared.store.as_ref().expect("durable");
         store
-            .pin(&key, "b1", "/u/", 1_000)
+            .pin(&key, "b1", None, "/u/a.bin", 1_000)
             .await
             .expect("journaled");
     }
@@ -489,6 +527,125 @@ mod tests {
         );
     }
 
+    /// Opens `dir` as a start at `now` would, with a 16 h idle timeout (so activity is
+    /// journaled at most hourly).
+    fn durable_at(dir: &std::path::Path, now: UnixSecs) -> Arc<Shared> {
+        let config = crate::config::load_str(&format!(
+            "[storage]\ndata_dir = {:?}\n[sessions]\nidle_timeout = \"16h\"\n[[backends]]\nid = \"b1\"\naddress = \"127.0.0.1:1\"\n",
+            dir.display().to_string()
+        ))
+        .expect("valid config");
+        let (store, loaded) = PinStore::open(dir, config.storage.sync).expect("store opens");
+        let shared = Shared::new(config, None, Some(store)).expect("shared state");
+        shared.restore(loaded.pins, now, loaded.activity_journaled);
+        shared
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn restarts_keep_an_abandoned_pins_clock_so_it_expires_and_an_active_one_alive() {
+        const HOUR: UnixSecs = 3600;
+        let dir = tempfile::tempdir().unwrap();
+        let (abandoned, active) = (key(1), key(2));
+        let start: UnixSecs = 1_000_000;
+        let first = durable_at(dir.path(), start);
+        let (slot, _) = first.slots.slot("b1").unwrap();
+        for key in [&abandoned, &active] {
+            let url = first.urls.intern(Some("bits.example"), "/u/a.bin");
+            first.table.pin(key.clone(), slot, url, start).unwrap();
+            let store = first.store.as_ref().unwrap();
+            store
+                .pin(key, "b1", Some("bits.example"), "/u/a.bin", start)
+                .await
+                .unwrap();
+        }
+        // The active upload's owner answers a packet every hour for a day; each answer
+        // that is due is journaled, as the proxy does it.
+        let every = first
+            .generation()
+            .config
+            .sessions
+            .activity_journal_interval();
+        assert_eq!(every, HOUR);
+        for hour in 1..=24 {
+            let now = start + hour * HOUR;
+            if let Some(pin) = first.table.touch(&active, slot, now, every) {
+                let owner = first.pin_owner(&pin);
+                let store = first.store.as_ref().unwrap();
+                store
+                    .touch(
+                        &active,
+                        &owner.backend,
+                        owner.host.as_deref(),
+                        &owner.path,
+                        &StoredPin::from(&pin),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        first.store.as_ref().unwrap().flush().await.unwrap();
+        drop(first);
+
+        // Restarts every 5 hours, more often than the 16 h idle timeout: the abandoned
+        // pin must still expire, the active one (last answered 10 h ago) must not.
+        let mut now = start + 24 * HOUR;
+        for _ in 0..2 {
+            now += 5 * HOUR;
+            let shared = durable_at(dir.path(), now);
+            let pin = shared.table.get(&abandoned).expect("restored");
+            assert!(
+                pin.last_seen <= start + HOUR,
+                "{} kept its old clock",
+                pin.last_seen
+            );
+            drop(shared);
+        }
+        let shared = durable_at(dir.path(), now);
+        let idle =
+            u32::try_from(shared.generation().config.sessions.idle_timeout.as_secs()).unwrap();
+        let expired: Vec<SessionKey> = shared
+            .table
+            .take_idle(now, idle)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        assert_eq!(expired, [abandoned]);
+        let pin = shared.table.get(&active).expect("still pinned");
+        assert_eq!(
+            pin.last_seen,
+            start + 25 * HOUR,
+            "journaled at +24 h, trusted to within 1 h"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_compaction_between_restarts_does_not_move_an_abandoned_pins_clock_forward() {
+        const HOUR: UnixSecs = 3600;
+        let dir = tempfile::tempdir().unwrap();
+        let start: UnixSecs = 1_000_000;
+        let first = durable_at(dir.path(), start);
+        first
+            .store
+            .as_ref()
+            .unwrap()
+            .pin(&key(1), "b1", None, "/u/a.bin", start)
+            .await
+            .unwrap();
+        drop(first);
+        let mut now = start;
+        for _ in 0..3 {
+            now += 5 * HOUR;
+            let shared = durable_at(dir.path(), now);
+            let pin = shared.table.get(&key(1)).expect("restored");
+            assert_eq!(
+                pin.last_seen,
+                start + HOUR,
+                "trusted to within one interval"
+            );
+            shared.compact_store().await;
+        }
+    }
+
     #[test]
     fn restored_pins_keep_their_owner_and_directory_and_raise_the_gauges_once_per_pin() {
         let shared = shared();
@@ -503,7 +660,7 @@ mod tests {
                 (key(n), owner, StoredPin::new(created))
             })
             .collect();
-        assert_eq!(shared.restore(pins), 5);
+        assert_eq!(shared.restore(pins, created, true), 5);
 
         for n in 0..5u128 {
             let pin = shared.table.get(&key(n)).expect("restored");
@@ -513,7 +670,9 @@ mod tests {
                 ("b2", "/b/c/")
             };
             assert_eq!(shared.slots.name(pin.backend).as_deref(), Some(backend));
-            assert_eq!(shared.dirs.name(pin.dir), dir);
+            let url = shared.urls.get(pin.url);
+            assert_eq!(url.path, dir);
+            assert_eq!(url.host.as_deref(), Some("bits.example"));
         }
         let active = |b: &str| shared.metrics.sessions_active.with_label_values(&[b]).get();
         assert_eq!(active("b1"), 3);

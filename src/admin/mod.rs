@@ -4,11 +4,11 @@
 mod auth;
 mod views;
 
+use crate::cancels::{CancelJob, CancelReason};
 use crate::metrics::EndReason;
 use crate::reload::{self, ReloadError};
 use crate::session::SessionKey;
 use crate::state::Shared;
-use crate::sweeper::{cancel_at_owner, CancelReason};
 use async_trait::async_trait;
 use bits_proto::SessionId;
 use http::{Method, Response, StatusCode};
@@ -208,7 +208,17 @@ impl AdminApp {
             Ok(found) => found,
             Err(reply) => return reply,
         };
-        let answer = cancel_at_owner(&self.shared, &key, &pin, CancelReason::Admin).await;
+        let job = CancelJob {
+            backend: pin.backend,
+            session: key.to_string(),
+            url: self.shared.urls.get(pin.url),
+            reason: CancelReason::Admin,
+        };
+        let answer = self
+            .shared
+            .cancels
+            .send_now(&self.shared.generation(), job)
+            .await;
         let unpinned = self
             .shared
             .end_session(&key, EndReason::Cancelled)

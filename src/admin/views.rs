@@ -86,7 +86,7 @@ pub fn session(shared: &Shared, key: &SessionKey, pin: &Pin) -> SessionView {
             .slots
             .name(pin.backend)
             .map_or_else(|| "unknown".to_owned(), |id| id.to_string()),
-        dir: shared.dirs.name(pin.dir),
+        dir: crate::session::UrlRegistry::dir_of(&shared.urls.get(pin.url).path).to_owned(),
         age_s: u64::from(now.saturating_sub(pin.created)),
         idle_s: u64::from(now.saturating_sub(pin.last_seen)),
         bytes: pin.bytes,

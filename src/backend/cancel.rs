@@ -1,12 +1,17 @@
-//! Cancel-Session sent by bitsgate itself (expired pins, admin deletes), so the owning
-//! backend frees the session's temp files instead of keeping them until its own cleanup.
+//! Cancel-Session sent by bitsgate itself (expired pins, admin deletes, sessions a
+//! backend created that bitsgate cannot pin), so the backend frees the session's temp
+//! files instead of keeping them until its own cleanup. It goes through Pingora's
+//! connector with the peer settings of proxied requests ([`super::peer`]).
 
 use bits_proto::headers as h;
 use bits_proto::{AckInfo, ErrorCode, PacketType};
-use std::net::SocketAddr;
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::HttpPeer;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+/// Interim answers (`100 Continue`) skipped before giving up on a final one.
+const MAX_INTERIM_ANSWERS: usize = 4;
 
 /// What the backend answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,83 +32,99 @@ impl CancelOutcome {
 /// Why no answer came back.
 #[derive(Debug, thiserror::Error)]
 pub enum CancelError {
-    /// Connecting, writing or reading failed.
-    #[error("talking to {addr}: {source}")]
-    Io {
-        /// The backend.
-        addr: SocketAddr,
-        /// The failure.
-        source: std::io::Error,
-    },
-    /// No complete answer within the timeout.
-    #[error("no answer from {0} in time")]
-    Timeout(SocketAddr),
-    /// The answer was not HTTP.
-    #[error("unreadable answer from {0}")]
-    Malformed(SocketAddr),
+    /// Connecting, writing or reading failed, or the request could not be built.
+    #[error("{0}")]
+    Exchange(Box<pingora::Error>),
+    /// No complete answer within the time allowed.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// Only interim answers came back.
+    #[error("no final answer")]
+    NoFinalAnswer,
 }
 
-/// Sends `Cancel-Session` for `session` to `addr`, under URL directory `path`.
-pub async fn send_cancel(
-    addr: SocketAddr,
-    path: &str,
-    session: &str,
-    timeout: Duration,
-) -> Result<CancelOutcome, CancelError> {
-    tokio::time::timeout(timeout, exchange(addr, path, session))
-        .await
-        .map_err(|_| CancelError::Timeout(addr))?
+impl From<Box<pingora::Error>> for CancelError {
+    fn from(e: Box<pingora::Error>) -> Self {
+        CancelError::Exchange(e)
+    }
 }
 
-async fn exchange(
-    addr: SocketAddr,
-    path: &str,
-    session: &str,
-) -> Result<CancelOutcome, CancelError> {
-    let io = |source| CancelError::Io { addr, source };
-    let mut stream = TcpStream::connect(addr).await.map_err(io)?;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{packet}: {cancel}\r\n{sid}: {session}\r\nContent-Length: 0\r\nUser-Agent: bitsgate\r\nConnection: close\r\n\r\n",
-        method = h::METHOD_BITS_POST,
-        packet = h::PACKET_TYPE,
-        cancel = PacketType::CancelSession.as_str(),
-        sid = h::SESSION_ID,
-    );
-    stream.write_all(request.as_bytes()).await.map_err(io)?;
-    let mut buf = Vec::with_capacity(1024);
-    loop {
-        let mut chunk = [0u8; 1024];
-        let n = stream.read(&mut chunk).await.map_err(io)?;
-        if n == 0 {
-            return Err(CancelError::Malformed(addr));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut response = httparse::Response::new(&mut headers);
-        match response.parse(&buf) {
-            Ok(httparse::Status::Complete(head_len)) => {
-                let status = response.code.ok_or(CancelError::Malformed(addr))?;
-                if (100..200).contains(&status) {
-                    // An interim answer; the real one follows, maybe already read.
-                    buf.drain(..head_len);
-                    continue;
-                }
-                let mut map = http::HeaderMap::new();
-                for header in response.headers.iter() {
-                    if let (Ok(name), Ok(value)) = (
-                        http::HeaderName::from_bytes(header.name.as_bytes()),
-                        http::HeaderValue::from_bytes(header.value),
-                    ) {
-                        map.append(name, value);
-                    }
-                }
-                return Ok(CancelOutcome {
-                    status,
-                    error_code: AckInfo::from_headers(&map).error_code,
-                });
-            }
-            Ok(httparse::Status::Partial) if buf.len() < 64 * 1024 => continue,
-            _ => return Err(CancelError::Malformed(addr)),
+/// One Cancel-Session: where it goes and what it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelRequest {
+    /// The `Host` header: the one the client used to create the session.
+    pub host: String,
+    /// The URL path the session was created at.
+    pub path: String,
+    /// The session id.
+    pub session: String,
+}
+
+/// Sends Cancel-Session packets through Pingora's HTTP connector.
+pub struct CancelClient {
+    connector: Connector,
+}
+
+impl Default for CancelClient {
+    fn default() -> Self {
+        CancelClient {
+            connector: Connector::new(None),
         }
     }
+}
+
+impl CancelClient {
+    /// Sends `request` to `peer` and returns its Ack, all within `limit`.
+    pub async fn send(
+        &self,
+        peer: &HttpPeer,
+        request: &CancelRequest,
+        limit: Duration,
+    ) -> Result<CancelOutcome, CancelError> {
+        tokio::time::timeout(limit, self.exchange(peer, request))
+            .await
+            .map_err(|_| CancelError::Timeout(limit))?
+    }
+
+    async fn exchange(
+        &self,
+        peer: &HttpPeer,
+        request: &CancelRequest,
+    ) -> Result<CancelOutcome, CancelError> {
+        let header = cancel_header(request)?;
+        // A fresh connection each time: cancels are rare, and a pooled one could have
+        // been closed by the backend meanwhile.
+        let (mut session, _reused) = self.connector.get_http_session(peer).await?;
+        session.set_write_timeout(peer.options.write_timeout);
+        session.set_read_timeout(peer.options.read_timeout);
+        session.write_request_header(Box::new(header)).await?;
+        session.finish_request_body().await?;
+        for _ in 0..MAX_INTERIM_ANSWERS {
+            session.read_response_header().await?;
+            let Some(response) = session.response_header() else {
+                continue;
+            };
+            if response.status.is_informational() {
+                continue;
+            }
+            let outcome = CancelOutcome {
+                status: response.status.as_u16(),
+                error_code: AckInfo::from_headers(&response.headers).error_code,
+            };
+            // An error page may follow; reading it lets the backend finish cleanly.
+            while session.read_response_body().await?.is_some() {}
+            return Ok(outcome);
+        }
+        Err(CancelError::NoFinalAnswer)
+    }
+}
+
+fn cancel_header(request: &CancelRequest) -> pingora::Result<RequestHeader> {
+    let mut header = RequestHeader::build(h::METHOD_BITS_POST, request.path.as_bytes(), None)?;
+    header.append_header(http::header::HOST, request.host.as_str())?;
+    header.append_header(h::PACKET_TYPE, PacketType::CancelSession.as_str())?;
+    header.append_header(h::SESSION_ID, request.session.as_str())?;
+    header.append_header(h::CONTENT_LENGTH, "0")?;
+    header.append_header(http::header::USER_AGENT, "bitsgate")?;
+    Ok(header)
 }

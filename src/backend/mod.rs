@@ -3,6 +3,7 @@
 
 pub mod cancel;
 mod farm;
+pub mod peer;
 mod slots;
 
 // Health checking.

@@ -75,6 +75,9 @@ pub const RELOAD_WATCH: bool = false;
 pub const RELOAD_REMOVED_BACKENDS: &str = "drain";
 /// Send Cancel-Session to the owner when a pin expires, so it frees its temp files.
 pub const SESSIONS_CANCEL_ON_EXPIRY: bool = true;
+/// A backend removed from the config (retired) that stays down this long has its pins
+/// ended, so its clients restart elsewhere instead of retrying a node that is gone.
+pub const SESSIONS_RETIRED_DOWN_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Where pins are kept beyond the process: on local disk, or only in memory.
 pub const STORAGE_MODE: &str = "durable";
 /// Directory of the pin journal, relative to the working directory.

@@ -120,6 +120,21 @@ pub struct SessionsConfig {
     pub max_pinned: u64,
     /// Send Cancel-Session to the owner when a pin expires.
     pub cancel_on_expiry: bool,
+    /// A retired backend down this long has its pins ended.
+    pub retired_down_timeout: Duration,
+}
+
+impl SessionsConfig {
+    /// The longest between two journal records of an active session's activity:
+    /// `idle_timeout / 16`, at most an hour, at least a second. A restart trusts the
+    /// journaled idle clock to within this.
+    pub fn activity_journal_interval(&self) -> u32 {
+        let secs = (self.idle_timeout / 16)
+            .min(std::time::Duration::from_secs(3600))
+            .as_secs()
+            .max(1);
+        u32::try_from(secs).unwrap_or(3600)
+    }
 }
 
 /// Create-Session balancing policy.

@@ -83,6 +83,7 @@ pub struct RawSessions {
     pub sweep_interval: Option<String>,
     pub max_pinned: Option<u64>,
     pub cancel_on_expiry: Option<bool>,
+    pub retired_down_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

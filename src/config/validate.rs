@@ -273,6 +273,11 @@ impl Validator {
             sweep_interval,
             max_pinned,
             cancel_on_expiry: raw.cancel_on_expiry.unwrap_or(d::SESSIONS_CANCEL_ON_EXPIRY),
+            retired_down_timeout: self.duration(
+                "sessions.retired_down_timeout",
+                raw.retired_down_timeout.as_deref(),
+                d::SESSIONS_RETIRED_DOWN_TIMEOUT,
+            ),
         }
     }
 

@@ -26,6 +26,8 @@ pub enum EndReason {
     Expired,
     /// The backend answered BG_E_SESSION_NOT_FOUND.
     NotFound,
+    /// Its pin could not be journaled, so its Create-Session was refused.
+    NotJournaled,
     /// The owner is no longer in the configuration.
     BackendRemoved,
 }
@@ -47,6 +49,7 @@ impl EndReason {
             EndReason::Cancelled => "cancelled",
             EndReason::Expired => "expired",
             EndReason::NotFound => "not_found",
+            EndReason::NotJournaled => "not_journaled",
             EndReason::BackendRemoved => "backend_removed",
         }
     }
@@ -91,6 +94,8 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     /// See [`names::CANCELS_SENT_TOTAL`].
     pub cancels_sent: IntCounterVec,
+    /// See [`names::SESSION_ID_COLLISIONS_TOTAL`].
+    pub session_id_collisions: IntCounterVec,
     /// See [`names::BACKEND_TRANSITIONS_TOTAL`].
     pub backend_transitions: IntCounterVec,
     /// Per-request series of requests answered without a backend.
@@ -210,6 +215,11 @@ impl Metrics {
             "Cancel-Session packets bitsgate sent to backends itself, by reason and outcome.",
             &["reason", "outcome"],
         );
+        let session_id_collisions = counter(
+            names::SESSION_ID_COLLISIONS_TOTAL,
+            "Create-Session Acks refused because another backend holds a live session with the same id, by the backend that issued it.",
+            &["backend"],
+        );
         let backend_transitions = counter(
             names::BACKEND_TRANSITIONS_TOTAL,
             "Backend health transitions, by new state (up or down).",
@@ -238,6 +248,7 @@ impl Metrics {
             backend_drained,
             reloads,
             cancels_sent,
+            session_id_collisions,
             requests,
             local_acks,
             sessions_created,

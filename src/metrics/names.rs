@@ -39,13 +39,17 @@ pub const CANCELS_SENT_TOTAL: &str = "bitsgate_cancels_sent_total";
 
 /// Pin journal writes that failed (the pin stays in memory only).
 pub const STORE_ERRORS_TOTAL: &str = "bitsgate_store_errors_total";
+/// Create-Session Acks refused because their session id was pinned to another
+/// backend's live session, by the backend that issued the duplicate.
+pub const SESSION_ID_COLLISIONS_TOTAL: &str = "bitsgate_session_id_collisions_total";
 
 /// 1 when the pin journal takes no more writes until a restart (after a failed
 /// sync or a failed rollback), else 0.
 pub const STORE_FAILED: &str = "bitsgate_store_failed";
 
 /// Every name above, for the documentation check.
-pub const ALL: [&str; 19] = [
+pub const ALL: [&str; 20] = [
+    SESSION_ID_COLLISIONS_TOTAL,
     MAX_PINNED_SESSIONS,
     STORE_FAILED,
     BACKEND_RETIRED,

@@ -57,10 +57,10 @@ pub const REJECT_REASONS: [&str; 12] = [
 pub const RELOAD_OUTCOMES: [&str; 2] = ["success", "failure"];
 
 /// `reason` values of `bitsgate_cancels_sent_total`.
-pub const CANCEL_REASONS: [&str; 2] = ["expired", "admin"];
+pub const CANCEL_REASONS: [&str; 4] = ["expired", "admin", "not_pinned", "id_collision"];
 
 /// `outcome` values of `bitsgate_cancels_sent_total`.
-pub const CANCEL_OUTCOMES: [&str; 3] = ["ok", "refused", "error"];
+pub const CANCEL_OUTCOMES: [&str; 5] = ["ok", "refused", "error", "skipped", "dropped"];
 
 impl Metrics {
     /// Creates the series that do not depend on the farm.
@@ -90,6 +90,7 @@ impl Metrics {
         self.create_request_series(backend, &FORWARDED_PACKETS);
         self.uploaded_bytes.with_label_values(&[backend]);
         self.connect_failures.with_label_values(&[backend]);
+        self.session_id_collisions.with_label_values(&[backend]);
         for to in [Transition::Up, Transition::Down] {
             self.backend_transitions
                 .with_label_values(&[backend, to.label()]);
@@ -213,5 +214,12 @@ mod tests {
         metrics.connect_failures.with_label_values(&["b1"]).inc();
         metrics.add_backend("b1");
         assert_eq!(metrics.connect_failures.with_label_values(&["b1"]).get(), 1);
+    }
+
+    #[test]
+    fn every_cancel_reason_is_created_at_zero() {
+        for reason in crate::cancels::CancelReason::ALL {
+            assert!(CANCEL_REASONS.contains(&reason.label()), "{reason:?}");
+        }
     }
 }

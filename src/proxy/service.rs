@@ -5,7 +5,7 @@
 
 use super::acks::{self, Answer};
 use super::ctx::{Chosen, LocalReason, PacketInfo, RequestCtx};
-use super::learn::learn_from_ack;
+use super::learn::{learn_from_ack, settle_new_pin, RequestUrl};
 use crate::metrics::EndReason;
 use crate::routing::{route, LocalReply, Route, RouteRequest, Target};
 use crate::session::{unix_now, SessionKey};
@@ -89,11 +89,13 @@ impl BitsProxy {
                         return Verdict::Local(Answer::Ack(Ack::new(503)), LocalReason::TableFull);
                     }
                     PacketType::CreateSession => Target::CreateSession,
+                    // Activity is recorded when the owner answers, not here: a packet
+                    // answered locally (owner down) must not keep a pin alive.
                     _ => Target::SessionPacket {
                         owner: info
                             .session
                             .as_ref()
-                            .and_then(|key| shared.table.touch(key, unix_now())),
+                            .and_then(|key| shared.table.owner(key)),
                     },
                 }
             }
@@ -154,14 +156,10 @@ impl BitsProxy {
 
     fn build_peer(&self, generation: &Generation, index: usize) -> Box<HttpPeer> {
         let backend = &generation.farm.backends[index];
-        let upstream = &generation.config.upstream;
-        let mut peer = HttpPeer::new(backend.address, false, String::new());
-        peer.options.connection_timeout = Some(upstream.connect_timeout);
-        peer.options.total_connection_timeout = Some(upstream.connect_timeout);
-        peer.options.read_timeout = Some(upstream.read_timeout);
-        peer.options.write_timeout = Some(upstream.write_timeout);
-        peer.options.idle_timeout = Some(upstream.idle_timeout);
-        Box::new(peer)
+        Box::new(crate::backend::peer::upstream_peer(
+            backend.address,
+            &generation.config.upstream,
+        ))
     }
 }
 
@@ -324,23 +322,27 @@ impl ProxyHttp for BitsProxy {
         if let (Some(packet), Some(chosen), Some(generation)) =
             (&ctx.packet, &ctx.chosen, &ctx.generation)
         {
-            let journal = learn_from_ack(
+            let req = session.req_header();
+            let request = RequestUrl {
+                host: req
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|v| v.to_str().ok()),
+                path: req.uri.path(),
+            };
+            let new_pin = learn_from_ack(
                 &self.shared,
                 generation,
                 packet,
                 chosen,
                 upstream_response,
-                session.req_header().uri.path(),
+                request,
                 unix_now(),
             )?;
-            if let Some(write) = journal {
+            if let Some(new_pin) = new_pin {
                 // The pin must be on disk before the client learns the session id.
-                // A failed write keeps the pin in memory: uploads go on, but this
-                // session would not survive a restart; that is logged and counted.
-                if let Err(e) = write.await {
-                    self.shared.metrics.store_errors.inc();
-                    tracing::error!(target: "bitsgate::store", error = %e, "a pin could not be journaled");
-                }
+                settle_new_pin(&self.shared, generation, chosen, new_pin, upstream_response)
+                    .await?;
             }
         }
         Ok(())

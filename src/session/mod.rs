@@ -1,14 +1,14 @@
 //! Session pinning: compact keys and the table.
 
-pub mod dirs;
 pub mod key;
 pub mod retired;
 pub mod store;
 pub mod table;
+pub mod urls;
 
-pub use dirs::{DirId, DirRegistry};
 pub use key::SessionKey;
 pub use table::{Pin, PinError, SessionTable, UnixSecs};
+pub use urls::{SessionUrl, UrlId, UrlRegistry};
 
 /// The wall clock as [`UnixSecs`]; the one place that reads it.
 pub fn unix_now() -> UnixSecs {

@@ -1,7 +1,7 @@
 //! `SessionTable`: which backend owns which session. The hot path of every packet.
 
-use super::dirs::DirId;
 use super::key::{GuidStyle, SessionKey};
+use super::urls::UrlId;
 use crate::backend::BackendSlot;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -14,12 +14,14 @@ pub type UnixSecs = u32;
 pub struct Pin {
     /// The backend that created the session.
     pub backend: BackendSlot,
-    /// The URL directory it was created under (for Cancel-Session sent by bitsgate).
-    pub dir: DirId,
+    /// The Host and URL it was created with (for Cancel-Session sent by bitsgate).
+    pub url: UrlId,
     /// When the Create-Session Ack was seen.
     pub created: UnixSecs,
-    /// When the last packet of the session was seen.
+    /// When the owner last answered a packet of the session.
     pub last_seen: UnixSecs,
+    /// The `last_seen` the journal holds for the session (see [`SessionTable::touch`]).
+    pub journaled_seen: UnixSecs,
     /// Packets routed for the session.
     pub packets: u32,
     /// Fragment bytes forwarded for the session.
@@ -32,6 +34,12 @@ pub enum PinError {
     /// The table holds `max_pinned` sessions already.
     #[error("the session table is full")]
     Full,
+    /// Another backend owns a live session with the same id.
+    #[error("the session id is pinned to another backend")]
+    Taken {
+        /// The backend that owns it.
+        owner: BackendSlot,
+    },
 }
 
 /// Session id → owning backend, with per-session counters.
@@ -107,13 +115,15 @@ impl SessionTable {
         self.len() >= self.max_pinned.load(Ordering::Relaxed)
     }
 
-    /// Pins a session to a backend. Re-pinning an id replaces the old owner (a backend
-    /// that issues an id again has, by definition, a new session under it).
+    /// Pins a session to a backend. Re-pinning an id at the same backend replaces the
+    /// old pin (a backend that issues an id again has, by definition, a new session
+    /// under it); an id another backend owns is refused, since taking it over would
+    /// send the first client's packets to the wrong node.
     pub fn pin(
         &self,
         key: SessionKey,
         backend: BackendSlot,
-        dir: DirId,
+        url: UrlId,
         now: UnixSecs,
     ) -> Result<Option<Pin>, PinError> {
         if self.is_full() {
@@ -121,13 +131,40 @@ impl SessionTable {
         }
         let pin = Pin {
             backend,
-            dir,
+            url,
             created: now,
             last_seen: now,
+            journaled_seen: now,
             packets: 1,
             bytes: 0,
         };
-        Ok(self.insert(key, pin))
+        let old = match key {
+            SessionKey::Guid { value, style } => {
+                Self::insert_unless_taken(&self.guids, GuidKey::new(value, style), pin)?
+            }
+            SessionKey::Text(text) => Self::insert_unless_taken(&self.texts, text, pin)?,
+        };
+        self.counted_insert(&pin, old);
+        Ok(old)
+    }
+
+    fn insert_unless_taken<K: Eq + std::hash::Hash>(
+        map: &DashMap<K, Pin>,
+        key: K,
+        pin: Pin,
+    ) -> Result<Option<Pin>, PinError> {
+        match map.entry(key) {
+            dashmap::Entry::Occupied(entry) if entry.get().backend != pin.backend => {
+                Err(PinError::Taken {
+                    owner: entry.get().backend,
+                })
+            }
+            dashmap::Entry::Occupied(mut entry) => Ok(Some(entry.insert(pin))),
+            dashmap::Entry::Vacant(entry) => {
+                entry.insert(pin);
+                Ok(None)
+            }
+        }
     }
 
     /// The owner of a session, without touching it.
@@ -140,13 +177,32 @@ impl SessionTable {
         self.read(key, |pin| *pin)
     }
 
-    /// The owner of a session, recording that a packet of it was seen (one lookup).
-    pub fn touch(&self, key: &SessionKey, now: UnixSecs) -> Option<BackendSlot> {
+    /// Records that `owner` answered a packet of the session at `now`. Only an answer
+    /// of the owner is activity: a packet bitsgate had to refuse (its owner down) must
+    /// not keep a pin to a node that never returns alive. Returns a copy of the pin
+    /// when its journaled `last_seen` is `journal_every` seconds old or more, having
+    /// marked it journaled: the caller appends it, so the journal knows each active
+    /// session's activity to within `journal_every`.
+    pub fn touch(
+        &self,
+        key: &SessionKey,
+        owner: BackendSlot,
+        now: UnixSecs,
+        journal_every: u32,
+    ) -> Option<Pin> {
         self.write(key, |pin| {
-            pin.last_seen = now;
+            if pin.backend != owner {
+                return None;
+            }
+            pin.last_seen = pin.last_seen.max(now);
             pin.packets = pin.packets.saturating_add(1);
-            pin.backend
+            if now.saturating_sub(pin.journaled_seen) < journal_every {
+                return None;
+            }
+            pin.journaled_seen = now;
+            Some(*pin)
         })
+        .flatten()
     }
 
     /// Adds forwarded fragment bytes to a session.
@@ -191,7 +247,11 @@ impl SessionTable {
 
     /// Puts back a pin loaded from the durable store, as it was.
     pub fn restore(&self, key: SessionKey, pin: Pin) {
-        self.insert(key, pin);
+        let old = match key {
+            SessionKey::Guid { value, style } => self.guids.insert(GuidKey::new(value, style), pin),
+            SessionKey::Text(text) => self.texts.insert(text, pin),
+        };
+        self.counted_insert(&pin, old);
     }
 
     /// Pins held.
@@ -222,11 +282,17 @@ impl SessionTable {
         }
     }
 
-    fn insert(&self, key: SessionKey, pin: Pin) -> Option<Pin> {
-        let old = match key {
-            SessionKey::Guid { value, style } => self.guids.insert(GuidKey::new(value, style), pin),
-            SessionKey::Text(text) => self.texts.insert(text, pin),
-        };
+    /// Calls `f` for every pin, without handing out keys.
+    pub fn for_each_pin(&self, mut f: impl FnMut(&Pin)) {
+        for entry in self.guids.iter() {
+            f(entry.value());
+        }
+        for entry in self.texts.iter() {
+            f(entry.value());
+        }
+    }
+
+    fn counted_insert(&self, pin: &Pin, old: Option<Pin>) {
         match old {
             Some(old) => self.count(old.backend, -1),
             None => {
@@ -234,7 +300,6 @@ impl SessionTable {
             }
         }
         self.count(pin.backend, 1);
-        old
     }
 
     fn read<R>(&self, key: &SessionKey, f: impl FnOnce(&Pin) -> R) -> Option<R> {
@@ -310,9 +375,10 @@ mod tests {
     #[test]
     fn a_pinned_session_routes_to_its_backend_until_unpinned() {
         let table = SessionTable::new(10);
-        table.pin(key(1), BackendSlot(3), DirId(0), 100).unwrap();
+        table.pin(key(1), BackendSlot(3), UrlId(0), 100).unwrap();
         assert_eq!(table.owner(&key(1)), Some(BackendSlot(3)));
-        assert_eq!(table.touch(&key(1), 150), Some(BackendSlot(3)));
+        assert_eq!(table.touch(&key(1), BackendSlot(3), 150, u32::MAX), None);
+        assert_eq!(table.owner(&key(1)), Some(BackendSlot(3)));
         let pin = table.unpin(&key(1)).unwrap();
         assert_eq!((pin.created, pin.last_seen, pin.packets), (100, 150, 2));
         assert_eq!(table.owner(&key(1)), None);
@@ -322,9 +388,10 @@ mod tests {
     #[test]
     fn counts_sessions_per_backend_through_pin_repin_and_unpin() {
         let table = SessionTable::new(10);
-        table.pin(key(1), BackendSlot(0), DirId(0), 0).unwrap();
-        table.pin(key(2), BackendSlot(0), DirId(0), 0).unwrap();
-        table.pin(key(2), BackendSlot(1), DirId(0), 0).unwrap();
+        table.pin(key(1), BackendSlot(0), UrlId(0), 0).unwrap();
+        table.pin(key(2), BackendSlot(1), UrlId(0), 0).unwrap();
+        let replaced = table.pin(key(2), BackendSlot(1), UrlId(1), 5).unwrap();
+        assert_eq!(replaced.map(|pin| pin.url), Some(UrlId(0)));
         assert_eq!(table.sessions_of(BackendSlot(0)), 1);
         assert_eq!(table.sessions_of(BackendSlot(1)), 1);
         assert_eq!(table.len(), 2);
@@ -337,9 +404,9 @@ mod tests {
     #[test]
     fn refuses_new_pins_when_full() {
         let table = SessionTable::new(1);
-        table.pin(key(1), BackendSlot(0), DirId(0), 0).unwrap();
+        table.pin(key(1), BackendSlot(0), UrlId(0), 0).unwrap();
         assert_eq!(
-            table.pin(key(2), BackendSlot(0), DirId(0), 0),
+            table.pin(key(2), BackendSlot(0), UrlId(0), 0),
             Err(PinError::Full)
         );
         assert_eq!(table.len(), 1);
@@ -348,9 +415,9 @@ mod tests {
     #[test]
     fn takes_only_idle_pins() {
         let table = SessionTable::new(10);
-        table.pin(key(1), BackendSlot(0), DirId(0), 100).unwrap();
-        table.pin(key(2), BackendSlot(0), DirId(0), 100).unwrap();
-        table.touch(&key(2), 190);
+        table.pin(key(1), BackendSlot(0), UrlId(0), 100).unwrap();
+        table.pin(key(2), BackendSlot(0), UrlId(0), 100).unwrap();
+        table.touch(&key(2), BackendSlot(0), 190, u32::MAX);
         let idle = table.take_idle(200, 60);
         assert_eq!(idle.len(), 1);
         assert_eq!(idle[0].0, key(1));
@@ -361,9 +428,9 @@ mod tests {
     #[test]
     fn takes_every_pin_of_one_backend() {
         let table = SessionTable::new(10);
-        table.pin(key(1), BackendSlot(0), DirId(0), 0).unwrap();
-        table.pin(key(2), BackendSlot(1), DirId(0), 0).unwrap();
-        table.pin(key(3), BackendSlot(1), DirId(0), 0).unwrap();
+        table.pin(key(1), BackendSlot(0), UrlId(0), 0).unwrap();
+        table.pin(key(2), BackendSlot(1), UrlId(0), 0).unwrap();
+        table.pin(key(3), BackendSlot(1), UrlId(0), 0).unwrap();
         assert_eq!(table.take_backend(BackendSlot(1)).len(), 2);
         assert_eq!(table.len(), 1);
         assert_eq!(table.sessions_of(BackendSlot(1)), 0);
@@ -375,10 +442,10 @@ mod tests {
         let text = SessionKey::new("session-42");
         assert!(matches!(text, SessionKey::Text(_)));
         table
-            .pin(text.clone(), BackendSlot(2), DirId(1), 100)
+            .pin(text.clone(), BackendSlot(2), UrlId(1), 100)
             .unwrap();
-        table.pin(key(1), BackendSlot(2), DirId(1), 100).unwrap();
-        assert_eq!(table.touch(&text, 120), Some(BackendSlot(2)));
+        table.pin(key(1), BackendSlot(2), UrlId(1), 100).unwrap();
+        assert_eq!(table.touch(&text, BackendSlot(2), 120, u32::MAX), None);
         table.add_bytes(&text, 7);
         assert_eq!(table.get(&text).unwrap().bytes, 7);
         assert_eq!(table.sessions_of(BackendSlot(2)), 2);
@@ -400,8 +467,8 @@ mod tests {
         assert_eq!(taken[0].0, text);
         let pin = taken[0].1;
         assert_eq!(
-            (pin.dir, pin.last_seen, pin.packets, pin.bytes),
-            (DirId(1), 120, 2, 7)
+            (pin.url, pin.last_seen, pin.packets, pin.bytes),
+            (UrlId(1), 120, 2, 7)
         );
         assert!(table.is_empty());
         assert_eq!(table.unpin(&text), None);
@@ -414,10 +481,10 @@ mod tests {
         let guid = SessionKey::new("{5e53c221-f2d6-4bf2-b994-1dc43ceaca8d}");
         let text = SessionKey::new("{5e53c221-F2D6-4bf2-b994-1dc43ceaca8d}");
         table
-            .pin(guid.clone(), BackendSlot(0), DirId(0), 0)
+            .pin(guid.clone(), BackendSlot(0), UrlId(0), 0)
             .unwrap();
         table
-            .pin(text.clone(), BackendSlot(1), DirId(0), 0)
+            .pin(text.clone(), BackendSlot(1), UrlId(0), 0)
             .unwrap();
         assert_eq!(table.owner(&guid), Some(BackendSlot(0)));
         assert_eq!(table.owner(&text), Some(BackendSlot(1)));
@@ -430,9 +497,52 @@ mod tests {
     }
 
     #[test]
+    fn an_id_another_backend_owns_is_never_taken_over() {
+        let table = SessionTable::new(10);
+        table.pin(key(1), BackendSlot(0), UrlId(1), 100).unwrap();
+        assert_eq!(
+            table.pin(key(1), BackendSlot(1), UrlId(2), 200),
+            Err(PinError::Taken {
+                owner: BackendSlot(0)
+            })
+        );
+        let pin = table.get(&key(1)).unwrap();
+        assert_eq!(
+            (pin.backend, pin.url, pin.created),
+            (BackendSlot(0), UrlId(1), 100)
+        );
+        assert_eq!(table.sessions_of(BackendSlot(1)), 0);
+        assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn only_the_owners_answers_are_activity() {
+        let table = SessionTable::new(10);
+        table.pin(key(1), BackendSlot(0), UrlId(0), 100).unwrap();
+        table.touch(&key(1), BackendSlot(1), 150, u32::MAX);
+        let pin = table.get(&key(1)).unwrap();
+        assert_eq!((pin.last_seen, pin.packets), (100, 1));
+        assert_eq!(table.take_idle(160, 60).len(), 1);
+    }
+
+    #[test]
+    fn a_touch_asks_for_a_journal_record_at_most_once_per_interval() {
+        let table = SessionTable::new(10);
+        table.pin(key(1), BackendSlot(0), UrlId(0), 100).unwrap();
+        assert_eq!(table.touch(&key(1), BackendSlot(0), 150, 60), None);
+        let due = table.touch(&key(1), BackendSlot(0), 160, 60).expect("due");
+        assert_eq!(
+            (due.last_seen, due.journaled_seen, due.packets),
+            (160, 160, 3)
+        );
+        assert_eq!(table.touch(&key(1), BackendSlot(0), 219, 60), None);
+        assert!(table.touch(&key(1), BackendSlot(0), 220, 60).is_some());
+    }
+
+    #[test]
     fn accumulates_bytes() {
         let table = SessionTable::new(10);
-        table.pin(key(1), BackendSlot(0), DirId(0), 0).unwrap();
+        table.pin(key(1), BackendSlot(0), UrlId(0), 0).unwrap();
         table.add_bytes(&key(1), 10);
         table.add_bytes(&key(1), 5);
         assert_eq!(table.get(&key(1)).unwrap().bytes, 15);

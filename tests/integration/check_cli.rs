@@ -85,3 +85,24 @@ fn check_names_an_admin_api_left_open_on_purpose() {
         "{text}"
     );
 }
+
+#[test]
+fn passthrough_mode_passes_with_a_warning_that_expiry_does_not_cancel() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("passthrough.toml");
+    std::fs::write(
+        &path,
+        "[host_id]\nmode = \"passthrough\"\n[[backends]]\nid = \"b1\"\naddress = \"127.0.0.1:8081\"\n",
+    )
+    .expect("config file");
+    let (code, text) = check(&path);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("warning: host_id.mode: \"passthrough\"")
+            && text.contains("never sends Cancel-Session at expiry"),
+        "{text}"
+    );
+    let (code, text) = check(&repo("config/bitsgate.toml"));
+    assert_eq!(code, 0);
+    assert!(!text.contains("warning:"), "{text}");
+}

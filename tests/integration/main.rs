@@ -7,6 +7,7 @@ mod check_cli;
 mod dashboard;
 mod deploy_files;
 mod docs_index;
+mod expiry;
 mod failover;
 mod health;
 mod host_id;

@@ -46,7 +46,8 @@ pub(crate) fn write_snapshot<'a>(
     let mut buf = Vec::with_capacity(1 << 16);
     buf.extend_from_slice(&format::header());
     for (key, owner, pin) in pins {
-        format::encode_pin(&mut buf, key, &owner.backend, &owner.dir, pin)?;
+        let host = owner.host.as_deref().unwrap_or("");
+        format::encode_pin(&mut buf, key, &owner.backend, host, &owner.path, pin)?;
         if buf.len() >= (1 << 16) - MAX_PAYLOAD {
             file.write_all(&buf).map_err(io_err("write", temp))?;
             buf.clear();

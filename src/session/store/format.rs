@@ -1,6 +1,12 @@
-//! The journal format, version 1: a fixed header, then length-prefixed, checksummed
-//! records. `docs/storage.md` describes it byte by byte; the fixture test
-//! (`tests/fixtures/pins-v1.journal`) fails if any of it changes.
+//! The journal format, version 2: a fixed header, then length-prefixed, checksummed
+//! records. `docs/storage.md` describes it byte by byte; the fixture tests
+//! (`tests/fixtures/pins-v1.journal`, `pins-v2.journal`) fail if any of it changes.
+//!
+//! Version 2 adds a pin record that carries the session's `Host` and full URL path,
+//! and promises that pin records are re-appended as sessions stay active (so a pin's
+//! `last_seen` on disk is at most one journaling interval old). Version 1 journals are
+//! still read; they are rewritten as version 2 at the first start that holds the data
+//! directory.
 
 use super::{StoreError, StoredPin};
 use crate::session::key::GuidStyle;
@@ -10,7 +16,9 @@ use std::sync::OnceLock;
 /// First 8 bytes of every journal. The CR LF catches a file mangled by a text-mode copy.
 pub(crate) const MAGIC: [u8; 8] = *b"BGPINS\r\n";
 /// The format this build writes and the newest it reads.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
+/// The oldest format this build reads.
+pub(crate) const OLDEST_VERSION: u32 = 1;
 /// Magic, version (u32 LE), reserved (u32, written as zero).
 pub(crate) const HEADER_LEN: usize = 16;
 /// Length (u32 LE) and CRC-32 (u32 LE) before each payload.
@@ -19,13 +27,17 @@ pub(crate) const FRAME_LEN: usize = 8;
 /// (session ids are at most 100 bytes); the bound keeps a corrupt length from making
 /// replay allocate or skip megabytes.
 pub(crate) const MAX_FIELD: usize = 1024;
-/// The largest payload a valid record can have (a pin with two maximal fields).
-pub(crate) const MAX_PAYLOAD: usize = 1 + 1 + 2 + MAX_FIELD + 2 + MAX_FIELD + 2 + MAX_FIELD + 24;
+/// The largest payload a valid record can have (a pin with four maximal fields).
+pub(crate) const MAX_PAYLOAD: usize =
+    1 + 1 + 2 + MAX_FIELD + 2 + MAX_FIELD + 2 + MAX_FIELD + 2 + MAX_FIELD + 24;
 /// The smallest: an unpin of an empty text key (kind, tag, length).
 const MIN_PAYLOAD: usize = 4;
 
+/// A pin with its URL directory (version 1; read, no longer written).
 const KIND_PIN: u8 = 1;
 const KIND_UNPIN: u8 = 2;
+/// A pin with the `Host` and the full URL path of its Create-Session.
+const KIND_PIN_URL: u8 = 3;
 const TAG_GUID: u8 = 1;
 const TAG_TEXT: u8 = 2;
 const STYLE_BRACED: u8 = 1;
@@ -34,11 +46,13 @@ const STYLE_UPPER: u8 = 2;
 /// One journal entry.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Record {
-    /// `key` is owned by `backend` and lives under URL directory `dir`.
+    /// `key` is owned by `backend` and was created with `host` (empty: not kept) at
+    /// URL `path` (a version 1 record holds the URL's directory).
     Pin {
         key: SessionKey,
         backend: String,
-        dir: String,
+        host: String,
+        path: String,
         pin: StoredPin,
     },
     /// `key` is no longer pinned.
@@ -60,17 +74,17 @@ pub(crate) enum HeaderError {
     Version(u32),
 }
 
-/// Checks magic and version. The reserved word is ignored so that a later minor
-/// revision can use it for flags an old reader may safely skip.
-pub(crate) fn check_header(bytes: &[u8; HEADER_LEN]) -> Result<(), HeaderError> {
+/// Checks magic and version; returns the version. The reserved word is ignored so
+/// that a later minor revision can use it for flags an old reader may safely skip.
+pub(crate) fn check_header(bytes: &[u8; HEADER_LEN]) -> Result<u32, HeaderError> {
     if bytes[..8] != MAGIC {
         return Err(HeaderError::BadMagic);
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if version != VERSION {
+    if !(OLDEST_VERSION..=VERSION).contains(&version) {
         return Err(HeaderError::Version(version));
     }
-    Ok(())
+    Ok(version)
 }
 
 /// Appends a framed pin record to `out`.
@@ -78,16 +92,19 @@ pub(crate) fn encode_pin(
     out: &mut Vec<u8>,
     key: &SessionKey,
     backend: &str,
-    dir: &str,
+    host: &str,
+    path: &str,
     pin: &StoredPin,
 ) -> Result<(), StoreError> {
     check_field("backend id", backend.len())?;
-    check_field("URL directory", dir.len())?;
+    check_field("Host", host.len())?;
+    check_field("URL path", path.len())?;
     frame(out, |out| {
-        out.push(KIND_PIN);
+        out.push(KIND_PIN_URL);
         encode_key(out, key)?;
         put_field(out, backend.as_bytes());
-        put_field(out, dir.as_bytes());
+        put_field(out, host.as_bytes());
+        put_field(out, path.as_bytes());
         out.extend_from_slice(&pin.created.to_le_bytes());
         out.extend_from_slice(&pin.last_seen.to_le_bytes());
         out.extend_from_slice(&pin.packets.to_le_bytes());
@@ -199,9 +216,14 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, &'static str> {
     let kind = r.u8()?;
     let key = decode_key(&mut r)?;
     let record = match kind {
-        KIND_PIN => {
+        KIND_PIN | KIND_PIN_URL => {
             let backend = r.text()?.to_owned();
-            let dir = r.text()?.to_owned();
+            let host = if kind == KIND_PIN_URL {
+                r.text()?.to_owned()
+            } else {
+                String::new()
+            };
+            let path = r.text()?.to_owned();
             let pin = StoredPin {
                 created: r.u32()?,
                 last_seen: r.u32()?,
@@ -211,7 +233,8 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, &'static str> {
             Record::Pin {
                 key,
                 backend,
-                dir,
+                host,
+                path,
                 pin,
             }
         }

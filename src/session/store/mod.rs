@@ -21,7 +21,7 @@ mod tests;
 
 pub use errors::StoreError;
 pub use pending::PendingWrite;
-pub use types::{Loaded, PinOwner, StoreStats, StoredPin, TailDamage};
+pub use types::{restored_last_seen, Loaded, PinOwner, StoreStats, StoredPin, TailDamage};
 
 use super::table::UnixSecs;
 use super::SessionKey;
@@ -135,10 +135,26 @@ impl PinStore {
         drop(file);
 
         let live_bytes = replayed.live_bytes();
-        let compacted =
-            !shared_with_old_process && worth_compacting(replayed.valid_len, live_bytes);
+        // An older format is rewritten in this one before anything is appended, so a
+        // journal's header always tells whether its pins carry activity. Its idle
+        // clocks are raised to now as they are loaded (see `restored_last_seen`).
+        let old_format = replayed.version < format::VERSION;
+        let compacted = !shared_with_old_process
+            && (old_format || worth_compacting(replayed.valid_len, live_bytes));
         if compacted {
-            let live = replayed.live.iter().map(|(key, p)| (key, &p.owner, &p.pin));
+            let raised: Vec<StoredPin> = replayed
+                .live
+                .values()
+                .map(|p| StoredPin {
+                    last_seen: restored_last_seen(p.pin.last_seen, now, 0, !old_format),
+                    ..p.pin
+                })
+                .collect();
+            let live = replayed
+                .live
+                .iter()
+                .zip(&raised)
+                .map(|((key, p), pin)| (key, &p.owner, pin));
             files::write_snapshot(&temp, live)?;
             files::install(&temp, &path, dir)?;
         }
@@ -188,11 +204,9 @@ impl PinStore {
             pins: replayed
                 .live
                 .into_iter()
-                .map(|(key, p)| {
-                    let last_seen = p.pin.last_seen.max(now);
-                    (key, p.owner, StoredPin { last_seen, ..p.pin })
-                })
+                .map(|(key, p)| (key, p.owner, p.pin))
                 .collect(),
+            activity_journaled: !old_format,
             records: replayed.records,
             truncated_bytes,
             damage: replayed.damage,
@@ -225,27 +239,53 @@ impl PinStore {
             .is_some()
     }
 
-    /// Journals that `key` is owned by `backend_id` since `created`. The record is queued
-    /// when this is called (so calls are journaled in call order); the future resolves
-    /// once it is written (`write`) or also flushed to the device (`fsync`). Dropping the
-    /// future does not withdraw the record.
+    /// Journals that `key` is owned by `backend_id` since `created`, and was created
+    /// with `host` at URL `path`. The record is queued when this is called (so calls are
+    /// journaled in call order); the future resolves once it is written (`write`) or
+    /// also flushed to the device (`fsync`). Dropping the future does not withdraw the
+    /// record.
     pub fn pin(
         &self,
         key: &SessionKey,
         backend_id: &str,
-        dir: &str,
+        host: Option<&str>,
+        path: &str,
         created: UnixSecs,
     ) -> PendingWrite {
-        let mut bytes = Vec::with_capacity(64);
-        let queued = format::encode_pin(&mut bytes, key, backend_id, dir, &StoredPin::new(created))
-            .and_then(|()| {
-                let c = &self.shared.counters;
-                c.pin_records.fetch_add(1, Ordering::Relaxed);
-                c.pin_record_bytes
-                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                self.append(bytes, true)
-            });
-        PendingWrite::new(queued)
+        let queued = self.encode_pin(key, backend_id, host, path, &StoredPin::new(created));
+        PendingWrite::new(queued.and_then(|bytes| self.append(bytes, true)))
+    }
+
+    /// Re-appends a pin record with the session's current activity, so a restart knows
+    /// its idle clock to within one journaling interval. Not waited for and not flushed
+    /// on its own: a lost one only makes the session look idle for longer.
+    pub fn touch(
+        &self,
+        key: &SessionKey,
+        backend_id: &str,
+        host: Option<&str>,
+        path: &str,
+        pin: &StoredPin,
+    ) -> PendingWrite {
+        let queued = self.encode_pin(key, backend_id, host, path, pin);
+        PendingWrite::new(queued.and_then(|bytes| self.append(bytes, false)))
+    }
+
+    fn encode_pin(
+        &self,
+        key: &SessionKey,
+        backend_id: &str,
+        host: Option<&str>,
+        path: &str,
+        pin: &StoredPin,
+    ) -> Result<Vec<u8>, StoreError> {
+        let mut bytes = Vec::with_capacity(96);
+        format::encode_pin(&mut bytes, key, backend_id, host.unwrap_or(""), path, pin)?;
+        let c = &self.shared.counters;
+        c.pin_records.fetch_add(1, Ordering::Relaxed);
+        c.pin_record_bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(bytes)
     }
 
     /// Journals that `key` is no longer pinned. Queued when called, so it always lands

@@ -27,6 +27,8 @@ pub(crate) struct Replayed {
     pub valid_len: u64,
     /// Why reading stopped before the end of the file, if it did.
     pub damage: Option<TailDamage>,
+    /// The format version in the header (the current one for an empty file).
+    pub version: u32,
 }
 
 impl Replayed {
@@ -45,6 +47,7 @@ pub(crate) fn replay(path: &Path, file: &File) -> Result<Replayed, StoreError> {
         records: 0,
         valid_len: 0,
         damage: None,
+        version: format::VERSION,
     };
     let mut header = [0u8; HEADER_LEN];
     let got = read_full(&mut reader, &mut header).map_err(io_err("read", path))?;
@@ -56,7 +59,7 @@ pub(crate) fn replay(path: &Path, file: &File) -> Result<Replayed, StoreError> {
         // torn write of ours: it is some other file.
         return Err(StoreError::BadMagic { path: path.into() });
     }
-    format::check_header(&header).map_err(|e| match e {
+    out.version = format::check_header(&header).map_err(|e| match e {
         HeaderError::BadMagic => StoreError::BadMagic { path: path.into() },
         HeaderError::Version(found) => StoreError::UnsupportedVersion {
             path: path.into(),
@@ -117,10 +120,12 @@ fn apply(
         Record::Pin {
             key,
             backend,
-            dir,
+            host,
+            path,
             pin,
         } => {
-            // One shared string per backend id and directory rather than one per pin.
+            // One shared string per backend id and host rather than one per pin; paths
+            // are nearly one per session.
             let mut share = |text: String| match backends.get(text.as_str()) {
                 Some(shared) => shared.clone(),
                 None => {
@@ -131,7 +136,8 @@ fn apply(
             };
             let owner = PinOwner {
                 backend: share(backend),
-                dir: share(dir),
+                host: (!host.is_empty()).then(|| share(host)),
+                path: path.into(),
             };
             live.insert(
                 key,

@@ -6,14 +6,17 @@ use crate::session::SessionKey;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Who owns a stored pin: the backend id and the URL directory of the session (both
-/// kept as strings, since slots and directory ids are local to one process).
+/// Who owns a stored pin and where the session lives: the backend id, the `Host` and
+/// URL path of its Create-Session (kept as strings, since slots and URL ids are local
+/// to one process).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PinOwner {
     /// Backend id from the config.
     pub backend: Arc<str>,
-    /// URL directory the session was created under.
-    pub dir: Arc<str>,
+    /// The `Host` the client used, when it was kept (never in a version 1 journal).
+    pub host: Option<Arc<str>>,
+    /// The Create-Session's URL path (a version 1 journal holds only its directory).
+    pub path: Arc<str>,
 }
 
 /// A pin as the journal keeps it: everything of [`Pin`] except the process-local slot.
@@ -21,8 +24,8 @@ pub struct PinOwner {
 pub struct StoredPin {
     /// When the Create-Session Ack was seen.
     pub created: UnixSecs,
-    /// When the last packet was seen, as of the last compaction (appends do not track
-    /// it; see [`Loaded::pins`]).
+    /// When the owner last answered a packet, as of the last record of the pin: pin
+    /// records are re-appended as a session stays active (see [`Loaded::pins`]).
     pub last_seen: UnixSecs,
     /// Packets routed, as of the last compaction.
     pub packets: u32,
@@ -41,24 +44,37 @@ impl StoredPin {
         }
     }
 
-    /// Back to a table entry, with the slot the backend id interns to in this process.
-    pub fn into_pin(self, backend: BackendSlot, dir: crate::session::DirId) -> Pin {
+    /// Back to a table entry, with the slot and URL id of this process. `last_seen` is
+    /// what the table starts with, `journaled_seen` what the journal is taken to hold.
+    pub fn into_pin(
+        self,
+        backend: BackendSlot,
+        url: crate::session::UrlId,
+        last_seen: UnixSecs,
+        journaled_seen: UnixSecs,
+    ) -> Pin {
         Pin {
             backend,
-            dir,
+            url,
             created: self.created,
-            last_seen: self.last_seen,
+            last_seen,
+            journaled_seen,
             packets: self.packets,
             bytes: self.bytes,
         }
     }
 }
 
+/// What the journal may say of a pin: its activity as last journaled, not the table's
+/// `last_seen`. A restored pin's `last_seen` is the journaled value plus up to one
+/// interval; writing that back (a compaction) and adding the interval again at every
+/// restart would let an abandoned pin's clock creep forward forever. The journaled
+/// value is within one interval of the truth, which is all a load assumes.
 impl From<&Pin> for StoredPin {
     fn from(pin: &Pin) -> Self {
         StoredPin {
             created: pin.created,
-            last_seen: pin.last_seen,
+            last_seen: pin.journaled_seen,
             packets: pin.packets,
             bytes: pin.bytes,
         }
@@ -89,11 +105,14 @@ impl std::fmt::Display for TailDamage {
 /// What [`super::PinStore::open`] found.
 #[derive(Debug)]
 pub struct Loaded {
-    /// Every pin the journal holds, in no particular order, with its backend id. Idle
-    /// clocks are not journaled on every packet, so `last_seen` is raised to the load
-    /// time: no session expires early because bitsgate restarted, and each gets at most
-    /// one full idle timeout from the restart.
+    /// Every pin the journal holds, in no particular order, with its backend id and
+    /// `last_seen` as journaled. How far to trust that clock depends on
+    /// [`Loaded::activity_journaled`]; see [`restored_last_seen`].
     pub pins: Vec<(SessionKey, PinOwner, StoredPin)>,
+    /// Whether the journal was written with activity re-appends (format 2). A
+    /// version 1 journal is rewritten as version 2 by the load that holds the data
+    /// directory, but the pins it held carry no activity.
+    pub activity_journaled: bool,
     /// Complete records replayed.
     pub records: u64,
     /// Bytes cut off the end because they were not a complete, valid record.
@@ -106,8 +125,27 @@ pub struct Loaded {
     pub compacted: bool,
     /// Whether a compaction interrupted by a crash left a temp file (now removed).
     pub removed_stale_temp: bool,
-    /// The time used for `last_seen`.
+    /// When the journal was read.
     pub loaded_at: UnixSecs,
+}
+
+/// The idle clock a pin restarts with. With activity journaled, the stored `last_seen`
+/// is at most `journal_every` behind the truth, so `min(now, stored + journal_every)`
+/// is never earlier than the real last activity and at most one interval late: an
+/// abandoned pin keeps its old clock across restarts and expires. Without (a version 1
+/// journal), the stored clock may be arbitrarily stale, so it is raised to `now`: no
+/// session expires early because bitsgate restarted.
+pub fn restored_last_seen(
+    stored: UnixSecs,
+    now: UnixSecs,
+    journal_every: u32,
+    activity_journaled: bool,
+) -> UnixSecs {
+    if activity_journaled {
+        now.min(stored.saturating_add(journal_every))
+    } else {
+        stored.max(now)
+    }
 }
 
 /// Counters for metrics and the compaction decision.

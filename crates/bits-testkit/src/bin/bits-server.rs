@@ -46,6 +46,16 @@ struct Args {
     /// Let uploads replace existing files.
     #[arg(long)]
     allow_overwrite: bool,
+    /// Answer only requests with this Host (port aside), like an IIS site bound to a name.
+    #[arg(long, value_name = "NAME")]
+    host_name: Option<String>,
+    /// Refuse a Cancel-Session sent to another URL than its session's.
+    #[arg(long)]
+    require_session_url: bool,
+    /// Derive session ids from the upload path and a per-server count (servers started
+    /// together issue the same ids).
+    #[arg(long)]
+    ids_from_path: bool,
 }
 
 impl Args {
@@ -74,6 +84,9 @@ impl Args {
                 .min(Duration::from_secs(secs.max(1)));
         }
         config.allow_overwrite = self.allow_overwrite;
+        config.host_name = self.host_name;
+        config.require_session_url = self.require_session_url;
+        config.ids_from_path = self.ids_from_path;
         config
     }
 }

@@ -58,6 +58,16 @@ pub struct ServerConfig {
     pub cleanup_interval: Duration,
     /// Whether an upload may replace an existing file.
     pub allow_overwrite: bool,
+    /// Answers only requests whose `Host` (port aside) is this name, like an IIS site
+    /// bound to a host name; any other `Host` gets a plain 400.
+    pub host_name: Option<String>,
+    /// Cancel-Session must target the URL its session was created at (else 400 +
+    /// E_INVALIDARG), so a test sees which URL a cancel was sent to.
+    pub require_session_url: bool,
+    /// Session ids derived from the upload path and the number of sessions this server
+    /// created before, instead of random ones: two servers started together issue the
+    /// same id for the same path, as servers that hash the client and path do.
+    pub ids_from_path: bool,
 }
 
 impl ServerConfig {
@@ -78,6 +88,9 @@ impl ServerConfig {
             session_idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
             cleanup_interval: DEFAULT_CLEANUP_INTERVAL,
             allow_overwrite: false,
+            host_name: None,
+            require_session_url: false,
+            ids_from_path: false,
         }
     }
 }

@@ -67,6 +67,28 @@ fn destination_failure(e: &DestinationError) -> Ack {
     }
 }
 
+/// A fresh session id: random, or derived from the path and the count of sessions
+/// created so far when `ids_from_path` is set.
+fn new_session_id(sh: &Shared, path: &str) -> String {
+    if !sh.config.ids_from_path {
+        return format!("{{{}}}", uuid::Uuid::new_v4());
+    }
+    let n = sh
+        .ids_issued
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // FNV-1a over the path and the count, twice with different offsets for 128 bits.
+    let fnv = |offset: u64| {
+        let mut hash = offset;
+        for byte in path.bytes().chain(n.to_le_bytes()) {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        hash
+    };
+    let value =
+        (u128::from(fnv(0xcbf2_9ce4_8422_2325)) << 64) | u128::from(fnv(0x6c62_272e_07bb_0142));
+    format!("{{{}}}", uuid::Uuid::from_u128(value))
+}
+
 /// Create-Session: pick the protocol, map the URL to a destination, open a session.
 pub(crate) async fn create_session(
     sh: &Shared,
@@ -96,7 +118,7 @@ pub(crate) async fn create_session(
         return Reply::keep(destination_failure(&e));
     }
     let meta = SessionMeta {
-        id: format!("{{{}}}", uuid::Uuid::new_v4()),
+        id: new_session_id(sh, &rel.as_string()),
         path: rel.as_string(),
         total: None,
         completed: false,
@@ -277,13 +299,22 @@ pub(crate) async fn close_session(sh: &Shared, id: &str) -> Reply {
 }
 
 /// Cancel-Session: delete the temp data; a file already committed stays (spec §4).
-pub(crate) async fn cancel_session(sh: &Shared, id: &str) -> Reply {
+pub(crate) async fn cancel_session(sh: &Shared, id: &str, url_path: &str) -> Reply {
     let Some(slot) = sh.sessions.get(id) else {
         return Reply::keep(not_found(id));
     };
     let Some(mut s) = lock(sh, &slot).await else {
         return Reply::keep(not_found(id));
     };
+    if sh.config.require_session_url
+        && RelPath::from_url_path(url_path)
+            .map(|rel| rel.as_string())
+            .ok()
+            != Some(s.meta.path.clone())
+    {
+        info!(target: LOG, session = %id, url = %url_path, "Cancel-Session sent to another URL than its session's");
+        return Reply::keep(invalid_arg(id));
+    }
     end(sh, &mut s, SessionState::Cancelled).await;
     Reply::keep(Ack::cancel_session_ok(id))
 }

@@ -25,6 +25,16 @@ pub(crate) async fn serve(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
+    if !host_is_served(&sh, &parts) {
+        sh.stats.request(LABEL_OTHER, None);
+        let unread = !body.is_end_stream();
+        let refusal = Response::builder()
+            .status(StatusCode::BAD_REQUEST)
+            .header(CONTENT_TYPE, "text/plain; charset=utf-8")
+            .header(CONTENT_LENGTH, INVALID_HOSTNAME.len())
+            .body(Full::new(Bytes::from_static(INVALID_HOSTNAME.as_bytes())));
+        return Ok(finish(&sh, refusal, unread));
+    }
     let classified = classify(
         parts.method.as_str(),
         &parts.headers,
@@ -68,7 +78,9 @@ pub(crate) async fn serve(
             ));
         }
         (PacketType::CloseSession, _) => handlers::close_session(&sh, session).await,
-        (PacketType::CancelSession, _) => handlers::cancel_session(&sh, session).await,
+        (PacketType::CancelSession, _) => {
+            handlers::cancel_session(&sh, session, parts.uri.path()).await
+        }
         (PacketType::Fragment, None) | (PacketType::Ack, _) => Reply {
             ack: Ack::invalid_arg(),
             close: true,
@@ -78,6 +90,26 @@ pub(crate) async fn serve(
     // cannot carry another request.
     let close = reply.close || !body.is_end_stream();
     Ok(ack_response(&sh, &reply.ack, close))
+}
+
+/// IIS's answer to a Host its site is not bound to.
+const INVALID_HOSTNAME: &str = "Bad Request - Invalid Hostname\n";
+
+/// Whether the request's `Host` (port aside) is the configured host name, if any.
+fn host_is_served(sh: &Shared, parts: &http::request::Parts) -> bool {
+    let Some(name) = &sh.config.host_name else {
+        return true;
+    };
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let without_port = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    without_port.eq_ignore_ascii_case(name)
 }
 
 fn reply_response(sh: &Shared, reply: Reply) -> Response<Full<Bytes>> {

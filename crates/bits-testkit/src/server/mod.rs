@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     pub sessions: Registry,
     pub stats: Recorder,
     pub server_header: HeaderValue,
+    /// Sessions created so far, for ids derived from the path.
+    pub ids_issued: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -115,6 +117,7 @@ pub async fn spawn(config: ServerConfig) -> io::Result<ServerHandle> {
         sessions,
         stats,
         server_header,
+        ids_issued: std::sync::atomic::AtomicU64::new(0),
     });
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::with_capacity(listeners.len() + 1);

@@ -10,7 +10,10 @@ async fn compaction_keeps_exactly_the_live_set_with_its_counters() {
     let dir = temp_dir();
     let (store, _) = open(dir.path());
     for n in 0..100 {
-        store.pin(&guid(n), "b1", "/uploads/", n).await.unwrap();
+        store
+            .pin(&guid(n), "b1", None, "/uploads/", n)
+            .await
+            .unwrap();
     }
     for n in (0..100).step_by(2) {
         store.unpin(&guid(n)).await.unwrap();
@@ -35,7 +38,10 @@ async fn compaction_keeps_exactly_the_live_set_with_its_counters() {
     assert!(stats.journal_bytes < before / 2, "{stats:?}");
     assert!(!dir.path().join(COMPACT_TEMP).exists());
     // Appends after a compaction go to the new file.
-    store.pin(&guid(500), "b3", "/uploads/", 500).await.unwrap();
+    store
+        .pin(&guid(500), "b3", None, "/uploads/", 500)
+        .await
+        .unwrap();
     drop(store);
 
     let (_, loaded) = open(dir.path());
@@ -51,8 +57,14 @@ async fn compaction_keeps_exactly_the_live_set_with_its_counters() {
 async fn pins_and_unpins_that_race_the_snapshot_are_kept() {
     let dir = temp_dir();
     let (store, _) = open(dir.path());
-    store.pin(&guid(1), "b1", "/uploads/", 1).await.unwrap();
-    store.pin(&guid(2), "b1", "/uploads/", 2).await.unwrap();
+    store
+        .pin(&guid(1), "b1", None, "/uploads/", 1)
+        .await
+        .unwrap();
+    store
+        .pin(&guid(2), "b1", None, "/uploads/", 2)
+        .await
+        .unwrap();
     let during = store.clone();
     let mut racing = Vec::new();
     store
@@ -63,7 +75,7 @@ async fn pins_and_unpins_that_race_the_snapshot_are_kept() {
                 (guid(1), backend("b1"), StoredPin::new(1)),
                 (guid(2), backend("b1"), StoredPin::new(2)),
             ];
-            racing.push(during.pin(&guid(3), "b3", "/uploads/", 3));
+            racing.push(during.pin(&guid(3), "b3", None, "/uploads/", 3));
             racing.push(during.unpin(&guid(1)));
             snapshot
         })
@@ -83,8 +95,14 @@ async fn pins_and_unpins_that_race_the_snapshot_are_kept() {
 async fn a_crash_between_the_temp_file_and_the_rename_leaves_the_old_journal() {
     let dir = temp_dir();
     let (store, _) = open(dir.path());
-    store.pin(&guid(1), "b1", "/uploads/", 1).await.unwrap();
-    store.pin(&guid(2), "b1", "/uploads/", 2).await.unwrap();
+    store
+        .pin(&guid(1), "b1", None, "/uploads/", 1)
+        .await
+        .unwrap();
+    store
+        .pin(&guid(2), "b1", None, "/uploads/", 2)
+        .await
+        .unwrap();
     drop(store);
     let old = fs::read(journal(dir.path())).unwrap();
     // What a compaction leaves when the process dies after writing the temp file: a
@@ -109,7 +127,7 @@ async fn open_compacts_a_journal_that_is_mostly_dead_records() {
     // Enqueue everything first and await afterwards: one batch after another.
     let mut writes = Vec::new();
     for n in 0..20_000 {
-        writes.push(store.pin(&guid(n), "backend-1", "/uploads/", n));
+        writes.push(store.pin(&guid(n), "backend-1", None, "/uploads/", n));
         if n % 100 != 0 {
             writes.push(store.unpin(&guid(n)));
         }
@@ -140,7 +158,10 @@ async fn open_compacts_a_journal_that_is_mostly_dead_records() {
 async fn a_small_journal_is_not_worth_compacting() {
     let dir = temp_dir();
     let (store, _) = open(dir.path());
-    store.pin(&guid(1), "b1", "/uploads/", 1).await.unwrap();
+    store
+        .pin(&guid(1), "b1", None, "/uploads/", 1)
+        .await
+        .unwrap();
     store.unpin(&guid(1)).await.unwrap();
     assert!(!store.should_compact(0));
 }

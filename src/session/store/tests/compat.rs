@@ -1,6 +1,7 @@
-//! Format compatibility: a v1 journal checked in at `tests/fixtures/pins-v1.journal`
-//! must keep loading to the same pins, and this build must keep writing it byte for
-//! byte. If either assertion fails, the v1 format changed: bump the version instead.
+//! Format compatibility: the v1 journal checked in at `tests/fixtures/pins-v1.journal`
+//! must keep loading to the same pins (and be rewritten as v2), and this build must keep
+//! writing `tests/fixtures/pins-v2.journal` byte for byte. If that fails, the v2 format
+//! changed: bump the version instead.
 
 use super::super::format::{self, Record};
 use super::{by_key, epoch, temp_dir};
@@ -12,17 +13,27 @@ fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pins-v1.journal")
 }
 
+fn fixture_v2() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pins-v2.journal")
+}
+
 fn key(id: &str) -> SessionKey {
     SessionKey::new(id)
 }
 
-/// The records of the fixture, in order: every key shape, an unpin, a re-pin, and a
-/// pin with counters as a compaction writes it.
+/// The records of the v2 fixture, in order: every key shape, an unpin, a re-pin, a
+/// pin with counters as a compaction or an activity record writes it, and a pin
+/// without a host.
 fn records() -> Vec<Record> {
     let pin = |id: &str, backend: &str, pin: StoredPin| Record::Pin {
         key: key(id),
         backend: backend.into(),
-        dir: "/uploads/".into(),
+        host: if backend == "b3" {
+            String::new()
+        } else {
+            "bits.example:8080".into()
+        },
+        path: format!("/uploads/{backend}.bin"),
         pin,
     };
     vec![
@@ -75,9 +86,10 @@ fn encode(records: &[Record]) -> Vec<u8> {
             Record::Pin {
                 key,
                 backend,
-                dir,
+                host,
+                path,
                 pin,
-            } => format::encode_pin(&mut out, key, backend, dir, pin),
+            } => format::encode_pin(&mut out, key, backend, host, path, pin),
             Record::Unpin { key } => format::encode_unpin(&mut out, key),
         }
         .unwrap();
@@ -85,16 +97,9 @@ fn encode(records: &[Record]) -> Vec<u8> {
     out
 }
 
-#[test]
-fn the_v1_fixture_loads_to_its_known_pins() {
-    let dir = temp_dir();
-    let copy = dir.path().join(super::super::files::JOURNAL);
-    std::fs::copy(fixture(), &copy).expect("tests/fixtures/pins-v1.journal is checked in");
-    let (_, loaded) = PinStore::open_with_clock(dir.path(), StorageSync::Write, epoch).unwrap();
-    assert_eq!((loaded.records, loaded.truncated_bytes), (8, 0));
-
-    let pins = by_key(&loaded);
-    let expected = [
+/// The live pins of both fixtures: the v2 one holds the same keys and counters.
+fn expected() -> [(&'static str, &'static str, StoredPin); 5] {
+    [
         (
             "{5E53C221-F2D6-4BF2-B994-1DC43CEACA8D}",
             "b1",
@@ -121,7 +126,12 @@ fn the_v1_fixture_loads_to_its_known_pins() {
             "b1",
             StoredPin::new(1_700_000_201),
         ),
-    ];
+    ]
+}
+
+fn assert_known_pins(loaded: &crate::session::store::Loaded) {
+    let pins = by_key(loaded);
+    let expected = expected();
     assert_eq!(pins.len(), expected.len());
     for (id, backend, pin) in expected {
         assert_eq!(pins[id], (backend.to_owned(), pin), "{id}");
@@ -133,24 +143,45 @@ fn the_v1_fixture_loads_to_its_known_pins() {
 }
 
 #[test]
-fn this_build_writes_the_v1_fixture_byte_for_byte() {
-    let checked_in = std::fs::read(fixture()).expect("tests/fixtures/pins-v1.journal");
-    assert_eq!(encode(&records()), checked_in);
+fn the_v1_fixture_loads_to_its_known_pins_and_is_rewritten_as_v2() {
+    let dir = temp_dir();
+    let copy = dir.path().join(super::super::files::JOURNAL);
+    std::fs::copy(fixture(), &copy).expect("tests/fixtures/pins-v1.journal is checked in");
+    let (store, loaded) = PinStore::open_with_clock(dir.path(), StorageSync::Write, epoch).unwrap();
+    assert_eq!((loaded.records, loaded.truncated_bytes), (8, 0));
+    assert!(!loaded.activity_journaled, "v1 pins carry no activity");
+    assert!(loaded.compacted, "rewritten in the current format");
+    assert_known_pins(&loaded);
+    for (_, owner, _) in &loaded.pins {
+        assert_eq!((owner.host.as_deref(), &*owner.path), (None, "/uploads/"));
+    }
+    drop(store);
+
+    let header = std::fs::read(&copy).unwrap();
+    assert_eq!(header[8..12], format::VERSION.to_le_bytes());
+    let (_, again) = PinStore::open_with_clock(dir.path(), StorageSync::Write, epoch).unwrap();
+    assert!(again.activity_journaled);
+    assert_known_pins(&again);
 }
 
 #[test]
-fn every_fixture_record_decodes_to_what_was_encoded() {
-    for record in records() {
-        let bytes = encode(std::slice::from_ref(&record));
-        let payload = &bytes[format::HEADER_LEN + format::FRAME_LEN..];
-        assert_eq!(format::decode(payload), Ok(record));
+fn the_v2_fixture_loads_to_its_known_pins_with_hosts_and_urls() {
+    let dir = temp_dir();
+    let copy = dir.path().join(super::super::files::JOURNAL);
+    std::fs::copy(fixture_v2(), &copy).expect("tests/fixtures/pins-v2.journal is checked in");
+    let (_, loaded) = PinStore::open_with_clock(dir.path(), StorageSync::Write, epoch).unwrap();
+    assert_eq!((loaded.records, loaded.truncated_bytes), (8, 0));
+    assert!(loaded.activity_journaled);
+    assert_known_pins(&loaded);
+    for (_, owner, _) in &loaded.pins {
+        let expected_host = (&*owner.backend != "b3").then_some("bits.example:8080");
+        assert_eq!(owner.host.as_deref(), expected_host);
+        assert_eq!(&*owner.path, format!("/uploads/{}.bin", owner.backend));
     }
 }
 
-/// Writes the fixture. Run once when a format version is introduced:
-/// `cargo test --lib session::store -- --ignored write_the_v1_fixture`.
 #[test]
-#[ignore = "writes tests/fixtures/pins-v1.journal"]
-fn write_the_v1_fixture() {
-    std::fs::write(fixture(), encode(&records())).unwrap();
+fn this_build_writes_the_v2_fixture_byte_for_byte() {
+    let checked_in = std::fs::read(fixture_v2()).expect("tests/fixtures/pins-v2.journal");
+    assert_eq!(encode(&records()), checked_in);
 }

@@ -68,7 +68,7 @@ async fn child_pins_until_killed() {
     // Bounded, so an orphaned child ends on its own.
     for n in 0..1_000_000 {
         store
-            .pin(&guid(n), "b1", "/uploads/", n)
+            .pin(&guid(n), "b1", None, "/uploads/", n)
             .await
             .expect("child pin");
         println!("acked {n}");

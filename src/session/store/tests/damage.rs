@@ -10,10 +10,19 @@ use std::path::Path;
 /// A journal with three pins; returns its bytes and where the last record starts.
 async fn three_pins(dir: &Path) -> (Vec<u8>, usize) {
     let (store, _) = open(dir);
-    store.pin(&guid(1), "b1", "/uploads/", 1).await.unwrap();
-    store.pin(&guid(2), "b2", "/uploads/", 2).await.unwrap();
+    store
+        .pin(&guid(1), "b1", None, "/uploads/", 1)
+        .await
+        .unwrap();
+    store
+        .pin(&guid(2), "b2", None, "/uploads/", 2)
+        .await
+        .unwrap();
     let before_last = store.stats().journal_bytes as usize;
-    store.pin(&guid(3), "b3", "/uploads/", 3).await.unwrap();
+    store
+        .pin(&guid(3), "b3", None, "/uploads/", 3)
+        .await
+        .unwrap();
     drop(store);
     (fs::read(journal(dir)).unwrap(), before_last)
 }
@@ -51,7 +60,10 @@ async fn appends_after_a_cut_tail_are_read_back() {
     fs::write(journal(dir.path()), &bytes[..last + 5]).unwrap();
     let (store, first) = open(dir.path());
     assert_eq!(first.truncated_bytes, 5);
-    store.pin(&guid(4), "b4", "/uploads/", 4).await.unwrap();
+    store
+        .pin(&guid(4), "b4", None, "/uploads/", 4)
+        .await
+        .unwrap();
     drop(store);
 
     let (_, again) = open(dir.path());
@@ -128,23 +140,23 @@ fn a_file_with_the_wrong_magic_is_refused_and_left_alone() {
 #[test]
 fn a_newer_format_version_is_refused_with_both_versions_named() {
     let mut bytes = format::header().to_vec();
-    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&(format::VERSION + 1).to_le_bytes());
     let (dir, loaded) = open_bytes(&bytes);
     let err = loaded.unwrap_err();
     assert!(
         matches!(
             err,
             StoreError::UnsupportedVersion {
-                found: 2,
-                supported: 1,
+                found,
+                supported,
                 ..
-            }
+            } if found == format::VERSION + 1 && supported == format::VERSION
         ),
         "{err}"
     );
     assert!(
         err.to_string()
-            .contains("format v2, this bitsgate reads v1"),
+            .contains("format v3, this bitsgate reads v2"),
         "{err}"
     );
     assert_eq!(fs::read(journal(dir.path())).unwrap(), bytes);
@@ -183,6 +195,11 @@ fn stored_pins_convert_to_table_pins_and_back() {
         packets: 3,
         bytes: 4,
     };
-    let pin = stored.into_pin(crate::backend::BackendSlot(7), crate::session::DirId(3));
+    let pin = stored.into_pin(
+        crate::backend::BackendSlot(7),
+        crate::session::UrlId(3),
+        stored.last_seen + 60,
+        stored.last_seen,
+    );
     assert_eq!(StoredPin::from(&pin), stored);
 }

@@ -50,11 +50,23 @@ async fn pins_and_unpins_survive_a_reopen() {
     let dir = temp_dir();
     let (store, loaded) = open(dir.path());
     assert!(loaded.pins.is_empty());
-    store.pin(&guid(1), "b1", "/uploads/", 100).await.unwrap();
-    store.pin(&guid(2), "b2", "/uploads/", 101).await.unwrap();
-    store.pin(&guid(3), "b1", "/uploads/", 102).await.unwrap();
+    store
+        .pin(&guid(1), "b1", None, "/uploads/", 100)
+        .await
+        .unwrap();
+    store
+        .pin(&guid(2), "b2", None, "/uploads/", 101)
+        .await
+        .unwrap();
+    store
+        .pin(&guid(3), "b1", None, "/uploads/", 102)
+        .await
+        .unwrap();
     store.unpin(&guid(2)).await.unwrap();
-    store.pin(&guid(3), "b2", "/uploads/", 103).await.unwrap();
+    store
+        .pin(&guid(3), "b2", None, "/uploads/", 103)
+        .await
+        .unwrap();
     drop(store);
 
     let (_, loaded) = open(dir.path());
@@ -88,7 +100,7 @@ async fn guid_and_text_keys_keep_their_exact_spelling() {
     let (store, _) = open(dir.path());
     for id in ids {
         store
-            .pin(&SessionKey::new(id), "b1", "/uploads/", 1)
+            .pin(&SessionKey::new(id), "b1", None, "/uploads/", 1)
             .await
             .unwrap();
     }
@@ -104,20 +116,53 @@ async fn guid_and_text_keys_keep_their_exact_spelling() {
 }
 
 #[tokio::test]
-async fn a_restart_raises_last_seen_to_the_load_time_and_keeps_the_rest() {
+async fn a_restart_hands_back_the_journaled_clock_host_and_url() {
     let dir = temp_dir();
     let (store, _) = open(dir.path());
-    store.pin(&guid(1), "b1", "/uploads/", 100).await.unwrap();
+    store
+        .pin(
+            &guid(1),
+            "b1",
+            Some("bits.example:8080"),
+            "/uploads/a.bin",
+            100,
+        )
+        .await
+        .unwrap();
     drop(store);
 
     let (_, loaded) = PinStore::open_with_clock(dir.path(), StorageSync::Write, || 5000).unwrap();
     let (_, owner, pin) = &loaded.pins[0];
     assert_eq!(&*owner.backend, "b1");
-    assert_eq!(&*owner.dir, "/uploads/");
+    assert_eq!(owner.host.as_deref(), Some("bits.example:8080"));
+    assert_eq!(&*owner.path, "/uploads/a.bin");
+    assert!(loaded.activity_journaled);
     assert_eq!(
         (pin.created, pin.last_seen, loaded.loaded_at),
-        (100, 5000, 5000)
+        (100, 100, 5000)
     );
+}
+
+#[tokio::test]
+async fn a_touch_record_replaces_the_journaled_activity() {
+    let dir = temp_dir();
+    let (store, _) = open(dir.path());
+    store.pin(&guid(1), "b1", None, "/u/a", 100).await.unwrap();
+    let active = StoredPin {
+        created: 100,
+        last_seen: 900,
+        packets: 7,
+        bytes: 4096,
+    };
+    store
+        .touch(&guid(1), "b1", None, "/u/a", &active)
+        .await
+        .unwrap();
+    drop(store);
+
+    let (_, loaded) = PinStore::open_with_clock(dir.path(), StorageSync::Write, || 5000).unwrap();
+    assert_eq!(loaded.pins.len(), 1);
+    assert_eq!(loaded.pins[0].2, active);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -130,7 +175,7 @@ async fn concurrent_pins_from_many_tasks_all_land_in_fewer_writes_than_records()
             tokio::spawn(async move {
                 for i in 0..50 {
                     store
-                        .pin(&guid(task * 1000 + i), "b1", "/uploads/", i)
+                        .pin(&guid(task * 1000 + i), "b1", None, "/uploads/", i)
                         .await?;
                 }
                 Ok::<_, StoreError>(())
@@ -155,9 +200,9 @@ async fn concurrent_pins_from_many_tasks_all_land_in_fewer_writes_than_records()
 async fn calls_are_journaled_in_call_order_even_when_awaited_later() {
     let dir = temp_dir();
     let (store, _) = open(dir.path());
-    let pin = store.pin(&guid(1), "b1", "/uploads/", 1);
+    let pin = store.pin(&guid(1), "b1", None, "/uploads/", 1);
     let unpin = store.unpin(&guid(1));
-    let repin = store.pin(&guid(2), "b2", "/uploads/", 2);
+    let repin = store.pin(&guid(2), "b2", None, "/uploads/", 2);
     // Awaited in reverse: the journal order is still the call order.
     repin.await.unwrap();
     unpin.await.unwrap();
@@ -175,7 +220,10 @@ async fn calls_are_journaled_in_call_order_even_when_awaited_later() {
 async fn flush_reaches_the_device_even_in_write_mode() {
     let dir = temp_dir();
     let (store, _) = open(dir.path());
-    store.pin(&guid(1), "b1", "/uploads/", 1).await.unwrap();
+    store
+        .pin(&guid(1), "b1", None, "/uploads/", 1)
+        .await
+        .unwrap();
     assert_eq!(store.stats().syncs, 0);
     store.flush().await.unwrap();
     assert_eq!(store.stats().syncs, 1);
@@ -186,17 +234,22 @@ async fn an_id_longer_than_the_format_allows_is_refused_and_the_store_goes_on() 
     let dir = temp_dir();
     let (store, _) = open(dir.path());
     let long = SessionKey::new(&"x".repeat(2000));
-    let refused = store.pin(&long, "b1", "/uploads/", 1).await;
+    let refused = store.pin(&long, "b1", None, "/uploads/", 1).await;
     assert!(matches!(
         refused,
         Err(StoreError::TooLong { len: 2000, .. })
     ));
-    let refused = store.pin(&guid(1), &"b".repeat(1025), "/uploads/", 1).await;
+    let refused = store
+        .pin(&guid(1), &"b".repeat(1025), None, "/uploads/", 1)
+        .await;
     assert!(matches!(
         refused,
         Err(StoreError::TooLong { len: 1025, .. })
     ));
-    store.pin(&guid(2), "b1", "/uploads/", 1).await.unwrap();
+    store
+        .pin(&guid(2), "b1", None, "/uploads/", 1)
+        .await
+        .unwrap();
     assert_eq!(store.stats().records_written, 1);
 }
 
@@ -222,6 +275,7 @@ fn the_store_and_its_futures_can_be_shared_across_tasks() {
 fn backend(id: &str) -> super::PinOwner {
     super::PinOwner {
         backend: id.into(),
-        dir: "/uploads/".into(),
+        host: None,
+        path: "/uploads/".into(),
     }
 }
