@@ -15,11 +15,14 @@
 //! # }
 //! ```
 
+mod auth;
 mod config;
+mod conn;
 mod handlers;
 mod http;
 mod listener;
 mod paths;
+mod reply;
 mod session;
 mod stats;
 mod storage;
@@ -28,7 +31,7 @@ mod upload;
 
 pub use self::config::*;
 pub use self::http::STATS_PATH;
-pub use self::stats::{SessionState, SessionStats, Stats};
+pub use self::stats::{ConnectionStats, SessionState, SessionStats, Stats};
 
 use self::paths::RelPath;
 use self::session::{Registry, Session};
@@ -37,6 +40,7 @@ use self::storage::Storage;
 use ::http::HeaderValue;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -49,6 +53,10 @@ pub(crate) struct Shared {
     pub sessions: Registry,
     pub stats: Recorder,
     pub server_header: HeaderValue,
+    /// Set when serving HTTPS.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Id of the next accepted connection.
+    pub next_conn_id: AtomicU64,
 }
 
 impl Shared {
@@ -95,6 +103,13 @@ pub async fn spawn(config: ServerConfig) -> io::Result<ServerHandle> {
     if config.cleanup_interval.is_zero() {
         return Err(invalid("cleanup interval must be longer than zero".into()));
     }
+    let tls = match &config.tls {
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+            &files.cert,
+            &files.key,
+        )?)),
+        None => None,
+    };
     let storage = Storage::open(&config.root, &config.sessions_dir).await?;
     let sessions = Registry::new();
     let stats = Recorder::new(&config.name);
@@ -115,6 +130,8 @@ pub async fn spawn(config: ServerConfig) -> io::Result<ServerHandle> {
         sessions,
         stats,
         server_header,
+        tls,
+        next_conn_id: AtomicU64::new(1),
     });
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::with_capacity(listeners.len() + 1);
@@ -160,6 +177,7 @@ async fn recover(storage: &Storage, sessions: &Registry, stats: &Recorder) -> io
                 dest,
                 next: found.next,
                 ended: false,
+                reply: None,
             },
             found.idle_for,
         );
