@@ -116,3 +116,64 @@ fn challenge_in(headers: &HeaderMap) -> Option<Challenge> {
             _ => None,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn challenge_headers() -> HeaderMap {
+        let challenge = ntlm::challenge_for(
+            &Negotiate {
+                flags: CLIENT_FLAGS,
+            },
+            "D",
+            "S",
+        );
+        let mut headers = HeaderMap::new();
+        let value = Scheme::Negotiate.header_value(&Message::Challenge(challenge));
+        headers.append(WWW_AUTHENTICATE, HeaderValue::from_static("NTLM"));
+        headers.append(WWW_AUTHENTICATE, HeaderValue::from_str(&value).unwrap());
+        headers
+    }
+
+    fn message(value: &str) -> Message {
+        let (_, token) = ntlm::split_header(value).unwrap();
+        ntlm::decode_token(token.unwrap()).unwrap()
+    }
+
+    #[test]
+    fn type_1_then_type_3_then_nothing() {
+        let credentials = Credentials::parse("CORP\\alice");
+        let mut auth = ConnAuth::default();
+        let first = auth.authorization(&credentials).unwrap();
+        assert_eq!(message(&first).message_type(), 1);
+        assert!(auth.on_response(401, &challenge_headers()));
+        let Message::Authenticate(third) = message(&auth.authorization(&credentials).unwrap())
+        else {
+            panic!("not a type 3")
+        };
+        assert_eq!(
+            (third.domain.as_str(), third.user.as_str()),
+            ("CORP", "alice")
+        );
+        assert!(!auth.on_response(200, &HeaderMap::new()));
+        assert_eq!(auth.authorization(&credentials), None);
+    }
+
+    #[test]
+    fn a_refusal_starts_over_once_then_gives_up() {
+        let credentials = Credentials::parse("bob");
+        let mut auth = ConnAuth::default();
+        auth.authorization(&credentials);
+        assert!(auth.on_response(401, &challenge_headers()));
+        auth.authorization(&credentials);
+        // The type 3 was refused: one more handshake.
+        assert!(auth.on_response(401, &HeaderMap::new()));
+        assert_eq!(
+            message(&auth.authorization(&credentials).unwrap()).message_type(),
+            1
+        );
+        assert!(!auth.on_response(401, &HeaderMap::new()));
+    }
+}

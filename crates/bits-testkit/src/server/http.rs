@@ -29,28 +29,8 @@ pub(crate) async fn serve(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
-    let exempt = parts.uri.path() == STATS_PATH;
-    if let (Some(mode), false) = (sh.config.auth, exempt) {
-        match auth::gate(mode, &sh.config.auth_domain, &conn, &parts.headers) {
-            Gate::Pass(Some(user)) => {
-                tracing::info!(target: LOG, conn = conn.id, peer = %conn.peer, %user, "connection authenticated");
-                sh.stats.connection_user(conn.id, &user);
-            }
-            Gate::Pass(None) => {}
-            refused => {
-                sh.stats
-                    .request(LABEL_UNAUTHORIZED, None, origin(&conn, None));
-                let challenge = match refused {
-                    Gate::Challenge(value) => vec![value],
-                    _ => mode
-                        .offers()
-                        .iter()
-                        .map(|s| s.as_str().to_owned())
-                        .collect(),
-                };
-                return Ok(unauthorized(&sh, body, challenge).await);
-            }
-        }
+    if let Some(challenge) = refusal(&sh, &conn, &parts) {
+        return Ok(unauthorized(&sh, body, challenge).await);
     }
     let user = conn.user();
     let from = origin(&conn, user.as_deref());
@@ -117,6 +97,32 @@ pub(crate) async fn serve(
     // cannot carry another request.
     let close = reply.close || !body.is_end_stream();
     Ok(ack_response(&sh, &reply.ack, close))
+}
+
+/// Runs Windows authentication (when on) for one request: `Some` with the
+/// `WWW-Authenticate` values of a 401 when the request may not be served.
+fn refusal(sh: &Shared, conn: &Conn, parts: &http::request::Parts) -> Option<Vec<String>> {
+    let mode = sh.config.auth?;
+    if parts.uri.path() == STATS_PATH {
+        return None;
+    }
+    let challenge = match auth::gate(mode, &sh.config.auth_domain, conn, &parts.headers) {
+        Gate::Pass(Some(user)) => {
+            tracing::info!(target: LOG, conn = conn.id, peer = %conn.peer, %user, "connection authenticated");
+            sh.stats.connection_user(conn.id, &user);
+            return None;
+        }
+        Gate::Pass(None) => return None,
+        Gate::Challenge(value) => vec![value],
+        Gate::Deny => mode
+            .offers()
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect(),
+    };
+    sh.stats
+        .request(LABEL_UNAUTHORIZED, None, origin(conn, None));
+    Some(challenge)
 }
 
 fn origin<'a>(conn: &Conn, user: Option<&'a str>) -> Origin<'a> {

@@ -3,7 +3,9 @@
 //! A small but complete implementation of the server side of the BITS upload protocol
 //! (spec §2 to §8, §10, §11): sessions with on-disk temp data that survive a restart,
 //! strict fragment bookkeeping, atomic commits, idle expiry, and a JSON stats endpoint
-//! that tests use to see what reached this node. See `docs/reference-server.md`.
+//! that tests use to see what reached this node. Optional modes behave like an IIS site:
+//! Windows authentication per TCP connection, upload-reply jobs, HTTPS. See
+//! `docs/reference-server.md`.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
