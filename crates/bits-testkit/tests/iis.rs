@@ -22,11 +22,17 @@ struct Node {
 
 impl Node {
     async fn start(configure: impl FnOnce(&mut ServerConfig, &Path)) -> Node {
+        Node::start_result(configure).await.unwrap()
+    }
+
+    async fn start_result(
+        configure: impl FnOnce(&mut ServerConfig, &Path),
+    ) -> std::io::Result<Node> {
         let dir = tempfile::tempdir().unwrap();
         let mut config = ServerConfig::new(dir.path().join("root"));
         configure(&mut config, dir.path());
-        let server = spawn(config).await.unwrap();
-        Node { dir, server }
+        let server = spawn(config).await?;
+        Ok(Node { dir, server })
     }
 
     fn addr(&self) -> std::net::SocketAddr {
@@ -352,6 +358,37 @@ async fn the_final_ack_names_a_reply_served_with_head_and_ranged_get() {
             .status,
         404
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reply_url_can_name_the_server_by_host_name() {
+    let node = Node::start(|c, _| {
+        c.reply = true;
+        c.reply_host = Some("iis1.corp.example:8080".into());
+    })
+    .await;
+    let (id, acks) = raw_upload(node.addr(), "/up/h.bin", b"named", 5).await;
+    let uuid = id.trim_matches(['{', '}']);
+    assert_eq!(
+        acks[0].header("BITS-Reply-URL"),
+        Some(format!("http://iis1.corp.example:8080{REPLY_PATH_PREFIX}{uuid}").as_str())
+    );
+    // The client reaches that name through its resolve table.
+    let options = UploadOptions {
+        upload_reply: true,
+        resolve: [("iis1.corp.example".to_owned(), node.addr())].into(),
+        ..options()
+    };
+    let report = send(b"via name", &node.url("http", "v.bin"), &options)
+        .await
+        .unwrap();
+    assert!(is_reply_to(report.reply.as_ref().unwrap(), b"via name"));
+    let bad = Node::start_result(|c, _| {
+        c.reply = true;
+        c.reply_host = Some("bad host/".into());
+    })
+    .await;
+    assert!(bad.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -60,6 +60,10 @@ struct Args {
     /// Hold the final Fragment's Ack this long in --reply mode, e.g. 70s or 2m.
     #[arg(long, value_name = "DURATION", requires = "reply", value_parser = humantime::parse_duration)]
     reply_delay: Option<Duration>,
+    /// Name HOST[:PORT] in BITS-Reply-URL instead of the address the client connected
+    /// to, as IIS names itself by its machine name (needs --reply).
+    #[arg(long, value_name = "HOST[:PORT]", requires = "reply")]
+    reply_host: Option<String>,
     /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -98,6 +102,7 @@ impl Args {
         config.auth_domain = self.auth_domain;
         config.reply = self.reply;
         config.reply_delay = self.reply_delay.unwrap_or_default();
+        config.reply_host = self.reply_host;
         if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
             config.tls = Some(TlsFiles { cert, key });
         }

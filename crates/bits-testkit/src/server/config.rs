@@ -118,6 +118,9 @@ pub struct ServerConfig {
     /// Time the final Fragment's Ack is held back in reply mode, as a server
     /// application producing its reply would.
     pub reply_delay: Duration,
+    /// Authority (`host` or `host:port`) the reply URL names, as an IIS server names
+    /// itself by its machine name; `None` names the address the client connected to.
+    pub reply_host: Option<String>,
     /// Serve HTTPS with this certificate instead of plain HTTP.
     pub tls: Option<TlsFiles>,
 }
@@ -144,6 +147,7 @@ impl ServerConfig {
             auth_domain: DEFAULT_AUTH_DOMAIN.to_owned(),
             reply: false,
             reply_delay: Duration::ZERO,
+            reply_host: None,
             tls: None,
         }
     }

@@ -243,7 +243,8 @@ async fn fragment_locked(
         if let Err(e) = reply::body(s).await {
             return Reply::keep(io_failure(&e).header(h::SESSION_ID, id));
         }
-        ack = ack.header(h::REPLY_URL, reply::url(conn, &id));
+        let host = sh.config.reply_host.as_deref();
+        ack = ack.header(h::REPLY_URL, reply::url(conn, host, &id));
     }
     Reply::keep(ack)
 }

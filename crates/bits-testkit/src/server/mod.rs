@@ -99,6 +99,17 @@ pub async fn spawn(config: ServerConfig) -> io::Result<ServerHandle> {
         HeaderValue::from_str(host)
             .map_err(|_| invalid(format!("host id {host:?} is not a valid header value")))?;
     }
+    if let Some(host) = &config.reply_host {
+        let valid = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b));
+        if !valid {
+            return Err(invalid(format!(
+                "reply host {host:?} is not HOST or HOST:PORT"
+            )));
+        }
+    }
     if config.listen.is_empty() {
         return Err(invalid("no listen address".into()));
     }

@@ -17,12 +17,13 @@ use tokio::io::AsyncReadExt;
 /// Read size while hashing a committed file.
 const HASH_CHUNK: usize = 256 * 1024;
 
-/// The absolute URL of a session's reply, naming the address the client connected to.
-pub(crate) fn url(conn: &Conn, session_id: &str) -> String {
+/// The absolute URL of a session's reply, naming `host` or else the address the
+/// client connected to.
+pub(crate) fn url(conn: &Conn, host: Option<&str>, session_id: &str) -> String {
+    let authority = host.map_or_else(|| conn.local.to_string(), str::to_owned);
     format!(
-        "{}://{}{REPLY_PATH_PREFIX}{}",
+        "{}://{authority}{REPLY_PATH_PREFIX}{}",
         conn.scheme(),
-        conn.local,
         session_id.trim_matches(['{', '}'])
     )
 }
