@@ -5,4 +5,7 @@
 
 pub mod client;
 pub mod load;
+pub mod ntlm;
+pub mod reply;
 pub mod server;
+pub mod tls;

@@ -864,7 +864,7 @@ async fn an_unreachable_server_exhausts_the_retries_with_backoff() {
 #[tokio::test]
 async fn bad_urls_and_missing_files_fail_before_any_request() {
     let err = upload(
-        "https://h/x",
+        "ftp://h/x",
         UploadSource::Bytes(Bytes::new()),
         &options(1),
         &NoObserver,

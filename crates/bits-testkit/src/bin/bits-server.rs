@@ -4,7 +4,7 @@
 //! connections, so scripts can read the addresses, and stops cleanly on Ctrl-C/SIGTERM.
 
 use anyhow::Context;
-use bits_testkit::server::{self, ServerConfig};
+use bits_testkit::server::{self, AuthMode, ServerConfig, TlsFiles};
 use clap::Parser;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -56,6 +56,30 @@ struct Args {
     /// together issue the same ids).
     #[arg(long)]
     ids_from_path: bool,
+    /// Windows authentication as IIS does it, per TCP connection: `ntlm` offers NTLM,
+    /// `negotiate` offers Negotiate and NTLM (IIS's default). Any user is accepted.
+    #[arg(long, value_name = "ntlm|negotiate")]
+    auth: Option<AuthMode>,
+    /// NetBIOS domain named in NTLM challenges.
+    #[arg(long, value_name = "NAME", default_value = server::DEFAULT_AUTH_DOMAIN)]
+    auth_domain: String,
+    /// Upload-reply jobs: announce a reply in BITS-Reply-URL on the final Fragment's
+    /// Ack and serve it (the upload's SHA-256, sha256sum format) with HEAD and GET.
+    #[arg(long)]
+    reply: bool,
+    /// Hold the final Fragment's Ack this long in --reply mode, e.g. 70s or 2m.
+    #[arg(long, value_name = "DURATION", requires = "reply", value_parser = humantime::parse_duration)]
+    reply_delay: Option<Duration>,
+    /// Name HOST[:PORT] in BITS-Reply-URL instead of the address the client connected
+    /// to, as IIS names itself by its machine name (needs --reply).
+    #[arg(long, value_name = "HOST[:PORT]", requires = "reply")]
+    reply_host: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 impl Args {
@@ -87,6 +111,14 @@ impl Args {
         config.host_name = self.host_name;
         config.require_session_url = self.require_session_url;
         config.ids_from_path = self.ids_from_path;
+        config.auth = self.auth;
+        config.auth_domain = self.auth_domain;
+        config.reply = self.reply;
+        config.reply_delay = self.reply_delay.unwrap_or_default();
+        config.reply_host = self.reply_host;
+        if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
+            config.tls = Some(TlsFiles { cert, key });
+        }
         config
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 #[derive(Parser, Debug)]
 #[command(name = "bits-upload", version)]
 struct Args {
-    /// Remote URL of the file, e.g. http://server:8080/uploads/report.bin (http only).
+    /// Remote URL of the file, e.g. http://server:8080/uploads/report.bin or https://...
     url: String,
     /// Local file to upload.
     file: PathBuf,
@@ -56,6 +56,27 @@ struct Args {
     /// Print the upload report as JSON on stdout (no progress bar).
     #[arg(long)]
     json: bool,
+    /// PEM file of the CAs trusted for https:// [default: the system's roots].
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Run an NTLM handshake on every new connection as this user (DOMAIN\user or
+    /// user; no password is sent or checked).
+    #[arg(long, value_name = "USER")]
+    ntlm_user: Option<String>,
+    /// Upload-reply job: require BITS-Reply-URL on the final Ack, download the reply
+    /// (HEAD + ranged GETs) before Close-Session, and check it is the reference
+    /// server's reply (the file's SHA-256) unless --no-check-reply.
+    #[arg(long)]
+    reply: bool,
+    /// Bytes per ranged GET of the reply.
+    #[arg(long, value_name = "BYTES", default_value = "1MiB", value_parser = parse_size, requires = "reply")]
+    reply_chunk_size: u64,
+    /// Write the downloaded reply to FILE.
+    #[arg(long, value_name = "FILE", requires = "reply")]
+    reply_out: Option<PathBuf>,
+    /// Do not check the reply's content (for servers other than bits-server).
+    #[arg(long, requires = "reply")]
+    no_check_reply: bool,
 }
 
 fn parse_header(value: &str) -> Result<(String, String), String> {
@@ -78,6 +99,10 @@ impl Args {
             cancel_after: self.cancel_after,
             resolve: self.resolve.iter().cloned().collect(),
             headers: self.header.clone(),
+            ca_file: self.ca_file.clone(),
+            ntlm_user: self.ntlm_user.clone(),
+            upload_reply: self.reply,
+            reply_chunk_size: self.reply_chunk_size,
             ..UploadOptions::default()
         }
     }
@@ -168,6 +193,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     .await;
     progress.bar.finish_and_clear();
     let report = outcome?;
+    if let Some(reply) = &report.reply {
+        if let Some(out) = &args.reply_out {
+            std::fs::write(out, reply)
+                .with_context(|| format!("cannot write the reply to {}", out.display()))?;
+        }
+        if !args.no_check_reply {
+            check_reply(&args.file, reply)?;
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
@@ -192,6 +226,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "; Close-Session got BG_E_SESSION_NOT_FOUND"
         }
     );
+    if let (Some(reply), Some(url)) = (&report.reply, &report.reply_url) {
+        println!(
+            "reply: {} from {url} in {} requests{}",
+            format_size(reply.len() as u64),
+            report.reply_requests,
+            if args.no_check_reply { "" } else { ", checked" }
+        );
+    }
+    Ok(())
+}
+
+/// The reference server's reply is the upload's SHA-256 (see `bits_testkit::reply`).
+fn check_reply(file: &std::path::Path, reply: &[u8]) -> anyhow::Result<()> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut source =
+        std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    std::io::copy(&mut source, &mut hasher)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    if !bits_testkit::reply::is_reply_for_digest(reply, &hasher.finalize()) {
+        anyhow::bail!(
+            "the reply is not the SHA-256 of {}: {:?}",
+            file.display(),
+            String::from_utf8_lossy(&reply[..reply.len().min(200)])
+        );
+    }
     Ok(())
 }
 

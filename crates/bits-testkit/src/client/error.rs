@@ -60,6 +60,33 @@ pub enum UploadError {
         /// What is wrong.
         reason: String,
     },
+    /// The TLS handshake failed: the server's certificate could not be verified, or the
+    /// TLS settings could not be loaded. Never retried.
+    #[error("TLS with {url} failed: {reason}")]
+    Tls {
+        /// The URL whose server was being reached.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The server kept answering 401 although the NTLM handshake was run (or no
+    /// credentials were given, see `ntlm_user`).
+    #[error("{packet} refused: 401 Unauthorized{}", if *handshake { " after the NTLM handshake" } else { " (no credentials given)" })]
+    Unauthorized {
+        /// The packet (or reply request) that was refused.
+        packet: PacketType,
+        /// Whether an NTLM handshake was attempted.
+        handshake: bool,
+    },
+    /// The reply of an upload-reply job could not be downloaded or is not what was
+    /// announced.
+    #[error("reply {url}: {detail}")]
+    Reply {
+        /// The reply URL.
+        url: String,
+        /// What went wrong.
+        detail: String,
+    },
     /// The server's answer broke the protocol (a missing or impossible header, or no
     /// progress at all); `BG_E_INVALID_SERVER_RESPONSE` in Windows terms.
     #[error("invalid server response to {packet}: {detail}")]

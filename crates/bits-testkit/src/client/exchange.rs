@@ -14,6 +14,10 @@ use bits_proto::{AckInfo, ContentRange, PacketType, BITS_1_5_PROTOCOL};
 use http::Request;
 use std::time::{Duration, Instant};
 
+/// Requests resent for the NTLM handshake before its 401 counts as the answer; the
+/// transport bounds the handshakes per connection, this bounds the whole.
+pub(super) const MAX_AUTH_STEPS: u32 = 6;
+
 /// The answer to one packet, after transient failures were retried away.
 pub(super) struct Exchange {
     pub verdict: Verdict,
@@ -34,6 +38,7 @@ impl Uploader<'_> {
         let mut retries = 0u32;
         let mut host_id_retries = 0u32;
         let mut resent_on_stale = false;
+        let mut auth_steps = 0u32;
         loop {
             let request = self.request(packet, session, range).await?;
             self.report.requests += 1;
@@ -46,6 +51,16 @@ impl Uploader<'_> {
                 .send(&self.target, &self.options.resolve, request)
                 .await;
             let failure = match outcome {
+                Ok(response) if response.resend && auth_steps < MAX_AUTH_STEPS => {
+                    auth_steps += 1;
+                    continue;
+                }
+                Ok(response) if response.status == 401 => {
+                    return Err(UploadError::Unauthorized {
+                        packet,
+                        handshake: self.transport.has_credentials(),
+                    })
+                }
                 Ok(response) => {
                     self.observer
                         .on_response(packet, response.status, response.latency);
@@ -68,6 +83,12 @@ impl Uploader<'_> {
                         });
                     }
                     status_text(response.status, &ack)
+                }
+                Err(SendError::Tls(reason)) => {
+                    return Err(UploadError::Tls {
+                        url: self.target.url(),
+                        reason,
+                    })
                 }
                 Err(SendError::Local(source)) => {
                     return Err(UploadError::Io {

@@ -19,6 +19,7 @@
 //! its fallback) are in `docs/client.md`. [`raw`] sends single hand-made requests, for
 //! tests that need malformed packets.
 
+mod auth;
 mod body;
 mod error;
 mod exchange;
@@ -27,6 +28,7 @@ mod hostid;
 mod options;
 mod ping;
 pub mod raw;
+mod reply;
 mod report;
 mod request;
 mod session;
@@ -39,12 +41,12 @@ pub use error::UploadError;
 pub use options::{
     parse_resolve, UploadOptions, UploadSource, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FRAGMENT_SIZE,
     DEFAULT_MAX_RESTARTS, DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_DELAY, DEFAULT_MIN_FRAGMENT_SIZE,
-    DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_DELAY,
+    DEFAULT_REPLY_CHUNK_SIZE, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_DELAY,
 };
 pub use ping::{PingResponse, Pinger};
 pub use report::{Event, NoObserver, Observer, UploadReport};
 
-/// Uploads `source` to `url` (an `http://` URL naming the remote file) and returns a
+/// Uploads `source` to `url` (an `http://` or `https://` URL naming the remote file) and returns a
 /// summary once the server acknowledged Close-Session, or Cancel-Session when
 /// `options.cancel_after` asked for it.
 pub async fn upload(

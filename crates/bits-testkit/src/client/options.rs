@@ -24,6 +24,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Ack of an upload-reply job may wait that long for the server application (spec §5).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(6 * 60);
 
+/// Default size of one ranged `GET` of an upload-reply job's reply: 1 MiB.
+pub const DEFAULT_REPLY_CHUNK_SIZE: u64 = 1024 * 1024;
+
 /// Tuning of one upload. `UploadOptions::default()` behaves like the Windows client with
 /// shorter retry delays.
 #[derive(Debug, Clone)]
@@ -60,6 +63,17 @@ pub struct UploadOptions {
     pub request_timeout: Duration,
     /// Extra headers sent on every packet (for example a test marker).
     pub headers: Vec<(String, String)>,
+    /// PEM file of the certificate authorities trusted for `https://` URLs; without one
+    /// the system's roots are trusted. Certificates are always verified.
+    pub ca_file: Option<PathBuf>,
+    /// Authenticate every new connection with an NTLM handshake as this user
+    /// (`DOMAIN\user` or `user`). No password: the proof is not computed.
+    pub ntlm_user: Option<String>,
+    /// Upload-reply job: the final Fragment's Ack must carry `BITS-Reply-URL`, and the
+    /// reply is downloaded (`HEAD`, then ranged `GET`s) before Close-Session.
+    pub upload_reply: bool,
+    /// Bytes asked for by one ranged `GET` of the reply.
+    pub reply_chunk_size: u64,
 }
 
 impl Default for UploadOptions {
@@ -79,6 +93,10 @@ impl Default for UploadOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             headers: Vec::new(),
+            ca_file: None,
+            ntlm_user: None,
+            upload_reply: false,
+            reply_chunk_size: DEFAULT_REPLY_CHUNK_SIZE,
         }
     }
 }

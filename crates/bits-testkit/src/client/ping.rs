@@ -65,10 +65,25 @@ impl Pinger {
             .builder(&self.target, PacketType::Ping, 0)
             .body(PacketBody::Empty)
             .map_err(|e| SendError::Local(std::io::Error::other(build_error(&self.target, e))))?;
-        let response = self
+        let mut response = self
             .transport
             .send(&self.target, &self.resolve, request)
             .await?;
+        let mut steps = 0;
+        while response.resend && steps < super::exchange::MAX_AUTH_STEPS {
+            steps += 1;
+            let request = self
+                .template
+                .builder(&self.target, PacketType::Ping, 0)
+                .body(PacketBody::Empty)
+                .map_err(|e| {
+                    SendError::Local(std::io::Error::other(build_error(&self.target, e)))
+                })?;
+            response = self
+                .transport
+                .send(&self.target, &self.resolve, request)
+                .await?;
+        }
         Ok(PingResponse {
             status: response.status,
             is_ack: AckInfo::from_headers(&response.headers).is_ack,

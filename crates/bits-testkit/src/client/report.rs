@@ -1,6 +1,7 @@
 //! What an upload reports: the final summary, and the live observer callbacks.
 
 use bits_proto::PacketType;
+use bytes::Bytes;
 use serde::{Serialize, Serializer};
 use std::time::Duration;
 
@@ -38,6 +39,13 @@ pub struct UploadReport {
     /// `BG_E_SESSION_NOT_FOUND` answer to Close, which the client does not retry
     /// (spec §5): the data was complete, the session end was not confirmed.
     pub close_acknowledged: bool,
+    /// `BITS-Reply-URL` of the final Fragment's Ack, when the server sent one.
+    pub reply_url: Option<String>,
+    /// The downloaded reply of an upload-reply job (`upload_reply`).
+    #[serde(skip)]
+    pub reply: Option<Bytes>,
+    /// `HEAD` and `GET` requests sent to download the reply, handshake steps included.
+    pub reply_requests: u64,
     /// Wall time of the whole upload.
     #[serde(rename = "elapsed_s", serialize_with = "seconds")]
     pub elapsed: Duration,
@@ -104,6 +112,15 @@ pub enum Event {
         attempt: u32,
         /// The packet that got `BG_E_SESSION_NOT_FOUND`.
         packet: PacketType,
+    },
+    /// The reply of an upload-reply job was downloaded.
+    ReplyDownloaded {
+        /// `BITS-Reply-URL`.
+        url: String,
+        /// Its length.
+        bytes: u64,
+        /// `HEAD` and `GET` requests it took.
+        requests: u64,
     },
     /// Cancel-Session was sent and answered.
     Cancelled,

@@ -64,6 +64,24 @@ impl RequestTemplate {
     }
 }
 
+impl RequestTemplate {
+    /// A plain `HEAD` or `GET` to `target`, as the BITS download that fetches an
+    /// upload-reply job's reply sends it: no BITS headers, the extra headers kept.
+    pub fn download(&self, target: &Target, method: Method) -> Builder {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(target.path.as_str())
+            .header(header::HOST, target.authority())
+            .header(header::ACCEPT, "*/*")
+            .header(header::USER_AGENT, USER_AGENT)
+            .header(header::CONNECTION, "Keep-Alive");
+        for (name, value) in &self.extra {
+            builder = builder.header(name, value);
+        }
+        builder
+    }
+}
+
 /// A request that `http` refused to build: only a bad path or header value can do this.
 pub(crate) fn build_error(target: &Target, error: http::Error) -> UploadError {
     UploadError::InvalidUrl {

@@ -139,6 +139,7 @@ impl<'a> Uploader<'a> {
         let mut offset = 0;
         let mut acked = 0u64;
         let mut stalled = 0u32;
+        let mut reply_url = None;
         while offset < total {
             if self.options.cancel_after.is_some_and(|n| acked >= n) {
                 return self.end(PacketType::CancelSession, &id).await;
@@ -165,6 +166,9 @@ impl<'a> Uploader<'a> {
                     if ex.verdict == Verdict::Accepted {
                         acked += 1;
                     }
+                    if offset == total {
+                        reply_url = ex.ack.reply_url.clone();
+                    }
                     self.observer.on_progress(offset, total);
                 }
                 Verdict::Shrink => {
@@ -183,6 +187,15 @@ impl<'a> Uploader<'a> {
         }
         if self.options.cancel_after.is_some_and(|n| acked >= n) {
             return self.end(PacketType::CancelSession, &id).await;
+        }
+        self.report.reply_url.clone_from(&reply_url);
+        if self.options.upload_reply {
+            // Spec §5: an upload-reply job without a Reply-URL has failed; the reply is
+            // fetched before Close, which ends it on the server.
+            let url = reply_url.ok_or_else(|| {
+                protocol(PacketType::Fragment, "the final Ack has no BITS-Reply-URL")
+            })?;
+            self.report.reply = Some(self.download_reply(&url).await?);
         }
         self.end(PacketType::CloseSession, &id).await
     }

@@ -1,16 +1,19 @@
-//! Where packets go: the host, port and path of an `http://` URL, the swap to a
-//! `BITS-Host-Id` host, and name resolution (with `--resolve` style overrides).
+//! Where packets go: the scheme, host, port and path of an `http://` or `https://`
+//! URL, the swap to a `BITS-Host-Id` host, and name resolution (with `--resolve`
+//! style overrides).
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
-/// A parsed `http://host[:port]/path[?query]` URL.
+/// A parsed `http[s]://host[:port]/path[?query]` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Target {
+    /// Whether the connection is TLS.
+    pub https: bool,
     /// Host as written in the URL, without brackets for IPv6 literals, lower case.
     pub host: String,
-    /// Port from the URL, or 80.
+    /// Port from the URL, or 80 (443 for https).
     pub port: u16,
     /// Request target: path and query, always starting with `/`.
     pub path: String,
@@ -19,16 +22,16 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    /// Parses an `http://` URL. HTTPS is refused: the testkit speaks plain HTTP only.
+    /// Parses an `http://` or `https://` URL.
     pub fn parse(url: &str) -> Result<Target, String> {
-        let rest = strip_prefix_ignore_case(url.trim(), "http://").ok_or_else(|| {
-            if strip_prefix_ignore_case(url.trim(), "https://").is_some() {
-                "https is not supported; use an http:// URL (TLS belongs in front of the testkit)"
-                    .to_owned()
-            } else {
-                "the URL must start with http://".to_owned()
-            }
-        })?;
+        let url = url.trim();
+        let (https, rest) = match strip_prefix_ignore_case(url, "http://") {
+            Some(rest) => (false, rest),
+            None => match strip_prefix_ignore_case(url, "https://") {
+                Some(rest) => (true, rest),
+                None => return Err("the URL must start with http:// or https://".to_owned()),
+            },
+        };
         // Fragment identifiers are never sent.
         let rest = rest.split('#').next().unwrap_or_default();
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
@@ -37,32 +40,41 @@ impl Target {
             return Err("credentials in the URL are not supported".to_owned());
         }
         let (host, port) = split_host_port(authority)?;
-        let port = port.unwrap_or(80);
+        let port = port.unwrap_or(default_port(https));
         let path = match path {
             "" => "/".to_owned(),
             p if p.starts_with('?') => format!("/{p}"),
             p => p.to_owned(),
         };
-        if path.bytes().any(|b| !b.is_ascii_graphic()) {
-            return Err(
-                "the path must be percent-encoded (no spaces, controls or non-ASCII)".to_owned(),
-            );
-        }
-        Ok(Target::new(host, port, path))
+        check_path(&path)?;
+        Ok(Target::new(https, host, port, path))
     }
 
-    fn new(host: String, port: u16, path: String) -> Target {
+    /// A URL found in a response (`BITS-Reply-URL`): absolute, or a path on this
+    /// target's host.
+    pub fn reference(&self, url: &str) -> Result<Target, String> {
+        let url = url.trim();
+        if url.starts_with('/') {
+            let path = url.split('#').next().unwrap_or_default().to_owned();
+            check_path(&path)?;
+            return Ok(Target::new(self.https, self.host.clone(), self.port, path));
+        }
+        Target::parse(url)
+    }
+
+    fn new(https: bool, host: String, port: u16, path: String) -> Target {
         let bracketed = if host.contains(':') {
             format!("[{host}]")
         } else {
             host.clone()
         };
-        let authority = if port == 80 {
+        let authority = if port == default_port(https) {
             bracketed
         } else {
             format!("{bracketed}:{port}")
         };
         Target {
+            https,
             host,
             port,
             path,
@@ -71,11 +83,14 @@ impl Target {
     }
 
     /// The same path on the node named by a `BITS-Host-Id` value. The value is a name or
-    /// an address; the URL's port is kept unless the value carries one (`name:port`,
-    /// `[v6]:port`). An `http://` prefix or a trailing path are tolerated and dropped.
+    /// an address; the URL's port and scheme are kept unless the value carries a port
+    /// (`name:port`, `[v6]:port`). An `http://` or `https://` prefix or a trailing path
+    /// are tolerated and dropped.
     pub fn with_host_id(&self, host_id: &str) -> Result<Target, String> {
         let value = host_id.trim();
-        let value = strip_prefix_ignore_case(value, "http://").unwrap_or(value);
+        let value = strip_prefix_ignore_case(value, "http://")
+            .or_else(|| strip_prefix_ignore_case(value, "https://"))
+            .unwrap_or(value);
         let value = value.split('/').next().unwrap_or_default();
         // A bare IPv6 address has several colons and no port.
         let (host, port) = if value.matches(':').count() > 1 && !value.starts_with('[') {
@@ -84,6 +99,7 @@ impl Target {
             split_host_port(value)?
         };
         Ok(Target::new(
+            self.https,
             host,
             port.unwrap_or(self.port),
             self.path.clone(),
@@ -97,7 +113,8 @@ impl Target {
 
     /// The URL this target stands for.
     pub fn url(&self) -> String {
-        format!("http://{}{}", self.authority(), self.path)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.authority(), self.path)
     }
 
     /// The last path segment, percent-decoded: the name the file gets on the server.
@@ -128,6 +145,23 @@ impl Target {
                 )
             })
     }
+}
+
+fn default_port(https: bool) -> u16 {
+    if https {
+        443
+    } else {
+        80
+    }
+}
+
+fn check_path(path: &str) -> Result<(), String> {
+    if path.bytes().any(|b| !b.is_ascii_graphic()) {
+        return Err(
+            "the path must be percent-encoded (no spaces, controls or non-ASCII)".to_owned(),
+        );
+    }
+    Ok(())
 }
 
 fn lookup_override(overrides: &HashMap<String, SocketAddr>, host: &str) -> Option<SocketAddr> {
@@ -214,7 +248,6 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_send() {
         for bad in [
-            "https://h/x",
             "ftp://h/x",
             "http:///x",
             "http://u:p@h/x",
@@ -224,6 +257,26 @@ mod tests {
         ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn https_defaults_to_port_443_and_keeps_its_scheme() {
+        let t = parse("HTTPS://h/up/f");
+        assert!(t.https);
+        assert_eq!((t.port, t.authority()), (443, "h"));
+        assert_eq!(t.url(), "https://h/up/f");
+        assert_eq!(parse("https://h:80/").authority(), "h:80");
+        assert!(t.with_host_id("n2").unwrap().https);
+    }
+
+    #[test]
+    fn reply_urls_are_absolute_or_paths_on_the_same_host() {
+        let t = parse("https://front:8443/up/f");
+        let same = t.reference("/_bits/replies/x?y").unwrap();
+        assert_eq!(same.url(), "https://front:8443/_bits/replies/x?y");
+        let other = t.reference("http://10.0.0.5:81/r").unwrap();
+        assert_eq!(other.url(), "http://10.0.0.5:81/r");
+        assert!(t.reference("r/x").is_err());
     }
 
     #[test]

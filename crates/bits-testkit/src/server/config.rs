@@ -32,6 +32,56 @@ pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Ended sessions kept in the stats, newest first; open sessions are always kept.
 pub const MAX_ENDED_SESSIONS_IN_STATS: usize = 10_000;
+/// Connections kept in the stats, newest first.
+pub const MAX_CONNECTIONS_IN_STATS: usize = 10_000;
+/// NetBIOS domain named in NTLM challenges when none is configured.
+pub const DEFAULT_AUTH_DOMAIN: &str = "BITSTEST";
+/// How long a client may take to finish the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Windows authentication as an IIS site with it enabled does it (see
+/// `docs/reference-server.md`): every TCP connection must complete an NTLM handshake
+/// before its requests are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Only the `NTLM` provider: anonymous requests get `WWW-Authenticate: NTLM`.
+    Ntlm,
+    /// IIS's default provider list: `WWW-Authenticate: Negotiate`, then `NTLM`. Tokens
+    /// are accepted in either scheme (raw NTLMSSP only: no Kerberos, no SPNEGO).
+    Negotiate,
+}
+
+impl AuthMode {
+    /// The schemes offered to anonymous requests, in order.
+    pub fn offers(self) -> &'static [crate::ntlm::Scheme] {
+        use crate::ntlm::Scheme;
+        match self {
+            AuthMode::Ntlm => &[Scheme::Ntlm],
+            AuthMode::Negotiate => &[Scheme::Negotiate, Scheme::Ntlm],
+        }
+    }
+}
+
+impl std::str::FromStr for AuthMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "ntlm" => Ok(AuthMode::Ntlm),
+            "negotiate" => Ok(AuthMode::Negotiate),
+            _ => Err(format!("{s:?} is not ntlm or negotiate")),
+        }
+    }
+}
+
+/// A certificate chain and its key, PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key of the leaf.
+    pub key: PathBuf,
+}
 
 /// Settings of one server. Build with [`ServerConfig::new`] and change fields as needed.
 #[derive(Debug, Clone)]
@@ -68,12 +118,27 @@ pub struct ServerConfig {
     /// created before, instead of random ones: two servers started together issue the
     /// same id for the same path, as servers that hash the client and path do.
     pub ids_from_path: bool,
+    /// Windows authentication per TCP connection; `None` serves anonymous requests.
+    pub auth: Option<AuthMode>,
+    /// NetBIOS domain named in NTLM challenges.
+    pub auth_domain: String,
+    /// Upload-reply jobs: the final Fragment's Ack carries `BITS-Reply-URL`, and the
+    /// reply is served with `HEAD` and ranged `GET` until the session ends.
+    pub reply: bool,
+    /// Time the final Fragment's Ack is held back in reply mode, as a server
+    /// application producing its reply would.
+    pub reply_delay: Duration,
+    /// Authority (`host` or `host:port`) the reply URL names, as an IIS server names
+    /// itself by its machine name; `None` names the address the client connected to.
+    pub reply_host: Option<String>,
+    /// Serve HTTPS with this certificate instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl ServerConfig {
     /// Defaults: one listener on `127.0.0.1:0`, sessions under `root/.bits-sessions`,
     /// no Host-Id, 64 MiB fragments, no file size limit, 14-day idle timeout, no
-    /// overwrites.
+    /// overwrites, anonymous plain HTTP, plain uploads (no reply).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let root = root.into();
         ServerConfig {
@@ -91,6 +156,12 @@ impl ServerConfig {
             host_name: None,
             require_session_url: false,
             ids_from_path: false,
+            auth: None,
+            auth_domain: DEFAULT_AUTH_DOMAIN.to_owned(),
+            reply: false,
+            reply_delay: Duration::ZERO,
+            reply_host: None,
+            tls: None,
         }
     }
 }

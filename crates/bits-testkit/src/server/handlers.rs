@@ -1,8 +1,10 @@
 //! What each BITS packet does to a session (spec §4 to §6), as Acks (spec §5, §8).
 
+use super::conn::Conn;
 use super::paths::RelPath;
+use super::reply;
 use super::session::{Session, Slot};
-use super::stats::SessionState;
+use super::stats::{Origin, SessionState};
 use super::storage::{DestinationError, SessionMeta};
 use super::upload::{self, End};
 use super::Shared;
@@ -94,6 +96,7 @@ pub(crate) async fn create_session(
     sh: &Shared,
     protocols: Option<SupportedProtocols<'_>>,
     url_path: &str,
+    from: Origin<'_>,
 ) -> Reply {
     let Some(protocol) = protocols.and_then(|p| p.choose()) else {
         debug!(target: LOG, "create-session without BITS 1.5 in BITS-Supported-Protocols");
@@ -129,7 +132,7 @@ pub(crate) async fn create_session(
     let id = meta.id.clone();
     sh.stats
         .session_started(&id, &meta.path, SessionState::Open);
-    sh.stats.session_packet(&id, "create_session");
+    sh.stats.session_packet(&id, "create_session", from);
     info!(target: LOG, session = %id, path = %meta.path, "session created");
     sh.sessions.insert(
         Session {
@@ -137,6 +140,7 @@ pub(crate) async fn create_session(
             dest,
             next: 0,
             ended: false,
+            reply: None,
         },
         Duration::ZERO,
     );
@@ -163,6 +167,7 @@ async fn lock<'a>(sh: &Shared, slot: &'a Arc<Slot>) -> Option<MutexGuard<'a, Ses
 /// Fragment: append the new bytes at `next`, commit when the last byte arrived.
 pub(crate) async fn fragment(
     sh: &Shared,
+    conn: &Conn,
     id: &str,
     range: ContentRange,
     mut body: Incoming,
@@ -178,13 +183,23 @@ pub(crate) async fn fragment(
     let Some(mut s) = lock(sh, &slot).await else {
         return Reply::closing(not_found(id));
     };
-    let reply = fragment_locked(sh, &mut s, range, &mut body).await;
+    let was_completed = s.meta.completed;
+    let reply = fragment_locked(sh, conn, &mut s, range, &mut body).await;
+    let completed_now = !was_completed && s.meta.completed;
     sh.sessions.touch(&slot);
+    drop(s);
+    if completed_now && sh.config.reply && !sh.config.reply_delay.is_zero() {
+        // A server application producing the reply: the final Ack waits for it, the
+        // session does not (other packets, and the sweeper, may go on meanwhile).
+        debug!(target: LOG, session = %id, delay = ?sh.config.reply_delay, "holding the final Ack");
+        tokio::time::sleep(sh.config.reply_delay).await;
+    }
     reply
 }
 
 async fn fragment_locked(
     sh: &Shared,
+    conn: &Conn,
     s: &mut Session,
     range: ContentRange,
     body: &mut Incoming,
@@ -244,7 +259,16 @@ async fn fragment_locked(
             return Reply::keep(destination_failure(&e).header(h::SESSION_ID, id));
         }
     }
-    Reply::keep(Ack::fragment_ok(&id, s.next))
+    let mut ack = Ack::fragment_ok(&id, s.next);
+    if sh.config.reply && s.meta.completed && s.meta.total == Some(s.next) {
+        // Also on a resent final Fragment: the same Reply-URL again (spec §6).
+        if let Err(e) = reply::body(s).await {
+            return Reply::keep(io_failure(&e).header(h::SESSION_ID, id));
+        }
+        let host = sh.config.reply_host.as_deref();
+        ack = ack.header(h::REPLY_URL, reply::url(conn, host, &id));
+    }
+    Reply::keep(ack)
 }
 
 /// Places the finished file at its destination and marks the session completed.

@@ -1,14 +1,17 @@
 //! The HTTP face: sorts each request with `bits_proto::classify`, hands BITS packets to
 //! their handler, answers the few plain HTTP routes, and turns Acks into responses.
 
+use super::auth::{self, Gate, UNAUTHORIZED_PAGE};
+use super::conn::Conn;
 use super::handlers::{self, Reply};
-use super::stats::{LABEL_OTHER, LABEL_REJECTED};
+use super::reply;
+use super::stats::{Origin, LABEL_OTHER, LABEL_REJECTED, LABEL_REPLY, LABEL_UNAUTHORIZED};
 use super::Shared;
 use bits_proto::{classify, Ack, Classified, ClassifyOptions, PacketType};
 use bytes::Bytes;
-use http::header::{ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, SERVER};
+use http::header::{ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, SERVER, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Incoming};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,11 +25,12 @@ const LOG: &str = "bits_server";
 /// Serves one request. Never fails: every outcome is a response.
 pub(crate) async fn serve(
     sh: Arc<Shared>,
+    conn: Arc<Conn>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     if !host_is_served(&sh, &parts) {
-        sh.stats.request(LABEL_OTHER, None);
+        sh.stats.request(LABEL_OTHER, None, origin(&conn, None));
         let unread = !body.is_end_stream();
         let refusal = Response::builder()
             .status(StatusCode::BAD_REQUEST)
@@ -34,6 +38,20 @@ pub(crate) async fn serve(
             .header(CONTENT_LENGTH, INVALID_HOSTNAME.len())
             .body(Full::new(Bytes::from_static(INVALID_HOSTNAME.as_bytes())));
         return Ok(finish(&sh, refusal, unread));
+    }
+    if let Some(challenge) = refusal(&sh, &conn, &parts) {
+        return Ok(unauthorized(&sh, body, challenge).await);
+    }
+    let user = conn.user();
+    let from = origin(&conn, user.as_deref());
+    if let Some(id) = reply::session_of(parts.uri.path()) {
+        if parts.method == Method::GET || parts.method == Method::HEAD {
+            sh.stats.request(LABEL_REPLY, Some(&id), from);
+            sh.stats.reply_request(&id);
+            let unread = !body.is_end_stream();
+            let response = reply::serve(&sh, &id, &parts.method, &parts.headers).await;
+            return Ok(finish(&sh, response, unread));
+        }
     }
     let classified = classify(
         parts.method.as_str(),
@@ -43,7 +61,7 @@ pub(crate) async fn serve(
     let packet = match classified {
         Ok(Classified::Bits(packet)) => packet,
         Ok(Classified::Other) => {
-            sh.stats.request(LABEL_OTHER, None);
+            sh.stats.request(LABEL_OTHER, None, from);
             let unread = !body.is_end_stream();
             return Ok(finish(
                 &sh,
@@ -53,13 +71,14 @@ pub(crate) async fn serve(
         }
         Err(reject) => {
             let session = reject.session_id.as_ref().map(|id| id.as_str());
-            sh.stats.request(LABEL_REJECTED, session);
+            sh.stats.request(LABEL_REJECTED, session, from);
             debug!(target: LOG, reason = reject.reason.label(), "refused malformed packet");
             let unread = !body.is_end_stream();
             return Ok(ack_response(&sh, &reject.ack(), unread));
         }
     };
-    sh.stats.request(packet.kind.label(), packet.session_id);
+    sh.stats
+        .request(packet.kind.label(), packet.session_id, from);
     // `classify` guarantees a session id on session packets and a range on Fragments;
     // the fallbacks below only keep a broken guarantee from becoming a panic.
     let session = packet.session_id.unwrap_or_default();
@@ -69,12 +88,12 @@ pub(crate) async fn serve(
             close: false,
         },
         (PacketType::CreateSession, _) => {
-            handlers::create_session(&sh, packet.supported_protocols, parts.uri.path()).await
+            handlers::create_session(&sh, packet.supported_protocols, parts.uri.path(), from).await
         }
         (PacketType::Fragment, Some(range)) => {
             return Ok(reply_response(
                 &sh,
-                handlers::fragment(&sh, session, range, body).await,
+                handlers::fragment(&sh, &conn, session, range, body).await,
             ));
         }
         (PacketType::CloseSession, _) => handlers::close_session(&sh, session).await,
@@ -110,6 +129,59 @@ fn host_is_served(sh: &Shared, parts: &http::request::Parts) -> bool {
         _ => host,
     };
     without_port.eq_ignore_ascii_case(name)
+}
+
+/// Runs Windows authentication (when on) for one request: `Some` with the
+/// `WWW-Authenticate` values of a 401 when the request may not be served.
+fn refusal(sh: &Shared, conn: &Conn, parts: &http::request::Parts) -> Option<Vec<String>> {
+    let mode = sh.config.auth?;
+    if parts.uri.path() == STATS_PATH {
+        return None;
+    }
+    let challenge = match auth::gate(mode, &sh.config.auth_domain, conn, &parts.headers) {
+        Gate::Pass(Some(user)) => {
+            tracing::info!(target: LOG, conn = conn.id, peer = %conn.peer, %user, "connection authenticated");
+            sh.stats.connection_user(conn.id, &user);
+            return None;
+        }
+        Gate::Pass(None) => return None,
+        Gate::Challenge(value) => vec![value],
+        Gate::Deny => mode
+            .offers()
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect(),
+    };
+    sh.stats
+        .request(LABEL_UNAUTHORIZED, None, origin(conn, None));
+    Some(challenge)
+}
+
+fn origin<'a>(conn: &Conn, user: Option<&'a str>) -> Origin<'a> {
+    Origin {
+        conn: conn.id,
+        user,
+    }
+}
+
+/// IIS's 401: an HTML page, one `WWW-Authenticate` per value, no BITS headers. The
+/// request body is read first, so the connection (and its handshake) can go on.
+async fn unauthorized(
+    sh: &Shared,
+    body: Incoming,
+    challenge: Vec<String>,
+) -> Response<Full<Bytes>> {
+    let limit = usize::try_from(sh.config.max_fragment).unwrap_or(usize::MAX);
+    let drained = body.is_end_stream() || Limited::new(body, limit).collect().await.is_ok();
+    let mut builder = Response::builder()
+        .status(StatusCode::UNAUTHORIZED)
+        .header(CONTENT_TYPE, "text/html")
+        .header(CONTENT_LENGTH, UNAUTHORIZED_PAGE.len());
+    for value in challenge {
+        builder = builder.header(WWW_AUTHENTICATE, value);
+    }
+    let built = builder.body(Full::new(Bytes::from_static(UNAUTHORIZED_PAGE.as_bytes())));
+    finish(sh, built, !drained)
 }
 
 fn reply_response(sh: &Shared, reply: Reply) -> Response<Full<Bytes>> {

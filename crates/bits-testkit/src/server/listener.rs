@@ -1,14 +1,17 @@
 //! Listening sockets and connection life cycle, including a bounded graceful stop.
 
-use super::config::{HEADER_READ_TIMEOUT, SHUTDOWN_GRACE};
+use super::config::{HEADER_READ_TIMEOUT, SHUTDOWN_GRACE, TLS_HANDSHAKE_TIMEOUT};
+use super::conn::Conn;
 use super::{http, Shared};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -71,15 +74,40 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     sh: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     // Acks are tiny and latency-bound; do not let Nagle hold them back.
     let _ = stream.set_nodelay(true);
-    let service = service_fn(move |req| http::serve(Arc::clone(&sh), req));
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
+    let id = sh.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let conn = Arc::new(Conn::new(id, peer, local, sh.tls.is_some()));
+    sh.stats.connection_opened(id, &peer.to_string(), conn.tls);
+    match &sh.tls {
+        None => serve(stream, conn, Arc::clone(&sh), stop).await,
+        Some(acceptor) => {
+            let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+            match handshake.await {
+                Ok(Ok(tls)) => serve(tls, conn, Arc::clone(&sh), stop).await,
+                Ok(Err(e)) => debug!(target: LOG, %peer, error = %e, "TLS handshake failed"),
+                Err(_) => debug!(target: LOG, %peer, "TLS handshake timed out"),
+            }
+        }
+    }
+    sh.stats.connection_closed(id);
+}
+
+async fn serve<I>(io: I, conn: Arc<Conn>, sh: Arc<Shared>, mut stop: watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = conn.peer;
+    let service = service_fn(move |req| http::serve(Arc::clone(&sh), Arc::clone(&conn), req));
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,

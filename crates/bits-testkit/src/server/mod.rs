@@ -3,7 +3,9 @@
 //! A small but complete implementation of the server side of the BITS upload protocol
 //! (spec §2 to §8, §10, §11): sessions with on-disk temp data that survive a restart,
 //! strict fragment bookkeeping, atomic commits, idle expiry, and a JSON stats endpoint
-//! that tests use to see what reached this node. See `docs/reference-server.md`.
+//! that tests use to see what reached this node. Optional modes behave like an IIS site:
+//! Windows authentication per TCP connection, upload-reply jobs, HTTPS. See
+//! `docs/reference-server.md`.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -15,11 +17,14 @@
 //! # }
 //! ```
 
+mod auth;
 mod config;
+mod conn;
 mod handlers;
 mod http;
 mod listener;
 mod paths;
+mod reply;
 mod session;
 mod stats;
 mod storage;
@@ -28,7 +33,7 @@ mod upload;
 
 pub use self::config::*;
 pub use self::http::STATS_PATH;
-pub use self::stats::{SessionState, SessionStats, Stats};
+pub use self::stats::{ConnectionStats, SessionState, SessionStats, Stats};
 
 use self::paths::RelPath;
 use self::session::{Registry, Session};
@@ -37,6 +42,7 @@ use self::storage::Storage;
 use ::http::HeaderValue;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -51,6 +57,10 @@ pub(crate) struct Shared {
     pub server_header: HeaderValue,
     /// Sessions created so far, for ids derived from the path.
     pub ids_issued: std::sync::atomic::AtomicU64,
+    /// Set when serving HTTPS.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Id of the next accepted connection.
+    pub next_conn_id: AtomicU64,
 }
 
 impl Shared {
@@ -91,12 +101,30 @@ pub async fn spawn(config: ServerConfig) -> io::Result<ServerHandle> {
         HeaderValue::from_str(host)
             .map_err(|_| invalid(format!("host id {host:?} is not a valid header value")))?;
     }
+    if let Some(host) = &config.reply_host {
+        let valid = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b));
+        if !valid {
+            return Err(invalid(format!(
+                "reply host {host:?} is not HOST or HOST:PORT"
+            )));
+        }
+    }
     if config.listen.is_empty() {
         return Err(invalid("no listen address".into()));
     }
     if config.cleanup_interval.is_zero() {
         return Err(invalid("cleanup interval must be longer than zero".into()));
     }
+    let tls = match &config.tls {
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+            &files.cert,
+            &files.key,
+        )?)),
+        None => None,
+    };
     let storage = Storage::open(&config.root, &config.sessions_dir).await?;
     let sessions = Registry::new();
     let stats = Recorder::new(&config.name);
@@ -118,6 +146,8 @@ pub async fn spawn(config: ServerConfig) -> io::Result<ServerHandle> {
         stats,
         server_header,
         ids_issued: std::sync::atomic::AtomicU64::new(0),
+        tls,
+        next_conn_id: AtomicU64::new(1),
     });
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::with_capacity(listeners.len() + 1);
@@ -163,6 +193,7 @@ async fn recover(storage: &Storage, sessions: &Registry, stats: &Recorder) -> io
                 dest,
                 next: found.next,
                 ended: false,
+                reply: None,
             },
             found.idle_for,
         );

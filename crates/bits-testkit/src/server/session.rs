@@ -23,6 +23,8 @@ pub(crate) struct Session {
     /// Set when the session was ended while a packet waited for its lock: that packet
     /// must then answer "session not found", as if it had arrived a moment later.
     pub ended: bool,
+    /// The upload-reply job's reply, once computed (reply mode only).
+    pub reply: Option<bytes::Bytes>,
 }
 
 /// A session and its last-activity time.
@@ -119,6 +121,7 @@ mod tests {
             dest: PathBuf::from("/r/a"),
             next: 0,
             ended: false,
+            reply: None,
         }
     }
 

@@ -1,15 +1,19 @@
 //! What the server saw: counters served as JSON at `GET /_bits/stats` and returned by
 //! `ServerHandle::stats`, so tests can assert on traffic that reached this node.
 
-use super::config::MAX_ENDED_SESSIONS_IN_STATS;
+use super::config::{MAX_CONNECTIONS_IN_STATS, MAX_ENDED_SESSIONS_IN_STATS};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Mutex;
 
 /// Packet label of requests that were not BITS packets.
 pub const LABEL_OTHER: &str = "other";
 /// Packet label of BITS packets refused as malformed.
 pub const LABEL_REJECTED: &str = "rejected";
+/// Label of requests answered 401 by Windows authentication (challenges included).
+pub const LABEL_UNAUTHORIZED: &str = "unauthorized";
+/// Label of `HEAD` and `GET` requests for an upload-reply job's reply.
+pub const LABEL_REPLY: &str = "reply";
 
 /// A snapshot of the server's counters.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -19,7 +23,7 @@ pub struct Stats {
     /// Every HTTP request received, BITS or not, valid or not.
     pub requests_total: u64,
     /// Requests by label: ping, create_session, fragment, close_session,
-    /// cancel_session, rejected, other.
+    /// cancel_session, rejected, unauthorized, reply, other.
     pub packets: BTreeMap<String, u64>,
     /// Sessions created and not yet closed, cancelled or expired (completed ones
     /// waiting for their Close-Session included).
@@ -36,6 +40,30 @@ pub struct Stats {
     pub bytes_received: u64,
     /// By session id; ended sessions are kept, the newest 10,000 of them.
     pub sessions: BTreeMap<String, SessionStats>,
+    /// By connection id (from 1, in accept order); the newest 10,000 connections.
+    pub connections: BTreeMap<u64, ConnectionStats>,
+}
+
+/// One TCP connection as seen by this server.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct ConnectionStats {
+    /// The client's address and port.
+    pub peer: String,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// Requests received on it.
+    pub requests: u64,
+    /// The user it authenticated as (`DOMAIN\user`), in Windows authentication mode.
+    pub user: Option<String>,
+    /// Whether the connection is closed.
+    pub closed: bool,
+}
+
+/// Where a request came from: its connection and that connection's user.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Origin<'a> {
+    pub conn: u64,
+    pub user: Option<&'a str>,
 }
 
 /// One session as seen by this server (since it started: counters are not persisted).
@@ -49,6 +77,12 @@ pub struct SessionStats {
     pub state: String,
     /// Destination, relative to the upload root.
     pub path: String,
+    /// Ids of the connections that carried its packets.
+    pub connections: BTreeSet<u64>,
+    /// Users whose connections carried its packets (Windows authentication mode).
+    pub users: BTreeSet<String>,
+    /// `HEAD` and `GET` requests for its reply (upload-reply mode).
+    pub reply_requests: u64,
 }
 
 /// Life-cycle state of a session as reported in [`SessionStats::state`].
@@ -114,23 +148,71 @@ impl Recorder {
         f(&mut guard)
     }
 
+    /// Registers a new connection.
+    pub(crate) fn connection_opened(&self, id: u64, peer: &str, tls: bool) {
+        self.with(|inner| {
+            let connections = &mut inner.stats.connections;
+            connections.insert(
+                id,
+                ConnectionStats {
+                    peer: peer.to_owned(),
+                    tls,
+                    ..ConnectionStats::default()
+                },
+            );
+            while connections.len() > MAX_CONNECTIONS_IN_STATS {
+                connections.pop_first();
+            }
+        });
+    }
+
+    /// Records the user a connection authenticated as.
+    pub(crate) fn connection_user(&self, id: u64, user: &str) {
+        self.with(|inner| {
+            if let Some(c) = inner.stats.connections.get_mut(&id) {
+                c.user = Some(user.to_owned());
+            }
+        });
+    }
+
+    /// Marks a connection closed.
+    pub(crate) fn connection_closed(&self, id: u64) {
+        self.with(|inner| {
+            if let Some(c) = inner.stats.connections.get_mut(&id) {
+                c.closed = true;
+            }
+        });
+    }
+
     /// Counts one HTTP request and its label, and the packet against a known session.
-    pub(crate) fn request(&self, label: &str, session: Option<&str>) {
+    pub(crate) fn request(&self, label: &str, session: Option<&str>, from: Origin<'_>) {
         self.with(|inner| {
             inner.stats.requests_total += 1;
             *inner.stats.packets.entry(label.to_owned()).or_default() += 1;
+            if let Some(c) = inner.stats.connections.get_mut(&from.conn) {
+                c.requests += 1;
+            }
             if let Some(s) = session.and_then(|id| inner.stats.sessions.get_mut(id)) {
-                *s.packets.entry(label.to_owned()).or_default() += 1;
+                count_session_packet(s, label, from);
             }
         });
     }
 
     /// Counts a packet against a session that exists now (used for Create-Session,
     /// whose session only exists once the packet succeeded).
-    pub(crate) fn session_packet(&self, id: &str, label: &str) {
+    pub(crate) fn session_packet(&self, id: &str, label: &str, from: Origin<'_>) {
         self.with(|inner| {
             if let Some(s) = inner.stats.sessions.get_mut(id) {
-                *s.packets.entry(label.to_owned()).or_default() += 1;
+                count_session_packet(s, label, from);
+            }
+        });
+    }
+
+    /// Counts a request for a session's reply (besides [`Recorder::request`]).
+    pub(crate) fn reply_request(&self, id: &str) {
+        self.with(|inner| {
+            if let Some(s) = inner.stats.sessions.get_mut(id) {
+                s.reply_requests += 1;
             }
         });
     }
@@ -192,17 +274,30 @@ impl Recorder {
     }
 }
 
+fn count_session_packet(s: &mut SessionStats, label: &str, from: Origin<'_>) {
+    *s.packets.entry(label.to_owned()).or_default() += 1;
+    s.connections.insert(from.conn);
+    if let Some(user) = from.user {
+        s.users.insert(user.to_owned());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FROM: Origin<'static> = Origin {
+        conn: 1,
+        user: None,
+    };
 
     #[test]
     fn counts_requests_and_session_packets() {
         let r = Recorder::new("n1");
         r.session_started("{a}", "x.bin", SessionState::Open);
-        r.session_packet("{a}", "create_session");
-        r.request("fragment", Some("{a}"));
-        r.request("fragment", Some("{unknown}"));
+        r.session_packet("{a}", "create_session", FROM);
+        r.request("fragment", Some("{a}"), FROM);
+        r.request("fragment", Some("{unknown}"), FROM);
         r.bytes("{a}", 10);
         r.transition("{a}", SessionState::Completed);
         r.transition("{a}", SessionState::Closed);

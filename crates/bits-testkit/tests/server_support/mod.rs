@@ -120,6 +120,22 @@ impl Conn {
     }
 
     pub async fn read_response(&mut self) -> Resp {
+        let mut resp = self.read_head().await;
+        let len: usize = resp
+            .header("Content-Length")
+            .expect("every response has Content-Length")
+            .parse()
+            .expect("decimal Content-Length");
+        while self.buf.len() < len {
+            assert!(self.fill().await > 0, "connection closed inside a body");
+        }
+        resp.body = self.buf.drain(..len).collect();
+        resp
+    }
+
+    /// A response without a body, whatever its `Content-Length` says (the answer to
+    /// a `HEAD`).
+    pub async fn read_head(&mut self) -> Resp {
         let head_end = loop {
             if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i;
@@ -139,21 +155,11 @@ impl Conn {
             .filter_map(|l| l.split_once(':'))
             .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
             .collect();
-        let mut resp = Resp {
+        Resp {
             status,
             headers,
             body: Vec::new(),
-        };
-        let len: usize = resp
-            .header("Content-Length")
-            .expect("every response has Content-Length")
-            .parse()
-            .expect("decimal Content-Length");
-        while self.buf.len() < len {
-            assert!(self.fill().await > 0, "connection closed inside a body");
         }
-        resp.body = self.buf.drain(..len).collect();
-        resp
     }
 
     /// Whether the server closes the connection (EOF or reset) within the deadline.
