@@ -218,7 +218,8 @@ impl ProxyHttp for BitsProxy {
         match self.decide(session.req_header(), framing_conflict, &generation, ctx) {
             Verdict::Forward => Ok(false),
             Verdict::Local(answer, reason) => {
-                acks::answer(session, ctx, &self.shared.metrics, answer, reason).await?;
+                let listener = &generation.config.listener;
+                acks::answer(session, ctx, &self.shared.metrics, listener, answer, reason).await?;
                 Ok(true)
             }
         }
@@ -384,8 +385,18 @@ impl ProxyHttp for BitsProxy {
         };
         let status = ack.status;
         let answer = Answer::for_request(ctx, ack);
-        if let Err(write_error) =
-            acks::answer(session, ctx, &self.shared.metrics, answer, reason).await
+        let generation = self.generation(ctx);
+        // The connection is closed after a failure whatever its body: say so in the Ack.
+        session.set_keepalive(None);
+        if let Err(write_error) = acks::answer(
+            session,
+            ctx,
+            &self.shared.metrics,
+            &generation.config.listener,
+            answer,
+            reason,
+        )
+        .await
         {
             tracing::debug!(target: "bitsgate::proxy", error = %write_error, "could not write the error Ack");
         }

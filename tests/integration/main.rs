@@ -7,6 +7,7 @@ mod check_cli;
 mod failover;
 mod health;
 mod host_id;
+mod lingering;
 mod malformed;
 mod metrics;
 mod operations;
