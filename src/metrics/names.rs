@@ -23,6 +23,10 @@ pub const BACKEND_UP: &str = "bitsgate_backend_up";
 pub const BACKEND_DRAINING: &str = "bitsgate_backend_draining";
 /// Upstream connect failures, by backend.
 pub const UPSTREAM_CONNECT_FAILURES_TOTAL: &str = "bitsgate_upstream_connect_failures_total";
+/// New TCP (or TLS) connections bitsgate opened to a backend, by backend.
+pub const UPSTREAM_CONNECTS_TOTAL: &str = "bitsgate_upstream_connects_total";
+/// Requests sent to a backend over a pooled connection opened earlier, by backend.
+pub const UPSTREAM_REUSES_TOTAL: &str = "bitsgate_upstream_reuses_total";
 /// Backend health transitions, by backend and new state (`to` = up | down).
 pub const BACKEND_TRANSITIONS_TOTAL: &str = "bitsgate_backend_transitions_total";
 
@@ -37,7 +41,7 @@ pub const CANCELS_SENT_TOTAL: &str = "bitsgate_cancels_sent_total";
 pub const STORE_ERRORS_TOTAL: &str = "bitsgate_store_errors_total";
 
 /// Every name above, for the documentation check.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 18] = [
     STORE_ERRORS_TOTAL,
     BACKEND_DRAINED,
     CONFIG_RELOADS_TOTAL,
@@ -53,6 +57,8 @@ pub const ALL: [&str; 16] = [
     BACKEND_UP,
     BACKEND_DRAINING,
     UPSTREAM_CONNECT_FAILURES_TOTAL,
+    UPSTREAM_CONNECTS_TOTAL,
+    UPSTREAM_REUSES_TOTAL,
     BACKEND_TRANSITIONS_TOTAL,
 ];
 

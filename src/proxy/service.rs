@@ -16,6 +16,7 @@ use http::{Method, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
@@ -288,6 +289,25 @@ impl ProxyHttp for BitsProxy {
             e.set_retry(retry);
         }
         e
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // A connection dropped instead of pooled shows here as a new connect.
+        if let (Some(chosen), Some(generation)) = (&ctx.chosen, &ctx.generation) {
+            generation.series[chosen.index]
+                .upstream_connection(&self.shared.metrics, reused)
+                .inc();
+        }
+        Ok(())
     }
 
     async fn upstream_request_filter(

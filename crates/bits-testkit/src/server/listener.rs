@@ -46,6 +46,7 @@ pub(crate) async fn accept_loop(
             _ = super::until_stopped(&mut stop) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    sh.stats.connection_accepted();
                     connections.spawn(connection(stream, peer, Arc::clone(&sh), stop.clone()));
                 }
                 Err(e) => {

@@ -18,6 +18,10 @@ pub struct Stats {
     pub name: String,
     /// Every HTTP request received, BITS or not, valid or not.
     pub requests_total: u64,
+    /// TCP connections accepted: with a client or proxy that keeps its connections
+    /// alive, far fewer than requests.
+    #[serde(default)]
+    pub connections_total: u64,
     /// Requests by label: ping, create_session, fragment, close_session,
     /// cancel_session, rejected, other.
     pub packets: BTreeMap<String, u64>,
@@ -112,6 +116,11 @@ impl Recorder {
         // way that matters, so a poisoned lock is simply taken over.
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut guard)
+    }
+
+    /// Counts one accepted TCP connection.
+    pub(crate) fn connection_accepted(&self) {
+        self.with(|inner| inner.stats.connections_total += 1);
     }
 
     /// Counts one HTTP request and its label, and the packet against a known session.
