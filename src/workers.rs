@@ -135,3 +135,65 @@ impl<A: ServerApp + Send + Sync + 'static> Service for Worker<A> {
         Service::listen_addresses(&self.inner)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    fn worker_fd(table: &ListenFds, key: &str) -> RawFd {
+        *table
+            .lock()
+            .get(key)
+            .expect("the worker's table holds the socket")
+    }
+
+    fn listener_of(fd: RawFd) -> TcpListener {
+        TcpListener::from(duplicate_inherited(fd).expect("duplicates"))
+    }
+
+    #[test]
+    fn workers_get_their_own_descriptors_of_one_socket_recorded_once_for_upgrades() {
+        let free = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let address = free.local_addr().expect("address").to_string();
+        drop(free);
+        let shared = SharedListener::new(address.clone());
+        let process: ListenFds = Arc::new(parking_lot::Mutex::new(Fds::new()));
+        let first = shared.table_for_worker(&process).expect("first worker");
+        let second = shared.table_for_worker(&process).expect("second worker");
+        let original = worker_fd(&process, &address);
+        let (a, b) = (worker_fd(&first, &address), worker_fd(&second, &address));
+        assert!(
+            a != b && a != original && b != original,
+            "{original} {a} {b}"
+        );
+
+        // One socket: a connection made once is accepted through a worker's descriptor.
+        let mut client = TcpStream::connect(&address).expect("connects");
+        client.write_all(b"x").expect("writes");
+        let accepting = listener_of(b);
+        accepting
+            .set_nonblocking(false)
+            .expect("blocking for the test");
+        let (mut accepted, _) = accepting.accept().expect("accepted through a duplicate");
+        let mut byte = [0u8; 1];
+        accepted.read_exact(&mut byte).expect("reads");
+        assert_eq!(&byte, b"x");
+    }
+
+    #[test]
+    fn a_socket_received_in_an_upgrade_is_duplicated_not_bound_again() {
+        let received = TcpListener::bind("127.0.0.1:0").expect("binds");
+        let address = received.local_addr().expect("address").to_string();
+        let process: ListenFds = Arc::new(parking_lot::Mutex::new(Fds::new()));
+        process.lock().add(address.clone(), received.as_raw_fd());
+        let shared = SharedListener::new(address.clone());
+        let table = shared
+            .table_for_worker(&process)
+            .expect("no bind: the address is taken by the received socket");
+        assert_ne!(worker_fd(&table, &address), received.as_raw_fd());
+        assert!(shared.bound.lock().expect("lock").is_none());
+        assert_eq!(worker_fd(&process, &address), received.as_raw_fd());
+    }
+}
