@@ -191,3 +191,22 @@ async fn a_small_refused_fragment_is_drained_and_the_connection_serves_the_next_
     assert_eq!(ping.status, 200, "{ping:?}");
     assert_eq!(cluster.stats(0).packets.get("ping"), Some(&1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_8_mib_fragment_to_an_unreachable_owner_gets_its_503_ack() {
+    let mut cluster = Cluster::new().backends(1).start().await;
+    let session = cluster.create_session(PATH).await;
+    // No health checks here: the owner looks up, the connect fails, and the Ack is
+    // written from fail_to_proxy with the body still unread.
+    cluster.stop_backend(0).await;
+    let body = random_bytes(EIGHT_MIB, 14);
+    for attempt in 0..3 {
+        let mut client = Client::connect(&cluster).await;
+        let response = client
+            .exchange(&fragment_head(&session, EIGHT_MIB), &body)
+            .await;
+        assert_eq!(response.status, 503, "attempt {attempt}: {response:?}");
+        assert_eq!(response.header("BITS-Session-Id"), Some(session.as_str()));
+        assert!(is_close(&response), "closed after a failure");
+    }
+}
