@@ -2,7 +2,7 @@
 //! and the background services, over one shared state.
 
 use crate::admin::AdminApp;
-use crate::config::{Config, StorageMode};
+use crate::config::{Config, ListenerConfig, StorageMode};
 use crate::health_service::HealthService;
 use crate::proxy::BitsProxy;
 use crate::reload::ReloadService;
@@ -10,7 +10,9 @@ use crate::session::store::PinStore;
 use crate::state::Shared;
 use crate::sweeper::IdleSweeper;
 use crate::upgrade::UpgradeCatchUp;
+use crate::workers::{SharedListener, Worker};
 use anyhow::Context;
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
@@ -65,6 +67,30 @@ fn open_store(
     }
 }
 
+/// A proxy service on the client listener, with its own upstream connection pool.
+fn proxy_service(
+    server: &Server,
+    shared: &Arc<Shared>,
+    listener: &ListenerConfig,
+    name: &str,
+) -> anyhow::Result<Service<HttpProxy<BitsProxy>>> {
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        BitsProxy::new(shared.clone()),
+        name,
+    );
+    let address = listener.address.to_string();
+    match &listener.tls {
+        Some(tls) => proxy.add_tls(
+            &address,
+            &tls.cert_path.to_string_lossy(),
+            &tls.key_path.to_string_lossy(),
+        )?,
+        None => proxy.add_tcp(&address),
+    }
+    Ok(proxy)
+}
+
 /// Builds the server for a validated config.
 pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instance> {
     let conf = ServerConf {
@@ -94,20 +120,8 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
         tracing::info!(target: "bitsgate::store", restored, records = loaded.records, truncated_bytes = loaded.truncated_bytes, "pins loaded from the journal");
     }
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        BitsProxy::new(shared.clone()),
-        "bitsgate proxy",
-    );
-    let address = listener.address.to_string();
-    match &listener.tls {
-        Some(tls) => proxy.add_tls(
-            &address,
-            &tls.cert_path.to_string_lossy(),
-            &tls.key_path.to_string_lossy(),
-        )?,
-        None => proxy.add_tcp(&address),
-    }
+    let threads = shared.generation().config.server.threads;
+    let work_stealing = shared.generation().config.server.work_stealing;
 
     let mut admin = Service::new("bitsgate admin".to_owned(), AdminApp::new(shared.clone()));
     match &admin_tls {
@@ -128,7 +142,22 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
     );
     let health = background_service("health checks", HealthService::new(shared.clone()));
 
-    server.add_service(proxy);
+    if work_stealing || threads == 1 {
+        // One runtime (shared by every thread when stealing), so one pool.
+        server.add_service(proxy_service(
+            &server,
+            &shared,
+            &listener,
+            "bitsgate proxy",
+        )?);
+    } else {
+        let shared_listener = SharedListener::new(listener.address.to_string());
+        for worker in 0..threads {
+            let name = format!("bitsgate proxy {worker}");
+            let service = proxy_service(&server, &shared, &listener, &name)?;
+            server.add_service(Worker::new(service, shared_listener.clone()));
+        }
+    }
     server.add_service(admin);
     server.add_service(sweeper);
     server.add_service(reloader);

@@ -1,6 +1,8 @@
 //! bitsgate: a reverse proxy that puts a farm of BITS upload servers behind one
 //! address, pinning every upload session to the backend that created it.
-#![forbid(unsafe_code)]
+// Denied rather than forbidden for one function: duplicating the listening socket a
+// previous process handed over in an upgrade (`workers::duplicate_inherited`).
+#![deny(unsafe_code)]
 
 pub mod admin;
 pub mod app;
@@ -19,3 +21,4 @@ pub mod session;
 pub mod state;
 pub mod sweeper;
 pub mod upgrade;
+pub mod workers;

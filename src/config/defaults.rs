@@ -7,6 +7,12 @@ use std::time::Duration;
 pub const LISTENER_ADDRESS: &str = "0.0.0.0:8080";
 /// How long an idle client connection is kept open between requests.
 pub const LISTENER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// After a local answer to a request whose body was not read, how long the rest of
+/// the body may take to arrive while it is read and discarded (nginx's
+/// `lingering_time`): the client gets its Ack instead of a reset.
+pub const LISTENER_LINGERING_TIME: Duration = Duration::from_secs(30);
+/// The same, for one read that brings nothing (nginx's `lingering_timeout`).
+pub const LISTENER_LINGERING_TIMEOUT: Duration = Duration::from_secs(5);
 /// Accept `POST` + `X-Http-Method-Override: BITS_POST` (clients that cannot send
 /// extension methods use it).
 pub const LISTENER_ALLOW_METHOD_OVERRIDE: bool = true;

@@ -40,6 +40,11 @@ pub struct ListenerConfig {
     pub address: SocketAddr,
     /// Idle keep-alive timeout between requests.
     pub keepalive_timeout: Duration,
+    /// After a local answer, the longest the unread rest of the request body is read
+    /// and discarded for.
+    pub lingering_time: Duration,
+    /// After a local answer, the longest one read of that body may bring nothing.
+    pub lingering_timeout: Duration,
     /// Accept `POST` + `X-Http-Method-Override: BITS_POST`.
     pub allow_method_override: bool,
     /// Serve HTTPS when set.

@@ -47,6 +47,8 @@ pub struct RawConfig {
 pub struct RawListener {
     pub address: Option<String>,
     pub keepalive_timeout: Option<String>,
+    pub lingering_time: Option<String>,
+    pub lingering_timeout: Option<String>,
     pub allow_method_override: Option<bool>,
     pub tls: Option<RawTls>,
 }

@@ -238,6 +238,8 @@ fn the_example_config_names_every_key() {
     for key in [
         "address",
         "keepalive_timeout",
+        "lingering_time",
+        "lingering_timeout",
         "allow_method_override",
         "cert_path",
         "key_path",

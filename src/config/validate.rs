@@ -177,6 +177,16 @@ impl Validator {
             raw.keepalive_timeout.as_deref(),
             d::LISTENER_KEEPALIVE_TIMEOUT,
         );
+        let lingering_time = self.duration(
+            "listener.lingering_time",
+            raw.lingering_time.as_deref(),
+            d::LISTENER_LINGERING_TIME,
+        );
+        let lingering_timeout = self.duration(
+            "listener.lingering_timeout",
+            raw.lingering_timeout.as_deref(),
+            d::LISTENER_LINGERING_TIMEOUT,
+        );
         let tls = raw
             .tls
             .as_ref()
@@ -184,6 +194,8 @@ impl Validator {
         ListenerConfig {
             address,
             keepalive_timeout,
+            lingering_time,
+            lingering_timeout,
             allow_method_override: raw
                 .allow_method_override
                 .unwrap_or(d::LISTENER_ALLOW_METHOD_OVERRIDE),

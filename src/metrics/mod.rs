@@ -84,6 +84,10 @@ pub struct Metrics {
     pub backend_retired: IntGaugeVec,
     /// See [`names::UPSTREAM_CONNECT_FAILURES_TOTAL`].
     pub connect_failures: IntCounterVec,
+    /// See [`names::UPSTREAM_CONNECTS_TOTAL`].
+    pub upstream_connects: IntCounterVec,
+    /// See [`names::UPSTREAM_REUSES_TOTAL`].
+    pub upstream_reuses: IntCounterVec,
     /// See [`names::BACKEND_DRAINED`].
     pub backend_drained: IntGaugeVec,
     /// See [`names::STORE_ERRORS_TOTAL`].
@@ -200,6 +204,16 @@ impl Metrics {
             "Failed connection attempts to each backend.",
             &["backend"],
         );
+        let upstream_connects = counter(
+            names::UPSTREAM_CONNECTS_TOTAL,
+            "New connections opened to each backend.",
+            &["backend"],
+        );
+        let upstream_reuses = counter(
+            names::UPSTREAM_REUSES_TOTAL,
+            "Requests sent to each backend over a pooled connection.",
+            &["backend"],
+        );
         let backend_drained = gauge(
             names::BACKEND_DRAINED,
             "1 when a draining backend owns no session any more and can be taken down.",
@@ -262,6 +276,8 @@ impl Metrics {
             backend_draining,
             backend_retired,
             connect_failures,
+            upstream_connects,
+            upstream_reuses,
             backend_transitions,
             no_backend: BackendSeries::new(Arc::from(names::NO_BACKEND)),
             durations: DurationSeries::default(),

@@ -27,6 +27,10 @@ pub const BACKEND_DRAINING: &str = "bitsgate_backend_draining";
 pub const BACKEND_RETIRED: &str = "bitsgate_backend_retired";
 /// Upstream connect failures, by backend.
 pub const UPSTREAM_CONNECT_FAILURES_TOTAL: &str = "bitsgate_upstream_connect_failures_total";
+/// New TCP (or TLS) connections bitsgate opened to a backend, by backend.
+pub const UPSTREAM_CONNECTS_TOTAL: &str = "bitsgate_upstream_connects_total";
+/// Requests sent to a backend over a pooled connection opened earlier, by backend.
+pub const UPSTREAM_REUSES_TOTAL: &str = "bitsgate_upstream_reuses_total";
 /// Backend health transitions, by backend and new state (`to` = up | down).
 pub const BACKEND_TRANSITIONS_TOTAL: &str = "bitsgate_backend_transitions_total";
 
@@ -48,7 +52,7 @@ pub const SESSION_ID_COLLISIONS_TOTAL: &str = "bitsgate_session_id_collisions_to
 pub const STORE_FAILED: &str = "bitsgate_store_failed";
 
 /// Every name above, for the documentation check.
-pub const ALL: [&str; 20] = [
+pub const ALL: [&str; 22] = [
     SESSION_ID_COLLISIONS_TOTAL,
     MAX_PINNED_SESSIONS,
     STORE_FAILED,
@@ -68,6 +72,8 @@ pub const ALL: [&str; 20] = [
     BACKEND_UP,
     BACKEND_DRAINING,
     UPSTREAM_CONNECT_FAILURES_TOTAL,
+    UPSTREAM_CONNECTS_TOTAL,
+    UPSTREAM_REUSES_TOTAL,
     BACKEND_TRANSITIONS_TOTAL,
 ];
 

@@ -62,6 +62,8 @@ pub struct BackendSeries {
     backend: Arc<str>,
     requests: [[OnceLock<IntCounter>; STATUS_CLASSES.len()]; PACKET_LABELS.len()],
     uploaded_bytes: OnceLock<IntCounter>,
+    upstream_connects: OnceLock<IntCounter>,
+    upstream_reuses: OnceLock<IntCounter>,
 }
 
 impl BackendSeries {
@@ -71,6 +73,8 @@ impl BackendSeries {
             backend,
             requests: Default::default(),
             uploaded_bytes: OnceLock::new(),
+            upstream_connects: OnceLock::new(),
+            upstream_reuses: OnceLock::new(),
         }
     }
 
@@ -90,6 +94,21 @@ impl BackendSeries {
     pub fn uploaded_bytes(&self, metrics: &Metrics) -> &IntCounter {
         self.uploaded_bytes
             .get_or_init(|| metrics.uploaded_bytes.with_label_values(&[&self.backend]))
+    }
+
+    /// `bitsgate_upstream_connects_total{backend}` for a new connection,
+    /// `bitsgate_upstream_reuses_total{backend}` for a pooled one.
+    pub fn upstream_connection(&self, metrics: &Metrics, reused: bool) -> &IntCounter {
+        if reused {
+            self.upstream_reuses
+                .get_or_init(|| metrics.upstream_reuses.with_label_values(&[&self.backend]))
+        } else {
+            self.upstream_connects.get_or_init(|| {
+                metrics
+                    .upstream_connects
+                    .with_label_values(&[&self.backend])
+            })
+        }
     }
 }
 

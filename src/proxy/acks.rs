@@ -1,6 +1,8 @@
 //! Answers bitsgate writes itself: BITS Acks for BITS packets, bare statuses otherwise.
 
 use super::ctx::{LocalReason, RequestCtx};
+use super::linger;
+use crate::config::ListenerConfig;
 use crate::metrics::Metrics;
 use crate::routing::LocalReply;
 use bits_proto::{Ack, ErrorCode, ErrorContext};
@@ -48,39 +50,46 @@ impl Answer {
     }
 }
 
-/// Writes a local answer and records why.
+/// Writes a local answer, records why, and deals with the request body it leaves
+/// unread (see [`linger`]): the connection stays open only when that body was small
+/// and could be read to its end, and only if the caller left keep-alive on.
 pub async fn answer(
     session: &mut Session,
     ctx: &mut RequestCtx,
     metrics: &Metrics,
+    listener: &ListenerConfig,
     answer: Answer,
     reason: LocalReason,
 ) -> Result<()> {
-    match answer {
+    let header = match answer {
         Answer::Ack(ack) => {
             let echo = ctx
                 .packet
                 .as_ref()
                 .and_then(|p| p.session.as_ref())
                 .map(ToString::to_string);
-            send_ack(session, ctx, metrics, ack, echo.as_deref(), reason).await
+            ack_header(ack, echo.as_deref())?
         }
-        Answer::Plain(status) => send_plain(session, ctx, metrics, status, reason).await,
+        Answer::Plain(status) => plain_header(status)?,
+    };
+    record(ctx, metrics, header.status.as_u16(), reason);
+    if linger::may_keep_alive(session) {
+        // Pingora would otherwise close a connection whose body was not read yet.
+        session.set_close_on_response_before_downstream_finish(false);
+    } else {
+        session.set_keepalive(None);
     }
+    session
+        .write_response_header(Box::new(header), true)
+        .await?;
+    if !linger::discard_rest_of_body(session, listener).await {
+        session.set_keepalive(None);
+    }
+    Ok(())
 }
 
-/// Writes an Ack, echoing `session` when given, and records why.
-///
-/// The request body is never read here, so the connection is closed after the answer:
-/// the unread body cannot be mistaken for the next request.
-async fn send_ack(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    metrics: &Metrics,
-    ack: Ack,
-    echo_session: Option<&str>,
-    reason: LocalReason,
-) -> Result<()> {
+/// The header of an Ack, echoing `session` when given.
+fn ack_header(ack: Ack, echo_session: Option<&str>) -> Result<ResponseHeader> {
     let ack = match echo_session {
         Some(id) if ack.get(bits_proto::headers::SESSION_ID).is_none() => {
             ack.header(bits_proto::headers::SESSION_ID, id.to_owned())
@@ -91,24 +100,14 @@ async fn send_ack(
     for (name, value) in &ack.headers {
         header.append_header(*name, value.as_ref())?;
     }
-    record(ctx, metrics, ack.status, reason);
-    session.set_keepalive(None);
-    session.write_response_header(Box::new(header), true).await
+    Ok(header)
 }
 
-/// Writes a bare status with an empty body (for requests that are not BITS packets).
-async fn send_plain(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    metrics: &Metrics,
-    status: u16,
-    reason: LocalReason,
-) -> Result<()> {
+/// A bare status with an empty body (for requests that are not BITS packets).
+fn plain_header(status: u16) -> Result<ResponseHeader> {
     let mut header = ResponseHeader::build(status, Some(1))?;
     header.append_header("Content-Length", "0")?;
-    record(ctx, metrics, status, reason);
-    session.set_keepalive(None);
-    session.write_response_header(Box::new(header), true).await
+    Ok(header)
 }
 
 fn record(ctx: &mut RequestCtx, metrics: &Metrics, status: u16, reason: LocalReason) {

@@ -4,6 +4,7 @@
 mod acks;
 mod ctx;
 mod learn;
+mod linger;
 mod service;
 
 pub use ctx::RequestCtx;

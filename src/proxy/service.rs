@@ -16,6 +16,7 @@ use http::{Method, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
@@ -216,7 +217,8 @@ impl ProxyHttp for BitsProxy {
         match self.decide(session.req_header(), framing_conflict, &generation, ctx) {
             Verdict::Forward => Ok(false),
             Verdict::Local(answer, reason) => {
-                acks::answer(session, ctx, &self.shared.metrics, answer, reason).await?;
+                let listener = &generation.config.listener;
+                acks::answer(session, ctx, &self.shared.metrics, listener, answer, reason).await?;
                 Ok(true)
             }
         }
@@ -285,6 +287,25 @@ impl ProxyHttp for BitsProxy {
             e.set_retry(retry);
         }
         e
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // A connection dropped instead of pooled shows here as a new connect.
+        if let (Some(chosen), Some(generation)) = (&ctx.chosen, &ctx.generation) {
+            generation.series[chosen.index]
+                .upstream_connection(&self.shared.metrics, reused)
+                .inc();
+        }
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -386,8 +407,18 @@ impl ProxyHttp for BitsProxy {
         };
         let status = ack.status;
         let answer = Answer::for_request(ctx, ack);
-        if let Err(write_error) =
-            acks::answer(session, ctx, &self.shared.metrics, answer, reason).await
+        let generation = self.generation(ctx);
+        // The connection is closed after a failure whatever its body: say so in the Ack.
+        session.set_keepalive(None);
+        if let Err(write_error) = acks::answer(
+            session,
+            ctx,
+            &self.shared.metrics,
+            &generation.config.listener,
+            answer,
+            reason,
+        )
+        .await
         {
             tracing::debug!(target: "bitsgate::proxy", error = %write_error, "could not write the error Ack");
         }

@@ -11,6 +11,7 @@ mod expiry;
 mod failover;
 mod health;
 mod host_id;
+mod lingering;
 mod malformed;
 mod metrics;
 mod operations;

@@ -111,8 +111,8 @@ fn cases() -> Vec<(&'static str, RawRequest, bool)> {
             false,
         ),
         (
-            "header value over 4 KiB",
-            RawRequest::bits(PacketType::Ping, PATH).header("X-Padding", "p".repeat(4097)),
+            "BITS header value over 4 KiB",
+            RawRequest::bits(PacketType::Ping, PATH).header("BITS-Padding", "p".repeat(4097)),
             false,
         ),
         (

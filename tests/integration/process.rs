@@ -442,3 +442,70 @@ async fn a_second_process_on_the_same_data_dir_refuses_to_start() {
     std::net::TcpStream::connect(farm.proxy).expect("the first process still listens");
     stop_gracefully(&mut first);
 }
+
+/// With the default runtime (`[server] threads = 2`, `work_stealing = false`), a client
+/// that keeps its connection alive has its whole upload carried to the backend over
+/// one pooled upstream connection: none is dropped on its way back to the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_upload_reaches_the_backend_over_one_upstream_connection() {
+    let farm = farm(1).await;
+    let mut proxy = start(&farm, false, "reuse.log");
+    tokio::task::block_in_place(|| wait_listening(farm.proxy));
+    let data = random_bytes(20 << 20, 4242);
+    let options = UploadOptions {
+        fragment_size: 64 << 10,
+        new_connection_per_packet: false,
+        ..options()
+    };
+    let report = client::upload(
+        &format!("http://{}/uploads/reuse.bin", farm.proxy),
+        UploadSource::Bytes(data.clone()),
+        &options,
+        &NoObserver,
+    )
+    .await
+    .expect("upload completes");
+    assert_eq!(report.restarts, 0);
+    assert_eq!(report.retries, 0, "{report:?}");
+    let stored = std::fs::read(farm.dir.path().join("b0/uploads/reuse.bin")).expect("committed");
+    assert_eq!(sha256(&stored), sha256(&data));
+
+    let stats = farm.backends[0].stats();
+    assert!(
+        stats.requests_total > 320,
+        "{} requests",
+        stats.requests_total
+    );
+    let metrics = bits_testkit::client::raw::send(
+        farm.admin,
+        &bits_testkit::client::raw::RawRequest::new("GET", "/metrics"),
+    )
+    .await
+    .expect("metrics");
+    let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
+    let log = log_of(&farm, "reuse.log");
+    assert_eq!(
+        stats.connections_total,
+        1,
+        "the backend saw {} connections for {} requests\n{}\n{log}",
+        stats.connections_total,
+        stats.requests_total,
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("bitsgate_upstream"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    assert!(!log.contains("failed to acquire reusable stream"), "{log}");
+    assert_eq!(
+        crate::cluster::sample(&metrics, "bitsgate_upstream_connects_total{backend=\"b0\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        crate::cluster::sample(&metrics, "bitsgate_upstream_reuses_total{backend=\"b0\"}"),
+        Some(stats.requests_total as f64 - 1.0),
+        "{metrics}"
+    );
+    stop_gracefully(&mut proxy);
+}

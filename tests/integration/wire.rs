@@ -133,3 +133,36 @@ async fn expect_100_continue_fragments_pass_through() {
     assert_eq!(response.ack().received, Some(5));
     assert_eq!(cluster.committed_sha256(PATH), vec![sha256(b"hello")]);
 }
+
+/// A Negotiate token of a user in many groups is often over 4 KiB; only the protocol's
+/// own headers are bounded by `[limits] max_header_bytes`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_12_kib_authorization_header_reaches_the_backend_on_ping_and_create_session() {
+    let cluster = Cluster::new().backends(1).start().await;
+    let token = format!("Negotiate {}", "T".repeat(12 << 10));
+    let ping =
+        RawRequest::bits(bits_proto::PacketType::Ping, PATH).header("Authorization", token.clone());
+    let response = cluster.send(&ping).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    let create = RawRequest::bits(bits_proto::PacketType::CreateSession, PATH)
+        .header("BITS-Supported-Protocols", bits_proto::BITS_1_5_PROTOCOL)
+        .header("Authorization", token);
+    let response = cluster.send(&create).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    let stats = cluster.stats(0);
+    assert_eq!(stats.packets.get("ping"), Some(&1), "{stats:?}");
+    assert_eq!(stats.packets.get("create_session"), Some(&1), "{stats:?}");
+    assert_eq!(cluster.proxy.shared.table.len(), 1, "the session is pinned");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bits_header_over_max_header_bytes_is_still_refused() {
+    let cluster = Cluster::new().backends(1).start().await;
+    let create = RawRequest::bits(bits_proto::PacketType::CreateSession, PATH)
+        .header("BITS-Supported-Protocols", bits_proto::BITS_1_5_PROTOCOL)
+        .header("Content-Name", "n".repeat(4097));
+    let response = cluster.send(&create).await;
+    assert_eq!(response.status, 400, "{response:?}");
+    assert_eq!(response.ack().error_code, Some(ErrorCode::INVALID_ARG));
+    assert_eq!(cluster.requests_seen(), 0);
+}

@@ -18,7 +18,8 @@ use http::HeaderMap;
 pub struct ClassifyOptions {
     /// Accept `POST` with `X-Http-Method-Override: BITS_POST` as a BITS packet.
     pub allow_method_override: bool,
-    /// Longest header value accepted, in bytes.
+    /// Longest value accepted for a protocol header (`BITS-*` and `Content-*`), in
+    /// bytes. Other headers, `Authorization` above all, are not limited here.
     pub max_header_value: usize,
 }
 
@@ -196,7 +197,7 @@ pub fn classify<'a>(
         })
     };
 
-    if headers.values().any(|v| v.len() > options.max_header_value) {
+    if protocol_header_too_long(headers, options.max_header_value) {
         return reject(RejectReason::HeaderTooLong);
     }
 
@@ -286,6 +287,16 @@ pub fn classify<'a>(
         supported_protocols,
         via_method_override,
     }))
+}
+
+/// Whether a protocol header (`BITS-*` or `Content-*`) has a value over `max`. The
+/// protocol's 4 KB bound is about its own headers: an `Authorization: Negotiate` token
+/// of a user in many groups is often longer, and the whole header block is bounded by
+/// the HTTP layer, not here.
+fn protocol_header_too_long(headers: &HeaderMap, max: usize) -> bool {
+    headers
+        .iter()
+        .any(|(name, value)| value.len() > max && h::is_protocol_header(name.as_str()))
 }
 
 /// The one value of a header that may appear more than once only with equal values.

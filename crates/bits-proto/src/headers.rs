@@ -66,6 +66,13 @@ pub mod names {
 /// Largest header value the protocol allows (spec §2: "SHOULD NOT exceed 4 KB").
 pub const MAX_HEADER_VALUE_BYTES: usize = 4096;
 
+/// Whether a header is one of the protocol's own, whose values
+/// [`MAX_HEADER_VALUE_BYTES`] bounds: `BITS-*` and `Content-*`. `name` is lower case,
+/// as `http::HeaderName::as_str` gives it.
+pub fn is_protocol_header(name: &str) -> bool {
+    name.starts_with("bits-") || name.starts_with("content-")
+}
+
 /// Strips HTTP optional white space (space and horizontal tab, RFC 9110 §5.6.3) from
 /// both ends. `<[u8]>::trim_ascii` is deliberately not used: it also strips CR, LF and
 /// form feed, which would let a value such as `"{id}\r\n"` pass as a clean token.
@@ -102,5 +109,15 @@ mod tests {
         assert_eq!(trim_ows(b"id\r\n"), b"id\r\n");
         assert_eq!(trim_ows(b"\x0cid"), b"\x0cid");
         assert_eq!(trim_ows_start(b" \tx "), b"x ");
+    }
+
+    #[test]
+    fn protocol_headers_are_the_bits_and_content_ones() {
+        assert!(is_protocol_header("bits-session-id"));
+        assert!(is_protocol_header("content-name"));
+        assert!(is_protocol_header("content-length"));
+        assert!(!is_protocol_header("authorization"));
+        assert!(!is_protocol_header("x-trace"));
+        assert!(!is_protocol_header("cookie"));
     }
 }

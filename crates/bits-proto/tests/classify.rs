@@ -401,9 +401,39 @@ fn a_header_value_of_exactly_4096_bytes_is_accepted() {
 
 #[test]
 fn an_over_long_second_value_of_a_repeated_header_is_refused() {
-    let map = also(windows_fragment(), "X-Trace", "short");
-    let map = also(map, "X-Trace", &"t".repeat(4097));
+    let map = also(windows_fragment(), "BITS-Trace", "short");
+    let map = also(map, "BITS-Trace", &"t".repeat(4097));
     assert_refused(&map, RejectReason::HeaderTooLong, Some(SESSION));
+}
+
+#[test]
+fn an_over_long_bits_header_is_refused_whatever_its_case() {
+    let map = with(windows_fragment(), "bits-reply-url", &"u".repeat(4097));
+    assert_refused(&map, RejectReason::HeaderTooLong, Some(SESSION));
+}
+
+/// A Kerberos ticket of a user in many groups is often over 4 KB; the protocol's
+/// bound is about its own headers.
+#[test]
+fn a_12_kib_authorization_token_passes_on_ping_create_session_and_fragment() {
+    let token = format!("Negotiate {}", "Y".repeat(12 << 10));
+    let ping = headers(&[("BITS-Packet-Type", "Ping"), ("Authorization", &token)]);
+    assert_eq!(packet("BITS_POST", &ping).kind, PacketType::Ping);
+    let create = headers(&[
+        ("BITS-Packet-Type", "Create-Session"),
+        ("BITS-Supported-Protocols", BITS_1_5_PROTOCOL),
+        ("Authorization", &token),
+    ]);
+    assert_eq!(packet("BITS_POST", &create).kind, PacketType::CreateSession);
+    let fragment = with(windows_fragment(), "Authorization", &token);
+    assert_eq!(packet("BITS_POST", &fragment).kind, PacketType::Fragment);
+}
+
+#[test]
+fn long_values_of_other_headers_are_not_judged() {
+    let map = with(windows_fragment(), "Cookie", &"c".repeat(20_000));
+    let map = also(map, "X-Trace", &"t".repeat(8192));
+    assert_eq!(packet("BITS_POST", &map).kind, PacketType::Fragment);
 }
 
 #[test]

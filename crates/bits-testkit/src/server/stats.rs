@@ -22,6 +22,10 @@ pub struct Stats {
     pub name: String,
     /// Every HTTP request received, BITS or not, valid or not.
     pub requests_total: u64,
+    /// TCP connections accepted: with a client or proxy that keeps its connections
+    /// alive, far fewer than requests.
+    #[serde(default)]
+    pub connections_total: u64,
     /// Requests by label: ping, create_session, fragment, close_session,
     /// cancel_session, rejected, unauthorized, reply, other.
     pub packets: BTreeMap<String, u64>,
@@ -148,9 +152,10 @@ impl Recorder {
         f(&mut guard)
     }
 
-    /// Registers a new connection.
+    /// Registers a new connection (and counts it: the map keeps only the latest).
     pub(crate) fn connection_opened(&self, id: u64, peer: &str, tls: bool) {
         self.with(|inner| {
+            inner.stats.connections_total += 1;
             let connections = &mut inner.stats.connections;
             connections.insert(
                 id,

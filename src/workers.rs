@@ -1,0 +1,199 @@
+//! The proxy as one Pingora service per worker thread, all accepting on one listening
+//! socket, each with a single-threaded runtime and its own upstream connection pool.
+//!
+//! Why not one service with `threads` runtimes: Pingora's runtime-per-thread mode
+//! spawns the idle watcher of every connection returned to the upstream pool on a
+//! randomly chosen worker (`pingora_runtime::current_handle()`). When that is another
+//! thread, the watcher may still hold its reference to the pooled connection when the
+//! next request takes it (`Arc::try_unwrap` in the connector's `reused_stream`), and
+//! the connection is dropped ("failed to acquire reusable stream"): a kept-alive
+//! client's upload then reaches its backend over many TCP connections. A service with
+//! one thread has one runtime, so every task it spawns, the pool watchers included,
+//! runs on the thread that owns the pool.
+//!
+//! Each worker gets its own duplicate of the listening socket (one open socket, one
+//! accept queue, several descriptors). Giving every worker the same descriptor number,
+//! as Pingora does for services that share an address, would close it once per worker
+//! at shutdown. The process-wide descriptor table, which a graceful upgrade hands to
+//! the next process, keeps the original under the listener's address, so an upgrade
+//! passes one socket whatever the number of workers on either side.
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::server::{Fds, ListenFds, ShutdownWatch};
+use pingora::services::listening::Service as ListeningService;
+use pingora::services::Service;
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex};
+
+/// The client listening socket the workers share.
+pub struct SharedListener {
+    /// The address as written in the config: the key of the socket in Pingora's table
+    /// of listening descriptors.
+    key: String,
+    /// The socket, when this process bound it (rather than received it in an upgrade).
+    bound: Mutex<Option<TcpListener>>,
+}
+
+impl SharedListener {
+    /// A listener for `address`, bound when the first worker starts.
+    pub fn new(address: String) -> Arc<SharedListener> {
+        Arc::new(SharedListener {
+            key: address,
+            bound: Mutex::new(None),
+        })
+    }
+
+    /// A descriptor table for one worker, holding its own duplicate of the socket:
+    /// the one received from a previous process when there is one, else one this
+    /// process binds (once) and records in the process table for a later upgrade.
+    fn table_for_worker(&self, process: &ListenFds) -> io::Result<ListenFds> {
+        let mut bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
+        let duplicate: OwnedFd = match bound.as_ref() {
+            Some(listener) => listener.try_clone()?.into(),
+            None => {
+                let inherited = process.lock().get(&self.key).copied();
+                match inherited {
+                    Some(fd) => duplicate_inherited(fd)?,
+                    None => {
+                        let listener = TcpListener::bind(&self.key)?;
+                        process.lock().add(self.key.clone(), listener.as_raw_fd());
+                        let duplicate = listener.try_clone()?.into();
+                        *bound = Some(listener);
+                        duplicate
+                    }
+                }
+            }
+        };
+        // Non-blocking, as the worker's runtime needs it (a socket received from a
+        // process that did not set it included); the flag belongs to the shared socket.
+        let duplicate = TcpListener::from(duplicate);
+        duplicate.set_nonblocking(true)?;
+        let mut table = Fds::new();
+        // Pingora takes the worker's descriptor over and closes it when the worker stops.
+        table.add(self.key.clone(), duplicate.into_raw_fd());
+        Ok(Arc::new(parking_lot::Mutex::new(table)))
+    }
+}
+
+/// Duplicates a listening socket received from the previous process in an upgrade.
+/// Pingora's bootstrap received it into the process table, and no listener of this
+/// process owns it (each worker gets a duplicate), so it stays open for the life of
+/// the process, to be handed to the next one.
+#[allow(unsafe_code)]
+fn duplicate_inherited(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: `fd` is open for the whole life of this process (above), and it is only
+    // borrowed for the duplication.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    borrowed.try_clone_to_owned()
+}
+
+/// One worker: a listening service of one thread, on its own copy of the socket.
+pub struct Worker<A> {
+    inner: ListeningService<A>,
+    listener: Arc<SharedListener>,
+}
+
+impl<A> Worker<A> {
+    /// Wraps a listening service whose only endpoint is `listener`'s address.
+    pub fn new(inner: ListeningService<A>, listener: Arc<SharedListener>) -> Self {
+        Worker { inner, listener }
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> Service for Worker<A> {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+    ) {
+        let fds = fds.map(|process| match self.listener.table_for_worker(&process) {
+            Ok(own) => own,
+            Err(e) => {
+                // Pingora's own binding (with its retries while the address is in
+                // use) still works; the workers then share one descriptor.
+                tracing::warn!(target: "bitsgate::proxy", address = %self.listener.key, error = %e, "could not give this worker its own copy of the listening socket");
+                process
+            }
+        });
+        Service::start_service(&mut self.inner, fds, shutdown, listeners_per_fd).await
+    }
+
+    fn name(&self) -> &str {
+        Service::name(&self.inner)
+    }
+
+    fn threads(&self) -> Option<usize> {
+        Some(1)
+    }
+
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        Service::listen_addresses(&self.inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    fn worker_fd(table: &ListenFds, key: &str) -> RawFd {
+        *table
+            .lock()
+            .get(key)
+            .expect("the worker's table holds the socket")
+    }
+
+    fn listener_of(fd: RawFd) -> TcpListener {
+        TcpListener::from(duplicate_inherited(fd).expect("duplicates"))
+    }
+
+    #[test]
+    fn workers_get_their_own_descriptors_of_one_socket_recorded_once_for_upgrades() {
+        let free = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let address = free.local_addr().expect("address").to_string();
+        drop(free);
+        let shared = SharedListener::new(address.clone());
+        let process: ListenFds = Arc::new(parking_lot::Mutex::new(Fds::new()));
+        let first = shared.table_for_worker(&process).expect("first worker");
+        let second = shared.table_for_worker(&process).expect("second worker");
+        let original = worker_fd(&process, &address);
+        let (a, b) = (worker_fd(&first, &address), worker_fd(&second, &address));
+        assert!(
+            a != b && a != original && b != original,
+            "{original} {a} {b}"
+        );
+
+        // One socket: a connection made once is accepted through a worker's descriptor.
+        let mut client = TcpStream::connect(&address).expect("connects");
+        client.write_all(b"x").expect("writes");
+        let accepting = listener_of(b);
+        accepting
+            .set_nonblocking(false)
+            .expect("blocking for the test");
+        let (mut accepted, _) = accepting.accept().expect("accepted through a duplicate");
+        let mut byte = [0u8; 1];
+        accepted.read_exact(&mut byte).expect("reads");
+        assert_eq!(&byte, b"x");
+    }
+
+    #[test]
+    fn a_socket_received_in_an_upgrade_is_duplicated_not_bound_again() {
+        let received = TcpListener::bind("127.0.0.1:0").expect("binds");
+        let address = received.local_addr().expect("address").to_string();
+        let process: ListenFds = Arc::new(parking_lot::Mutex::new(Fds::new()));
+        process.lock().add(address.clone(), received.as_raw_fd());
+        let shared = SharedListener::new(address.clone());
+        let table = shared
+            .table_for_worker(&process)
+            .expect("no bind: the address is taken by the received socket");
+        assert_ne!(worker_fd(&table, &address), received.as_raw_fd());
+        assert!(shared.bound.lock().expect("lock").is_none());
+        assert_eq!(worker_fd(&process, &address), received.as_raw_fd());
+    }
+}
