@@ -60,6 +60,23 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
     }
 }
 
+/// The `[admin]` section on its own. The token (file) is read only when asked for:
+/// a liveness probe needs no token, and its user may not be allowed to read the file.
+pub fn validate_admin(raw: &RawAdmin, read_token: bool) -> Result<AdminConfig, Vec<ConfigError>> {
+    let mut v = Validator::default();
+    let address = v.socket_addr("admin.address", raw.address.as_deref(), d::ADMIN_ADDRESS);
+    let token = if read_token { v.admin_token(raw) } else { None };
+    if v.errors.is_empty() {
+        Ok(AdminConfig {
+            address,
+            token,
+            protect_reads: raw.protect_reads.unwrap_or(d::ADMIN_PROTECT_READS),
+        })
+    } else {
+        Err(v.errors)
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Validator {
     errors: Vec<ConfigError>,

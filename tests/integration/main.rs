@@ -4,14 +4,17 @@
 mod cluster;
 
 mod check_cli;
+mod cli;
 mod failover;
 mod health;
 mod host_id;
 mod malformed;
 mod metrics;
 mod operations;
+mod packaging;
 mod process;
 mod sessions;
+mod systemd_notify;
 mod tls;
 mod uploads;
 mod wire;
