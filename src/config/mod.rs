@@ -151,6 +151,35 @@ pub fn load_str(text: &str) -> Result<Config, ConfigErrors> {
     }
 }
 
+/// Reads only the `[admin]` section of a file, for the commands that talk to a running
+/// bitsgate (`bitsgate backends`, `probe`, ...). The rest of the file is not validated,
+/// so that, say, a backend host name that does not resolve where the command runs
+/// does not stop an operator from draining that backend. `read_token` reads `token` or
+/// `token_file`; without it the token is left out.
+pub fn load_admin_file(path: &Path, read_token: bool) -> Result<AdminConfig, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            key: "(file)".into(),
+            message: format!("cannot read {}: {e}", path.display()),
+            fix: "check the path and its permissions, or give --config".into(),
+        }])
+    })?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        ConfigErrors(vec![ConfigError {
+            key: "(syntax)".into(),
+            message: e.message().to_owned() + &location(&text, e.span()),
+            fix: "fix the TOML syntax at that place".into(),
+        }])
+    })?;
+    let mut errors = Vec::new();
+    let mut admin = raw::RawAdmin::default();
+    section(&table, "admin", &mut admin, &mut errors);
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    validate::validate_admin(&admin, read_token).map_err(ConfigErrors)
+}
+
 fn is_placeholder_noise(error: &ConfigError, earlier: &[ConfigError]) -> bool {
     earlier
         .iter()

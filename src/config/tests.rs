@@ -373,3 +373,33 @@ fn admin_tls_needs_both_files() {
     assert!(keys.contains(&"admin.tls.cert_path".to_owned()), "{keys:?}");
     assert!(keys.contains(&"admin.tls.key_path".to_owned()), "{keys:?}");
 }
+
+#[test]
+fn the_admin_section_is_read_alone_and_the_token_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "0123456789abcdef0123\n").unwrap();
+    let file = dir.path().join("bitsgate.toml");
+    // The backend is invalid: the admin section is still usable.
+    std::fs::write(
+        &file,
+        format!(
+            "[admin]\naddress = \"0.0.0.0:9191\"\ntoken_file = {:?}\n[[backends]]\nid = \"b1\"\naddress = \"not an address\"\n",
+            token.display().to_string()
+        ),
+    )
+    .unwrap();
+    let admin = load_admin_file(&file, true).unwrap();
+    assert_eq!(admin.address.to_string(), "0.0.0.0:9191");
+    assert_eq!(admin.token.as_deref(), Some("0123456789abcdef0123"));
+
+    std::fs::remove_file(&token).unwrap();
+    let without = load_admin_file(&file, false).unwrap();
+    assert_eq!(without.token, None);
+    let errors = load_admin_file(&file, true).unwrap_err();
+    assert_eq!(errors.0[0].key, "admin.token_file");
+
+    std::fs::write(&file, "[admin]\naddress = \"nowhere\"\n").unwrap();
+    let errors = load_admin_file(&file, false).unwrap_err();
+    assert_eq!(errors.0[0].key, "admin.address");
+}

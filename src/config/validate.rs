@@ -13,15 +13,11 @@ use std::time::Duration;
 pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
     let mut v = Validator::default();
     let listener = v.listener(&raw.listener);
-    let admin_address = v.socket_addr(
-        "admin.address",
-        raw.admin.address.as_deref(),
-        d::ADMIN_ADDRESS,
-    );
-    if admin_address == listener.address && admin_address.port() != 0 {
+    let admin = v.admin(&raw.admin, true);
+    if admin.address == listener.address && admin.address.port() != 0 {
         v.push(
             "admin.address",
-            format!("{admin_address} is also listener.address"),
+            format!("{} is also listener.address", admin.address),
             "give the admin API its own address (loopback by default)",
         );
     }
@@ -31,29 +27,19 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
     let upstream = v.upstream(&raw.upstream);
     let limits = v.limits(&raw.limits);
     let server = v.server(&raw.server);
-    let admin_token = v.admin_token(&raw.admin);
-    let allow_unauthenticated = raw
-        .admin
-        .allow_unauthenticated
-        .unwrap_or(d::ADMIN_ALLOW_UNAUTHENTICATED);
-    if admin_token.is_none()
-        && !allow_unauthenticated
-        && !admin_address.ip().is_loopback()
-        && raw.admin.token_file.is_none()
+    if admin.open_to_the_network() && !admin.allow_unauthenticated && raw.admin.token_file.is_none()
     {
         v.push(
             "admin.address",
-            format!("{admin_address} is reachable from other hosts and admin.token is not set"),
+            format!(
+                "{} is reachable from other hosts and admin.token is not set",
+                admin.address
+            ),
             "set admin.token_file (or admin.token) so drain, reload and session cancels need it, \
              bind admin.address to loopback, or set admin.allow_unauthenticated = true if a \
              firewall already guards it",
         );
     }
-    let admin_tls = raw
-        .admin
-        .tls
-        .as_ref()
-        .and_then(|tls| v.tls_files("admin.tls", tls));
     let health_check = v.health_check(&raw.health_check);
     let reload = v.reload(&raw.reload);
     let storage = v.storage(&raw.storage);
@@ -61,13 +47,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
     if v.errors.is_empty() {
         Ok(Config {
             listener,
-            admin: AdminConfig {
-                address: admin_address,
-                token: admin_token,
-                protect_reads: raw.admin.protect_reads.unwrap_or(d::ADMIN_PROTECT_READS),
-                allow_unauthenticated,
-                tls: admin_tls,
-            },
+            admin,
             health_check,
             reload,
             storage,
@@ -79,6 +59,18 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
             server,
             backends,
         })
+    } else {
+        Err(v.errors)
+    }
+}
+
+/// The `[admin]` section on its own. The token (file) is read only when asked for:
+/// a liveness probe needs no token, and its user may not be allowed to read the file.
+pub fn validate_admin(raw: &RawAdmin, read_token: bool) -> Result<AdminConfig, Vec<ConfigError>> {
+    let mut v = Validator::default();
+    let admin = v.admin(raw, read_token);
+    if v.errors.is_empty() {
+        Ok(admin)
     } else {
         Err(v.errors)
     }
@@ -200,6 +192,28 @@ impl Validator {
                 .allow_method_override
                 .unwrap_or(d::LISTENER_ALLOW_METHOD_OVERRIDE),
             tls,
+        }
+    }
+
+    /// The `[admin]` section; the token (file) only when `read_token`.
+    fn admin(&mut self, raw: &RawAdmin, read_token: bool) -> AdminConfig {
+        let address = self.socket_addr("admin.address", raw.address.as_deref(), d::ADMIN_ADDRESS);
+        let token = if read_token {
+            self.admin_token(raw)
+        } else {
+            None
+        };
+        AdminConfig {
+            address,
+            token,
+            protect_reads: raw.protect_reads.unwrap_or(d::ADMIN_PROTECT_READS),
+            allow_unauthenticated: raw
+                .allow_unauthenticated
+                .unwrap_or(d::ADMIN_ALLOW_UNAUTHENTICATED),
+            tls: raw
+                .tls
+                .as_ref()
+                .and_then(|tls| self.tls_files("admin.tls", tls)),
         }
     }
 

@@ -4,6 +4,7 @@
 mod cluster;
 
 mod check_cli;
+mod cli;
 mod dashboard;
 mod deploy_files;
 mod docs_index;
@@ -15,10 +16,12 @@ mod lingering;
 mod malformed;
 mod metrics;
 mod operations;
+mod packaging;
 mod process;
 mod prometheus_rules;
 mod promql;
 mod sessions;
+mod systemd_notify;
 mod tls;
 mod uploads;
 mod wire;
