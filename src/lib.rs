@@ -2,6 +2,7 @@
 //! address, pinning every upload session to the backend that created it.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod backend;

@@ -64,7 +64,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(match &cli.command {
+        Command::Run { config, .. } => config::peek_log_format(config),
+        _ => config::LogFormat::Text,
+    });
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config, upgrade } => report(run(&config, upgrade)),
@@ -128,11 +131,16 @@ fn run(path: &std::path::Path, upgrade: bool) -> anyhow::Result<()> {
     instance.server.run_forever()
 }
 
-fn init_logging() {
+/// The diagnostic log, on stderr; `[log] format = "json"` gives one JSON object per
+/// event for log shippers. Set once per process: changing the format needs a restart.
+fn init_logging(format: config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BITSGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Text => builder.init(),
+        config::LogFormat::Json => builder.json().init(),
+    }
 }

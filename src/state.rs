@@ -51,6 +51,8 @@ pub struct Shared {
     other_tick: AtomicU64,
     /// Consecutive probe and traffic outcomes per backend slot.
     pub health: HealthTable,
+    /// One line per finished request, when `[log] access` is on.
+    pub access_log: crate::access_log::AccessLog,
 }
 
 impl Shared {
@@ -70,12 +72,17 @@ impl Shared {
             None => Vec::new(),
         };
         let generation = Generation::build(config, retired, &slots)?;
+        let metrics = Metrics::new();
+        let access_log = crate::access_log::AccessLog::new(
+            &generation.config.log,
+            metrics.access_log_dropped.clone(),
+        );
         let shared = Shared {
             table: SessionTable::new(generation.config.sessions.max_pinned),
             current: ArcSwap::from_pointee(generation),
             slots,
             dirs: DirRegistry::default(),
-            metrics: Metrics::new(),
+            metrics,
             store,
             config_path,
             swap_lock: Mutex::new(()),
@@ -83,6 +90,7 @@ impl Shared {
             create_tick: AtomicU64::new(0),
             other_tick: AtomicU64::new(0),
             health: HealthTable::default(),
+            access_log,
         };
         shared.publish_backend_metrics();
         Ok(Arc::new(shared))
@@ -122,6 +130,7 @@ impl Shared {
             .filter(|id| generation.farm.index_of_id(id).is_none())
             .collect();
         let retired_changed = self.generation().retired != generation.retired;
+        self.access_log.apply(&generation.config.log);
         let (data_dir, retired) = (
             generation.config.storage.data_dir.clone(),
             generation.retired.clone(),

@@ -70,6 +70,8 @@ pub struct Metrics {
     pub backend_drained: IntGaugeVec,
     /// See [`names::STORE_ERRORS_TOTAL`].
     pub store_errors: prometheus::IntCounter,
+    /// See [`names::ACCESS_LOG_DROPPED_TOTAL`].
+    pub access_log_dropped: prometheus::IntCounter,
     /// See [`names::CONFIG_RELOADS_TOTAL`].
     pub reloads: IntCounterVec,
     /// See [`names::CANCELS_SENT_TOTAL`].
@@ -193,9 +195,18 @@ impl Metrics {
         registry
             .register(Box::new(store_errors.clone()))
             .expect("unique metric");
+        let access_log_dropped = prometheus::IntCounter::new(
+            names::ACCESS_LOG_DROPPED_TOTAL,
+            "Access-log lines dropped because the writer fell behind or could not write.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(access_log_dropped.clone()))
+            .expect("unique metric");
         Metrics {
             registry,
             store_errors,
+            access_log_dropped,
             backend_drained,
             reloads,
             cancels_sent,

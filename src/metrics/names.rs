@@ -36,8 +36,12 @@ pub const CANCELS_SENT_TOTAL: &str = "bitsgate_cancels_sent_total";
 /// Pin journal writes that failed (the pin stays in memory only).
 pub const STORE_ERRORS_TOTAL: &str = "bitsgate_store_errors_total";
 
+/// Access-log lines dropped: the writer fell behind or the file could not be written.
+pub const ACCESS_LOG_DROPPED_TOTAL: &str = "bitsgate_access_log_dropped_total";
+
 /// Every name above, for the documentation check.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 17] = [
+    ACCESS_LOG_DROPPED_TOTAL,
     STORE_ERRORS_TOTAL,
     BACKEND_DRAINED,
     CONFIG_RELOADS_TOTAL,

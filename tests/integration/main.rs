@@ -3,6 +3,7 @@
 
 mod cluster;
 
+mod access_log;
 mod check_cli;
 mod failover;
 mod health;
