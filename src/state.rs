@@ -53,6 +53,8 @@ pub struct Shared {
     pub health: HealthTable,
     /// One line per finished request, when `[log] access` is on.
     pub access_log: crate::access_log::AccessLog,
+    /// Recent samples of the counters, for the status page's rates and history.
+    pub status_history: crate::admin::StatusHistory,
 }
 
 impl Shared {
@@ -91,6 +93,7 @@ impl Shared {
             other_tick: AtomicU64::new(0),
             health: HealthTable::default(),
             access_log,
+            status_history: crate::admin::StatusHistory::default(),
         };
         shared.publish_backend_metrics();
         Ok(Arc::new(shared))

@@ -13,6 +13,8 @@ mod metrics;
 mod operations;
 mod process;
 mod sessions;
+mod status_page;
 mod tls;
 mod uploads;
+mod webdriver;
 mod wire;
