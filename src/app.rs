@@ -161,6 +161,12 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
     server.add_service(admin);
     server.add_service(sweeper);
     server.add_service(reloader);
+    if process.reload_on_sighup {
+        server.add_service(background_service(
+            "access log reopen",
+            crate::access_log::ReopenOnSignal::new(shared.clone()),
+        ));
+    }
     if process.upgrade {
         shared
             .compaction_allowed

@@ -90,6 +90,7 @@ impl HealthService {
         // Re-publish every gauge so they follow the status even if something other
         // than this service changed it (or a reload added backends meanwhile).
         self.shared.publish_backend_metrics();
+        self.shared.status_history.sample(&self.shared);
         flipped
     }
 }

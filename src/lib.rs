@@ -4,6 +4,7 @@
 // previous process handed over in an upgrade (`workers::duplicate_inherited`).
 #![deny(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod backend;

@@ -46,6 +46,10 @@ pub fn reload(shared: &Shared) -> Result<ReloadReport, ReloadError> {
         "failure"
     };
     shared.metrics.reloads.with_label_values(&[label]).inc();
+    if outcome.is_ok() {
+        // For logrotate: a reload also reopens the access log.
+        shared.access_log.reopen();
+    }
     match &outcome {
         Ok(report) => {
             tracing::info!(target: "bitsgate::reload", added = ?report.added, removed = ?report.removed, retired = ?report.retired, warnings = ?report.warnings, "configuration reloaded")

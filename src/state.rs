@@ -54,6 +54,10 @@ pub struct Shared {
     other_tick: AtomicU64,
     /// Consecutive probe and traffic outcomes per backend slot.
     pub health: HealthTable,
+    /// One line per finished request, when `[log] access` is on.
+    pub access_log: crate::access_log::AccessLog,
+    /// Recent samples of the counters, for the status page's rates and history.
+    pub status_history: crate::admin::StatusHistory,
 }
 
 impl Shared {
@@ -74,6 +78,10 @@ impl Shared {
         };
         let generation = Generation::build(config, retired, &slots)?;
         let metrics = Metrics::new();
+        let access_log = crate::access_log::AccessLog::new(
+            &generation.config.log,
+            metrics.access_log_dropped.clone(),
+        );
         let shared = Shared {
             table: SessionTable::new(generation.config.sessions.max_pinned),
             current: ArcSwap::from_pointee(generation),
@@ -88,6 +96,8 @@ impl Shared {
             create_tick: AtomicU64::new(0),
             other_tick: AtomicU64::new(0),
             health: HealthTable::default(),
+            access_log,
+            status_history: crate::admin::StatusHistory::default(),
         };
         for backend in &shared.generation().farm.backends {
             shared.metrics.add_backend(&backend.id);
@@ -138,6 +148,7 @@ impl Shared {
             .map(|b| b.id.clone())
             .collect();
         let retired_changed = self.generation().retired != generation.retired;
+        self.access_log.apply(&generation.config.log);
         let (data_dir, retired) = (
             generation.config.storage.data_dir.clone(),
             generation.retired.clone(),

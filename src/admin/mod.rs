@@ -1,10 +1,16 @@
-//! The admin listener: metrics, probes, and the operations API (backends, sessions,
-//! drain, reload). JSON in, JSON out; documented in docs/admin-api.md.
+//! The admin listener: the status page, metrics, probes, and the operations API
+//! (backends, sessions, drain, reload). JSON in, JSON out, except the page; documented
+//! in docs/admin-api.md.
 
 mod auth;
+mod history;
+mod html;
+mod status_page;
 mod views;
 
 use crate::cancels::{CancelJob, CancelReason};
+pub use history::StatusHistory;
+
 use crate::metrics::EndReason;
 use crate::reload::{self, ReloadError};
 use crate::session::SessionKey;
@@ -49,6 +55,14 @@ impl Reply {
         Reply::json(status, &json!({ "error": message.into() }))
     }
 
+    fn html(status: StatusCode, page: String) -> Reply {
+        Reply {
+            status,
+            content_type: HTML,
+            body: page.into_bytes(),
+        }
+    }
+
     fn text(status: StatusCode, text: &str) -> Reply {
         Reply {
             status,
@@ -59,12 +73,15 @@ impl Reply {
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
 const JSON: &str = "application/json";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 impl AdminApp {
     /// An admin app over shared state.
     pub fn new(shared: Arc<Shared>) -> Self {
+        // A first sample at start, so the status page has rates from its first view.
+        shared.status_history.sample(&shared);
         AdminApp { shared }
     }
 
@@ -72,6 +89,10 @@ impl AdminApp {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let read = *method == Method::GET || *method == Method::HEAD;
         match (read, method, segments.as_slice()) {
+            (true, _, [""]) => Reply::html(
+                StatusCode::OK,
+                status_page::render(&self.shared, &self.shared.status_history),
+            ),
             (true, _, ["metrics"]) => {
                 self.shared.publish_backend_metrics();
                 Reply {
@@ -279,7 +300,13 @@ impl ServeHttp for AdminApp {
             self.dispatch(&method, &path, query.as_deref()).await
         } else {
             tracing::warn!(target: "bitsgate::admin", %method, path, "admin call refused: missing or wrong token");
-            Reply::error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
+            if method == Method::GET && path == "/" {
+                // A browser cannot send the header by itself: this page asks for the
+                // token and loads the status page with it.
+                Reply::html(StatusCode::UNAUTHORIZED, status_page::LOGIN_PAGE.to_owned())
+            } else {
+                Reply::error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
+            }
         };
         let mut builder = Response::builder()
             .status(reply.status)

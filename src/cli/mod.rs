@@ -20,7 +20,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => server::check(&config),
         Command::Run { config, upgrade } => {
-            server::init_logging();
+            server::init_logging(bitsgate::config::peek_log_format(&config));
             report(server::run(&config, upgrade))
         }
         #[cfg(feature = "demo")]
@@ -30,7 +30,7 @@ pub fn main() -> ExitCode {
             backends,
             data_dir,
         } => {
-            server::init_logging();
+            server::init_logging(bitsgate::config::LogFormat::Text);
             report(bitsgate::demo::run(bitsgate::demo::DemoOptions {
                 listen,
                 admin,

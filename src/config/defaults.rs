@@ -95,3 +95,12 @@ pub const STORAGE_SYNC: &str = "write";
 pub const SERVER_UPGRADE_SOCK: &str = "/tmp/bitsgate_upgrade.sock";
 /// Pingora's pid file.
 pub const SERVER_PID_FILE: &str = "/tmp/bitsgate.pid";
+/// Access log: off unless asked for. Every Fragment is a request, so one upload of a
+/// large file writes thousands of lines; where they go (and how long client addresses
+/// are kept) is the operator's choice, not a default.
+pub const LOG_ACCESS: &str = "off";
+/// Format of the access log and of the diagnostic log (stderr).
+pub const LOG_FORMAT: &str = "text";
+/// Access-log lines waiting for the writer; beyond it lines are dropped and counted,
+/// so a slow disk never holds up a request.
+pub const LOG_ACCESS_BUFFER: usize = 8192;

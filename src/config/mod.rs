@@ -53,7 +53,7 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "listener",
     "admin",
     "host_id",
@@ -65,6 +65,7 @@ const SECTIONS: [&str; 12] = [
     "health_check",
     "reload",
     "storage",
+    "log",
     "backends",
 ];
 
@@ -78,6 +79,20 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
         }])
     })?;
     load_str(&text)
+}
+
+/// `[log] format` of a file, read before logging starts (so before the file is
+/// validated): `text` when the file cannot be read or says nothing valid; the full
+/// load reports any error.
+pub fn peek_log_format(path: &Path) -> LogFormat {
+    let format = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|table| table.get("log")?.get("format")?.as_str().map(str::to_owned));
+    match format.as_deref() {
+        Some("json") => LogFormat::Json,
+        _ => LogFormat::Text,
+    }
 }
 
 /// Parses and validates TOML text.
@@ -111,6 +126,7 @@ pub fn load_str(text: &str) -> Result<Config, ConfigErrors> {
     section(&table, "health_check", &mut raw.health_check, &mut errors);
     section(&table, "reload", &mut raw.reload, &mut errors);
     section(&table, "storage", &mut raw.storage, &mut errors);
+    section(&table, "log", &mut raw.log, &mut errors);
     match table.get("backends") {
         None => {}
         Some(toml::Value::Array(items)) => {

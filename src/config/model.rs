@@ -29,6 +29,8 @@ pub struct Config {
     pub reload: ReloadConfig,
     /// Where pins are kept.
     pub storage: StorageConfig,
+    /// Access log and log format.
+    pub log: LogConfig,
     /// The backend farm, in file order.
     pub backends: Vec<BackendConfig>,
 }
@@ -309,4 +311,45 @@ pub struct BackendConfig {
     pub drain: bool,
     /// Probe kind for this backend (the global one when not set).
     pub health_check: Option<HealthCheckKind>,
+}
+
+/// Where the access log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessTarget {
+    /// No access log.
+    Off,
+    /// Standard output (the diagnostic log is on standard error).
+    Stdout,
+    /// Appended to a file, reopened on SIGUSR1 and on reload.
+    File(PathBuf),
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `key=value` text for people.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl LogFormat {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// The `[log]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Access log destination.
+    pub access: AccessTarget,
+    /// Format of the access log and the diagnostic log.
+    pub format: LogFormat,
+    /// Lines queued for the access-log writer before new ones are dropped.
+    pub access_buffer: usize,
 }

@@ -39,6 +39,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub storage: RawStorage,
     #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
     pub backends: Vec<RawBackend>,
 }
 
@@ -146,6 +148,14 @@ pub struct RawStorage {
     pub mode: Option<String>,
     pub data_dir: Option<String>,
     pub sync: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub access: Option<String>,
+    pub format: Option<String>,
+    pub access_buffer: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -226,6 +226,7 @@ fn the_example_config_shows_every_default() {
     assert_eq!(example.health_check, minimal.health_check);
     assert_eq!(example.reload, minimal.reload);
     assert_eq!(example.storage, minimal.storage);
+    assert_eq!(example.log, minimal.log);
     assert!(example
         .backends
         .iter()
@@ -262,6 +263,9 @@ fn the_example_config_names_every_key() {
         "weight",
         "host_id",
         "public_host_id",
+        "access",
+        "format",
+        "access_buffer",
     ] {
         assert!(
             example.contains(&format!("{key} = ")),
@@ -402,4 +406,25 @@ fn the_admin_section_is_read_alone_and_the_token_only_when_asked() {
     std::fs::write(&file, "[admin]\naddress = \"nowhere\"\n").unwrap();
     let errors = load_admin_file(&file, false).unwrap_err();
     assert_eq!(errors.0[0].key, "admin.address");
+}
+
+#[test]
+fn the_log_section_takes_a_target_and_a_format() {
+    let config = load_str(MINIMAL).unwrap();
+    assert_eq!(config.log.access, AccessTarget::Off);
+    assert_eq!(config.log.format, LogFormat::Text);
+    assert_eq!(config.log.access_buffer, defaults::LOG_ACCESS_BUFFER);
+    let config = load_str(&format!(
+        "[log]\naccess = \"/var/log/bitsgate/access.log\"\nformat = \"json\"\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.log.access,
+        AccessTarget::File("/var/log/bitsgate/access.log".into())
+    );
+    assert_eq!(config.log.format, LogFormat::Json);
+    let keys = keys_of(&format!(
+        "[log]\naccess = \"\"\nformat = \"xml\"\naccess_buffer = 0\n{MINIMAL}"
+    ));
+    assert_eq!(keys, ["log.access", "log.format", "log.access_buffer"]);
 }

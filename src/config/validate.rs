@@ -43,6 +43,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
     let health_check = v.health_check(&raw.health_check);
     let reload = v.reload(&raw.reload);
     let storage = v.storage(&raw.storage);
+    let log = v.log(&raw.log);
     let backends = v.backends(&raw.backends, host_id.mode);
     if v.errors.is_empty() {
         Ok(Config {
@@ -51,6 +52,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
             health_check,
             reload,
             storage,
+            log,
             host_id,
             sessions,
             balancing,
@@ -304,6 +306,51 @@ impl Validator {
                 raw.retired_down_timeout.as_deref(),
                 d::SESSIONS_RETIRED_DOWN_TIMEOUT,
             ),
+        }
+    }
+
+    fn log(&mut self, raw: &RawLog) -> LogConfig {
+        let access = match raw.access.as_deref().unwrap_or(d::LOG_ACCESS) {
+            "off" => AccessTarget::Off,
+            "stdout" => AccessTarget::Stdout,
+            "" => {
+                self.push(
+                    "log.access",
+                    "is empty",
+                    "use \"off\", \"stdout\" or the path of a file",
+                );
+                AccessTarget::Off
+            }
+            path => AccessTarget::File(PathBuf::from(path)),
+        };
+        let format = match raw.format.as_deref().unwrap_or(d::LOG_FORMAT) {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                self.push(
+                    "log.format",
+                    format!("{other:?} is not a log format"),
+                    "use \"text\" or \"json\"",
+                );
+                LogFormat::Text
+            }
+        };
+        let access_buffer = match raw.access_buffer {
+            None => d::LOG_ACCESS_BUFFER,
+            Some(n @ 1..=1_000_000) => n as usize,
+            Some(n) => {
+                self.push(
+                    "log.access_buffer",
+                    format!("{n} is outside 1..=1000000"),
+                    "use a number of lines such as 8192",
+                );
+                d::LOG_ACCESS_BUFFER
+            }
+        };
+        LogConfig {
+            access,
+            format,
+            access_buffer,
         }
     }
 

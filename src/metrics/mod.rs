@@ -94,6 +94,8 @@ pub struct Metrics {
     pub store_errors: prometheus::IntCounter,
     /// See [`names::STORE_FAILED`].
     pub store_failed: IntGauge,
+    /// See [`names::ACCESS_LOG_DROPPED_TOTAL`].
+    pub access_log_dropped: prometheus::IntCounter,
     /// See [`names::CONFIG_RELOADS_TOTAL`].
     pub reloads: IntCounterVec,
     /// See [`names::CANCELS_SENT_TOTAL`].
@@ -255,10 +257,19 @@ impl Metrics {
         registry
             .register(Box::new(store_failed.clone()))
             .expect("unique metric");
+        let access_log_dropped = prometheus::IntCounter::new(
+            names::ACCESS_LOG_DROPPED_TOTAL,
+            "Access-log lines dropped because the writer fell behind or could not write.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(access_log_dropped.clone()))
+            .expect("unique metric");
         let metrics = Metrics {
             registry,
             store_failed,
             store_errors,
+            access_log_dropped,
             backend_drained,
             reloads,
             cancels_sent,

@@ -51,8 +51,12 @@ pub const SESSION_ID_COLLISIONS_TOTAL: &str = "bitsgate_session_id_collisions_to
 /// sync or a failed rollback), else 0.
 pub const STORE_FAILED: &str = "bitsgate_store_failed";
 
+/// Access-log lines dropped: the writer fell behind or the file could not be written.
+pub const ACCESS_LOG_DROPPED_TOTAL: &str = "bitsgate_access_log_dropped_total";
+
 /// Every name above, for the documentation check.
-pub const ALL: [&str; 22] = [
+pub const ALL: [&str; 23] = [
+    ACCESS_LOG_DROPPED_TOTAL,
     SESSION_ID_COLLISIONS_TOTAL,
     MAX_PINNED_SESSIONS,
     STORE_FAILED,

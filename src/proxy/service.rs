@@ -441,5 +441,8 @@ impl ProxyHttp for BitsProxy {
             .durations
             .of(metrics, packet)
             .observe(ctx.started.elapsed().as_secs_f64());
+        self.shared
+            .access_log
+            .record(|| crate::access_log::AccessRecord::of_request(session, ctx, status));
     }
 }

@@ -3,6 +3,7 @@
 
 mod cluster;
 
+mod access_log;
 mod check_cli;
 mod cli;
 mod dashboard;
@@ -21,7 +22,9 @@ mod process;
 mod prometheus_rules;
 mod promql;
 mod sessions;
+mod status_page;
 mod systemd_notify;
 mod tls;
 mod uploads;
+mod webdriver;
 mod wire;

@@ -509,3 +509,87 @@ async fn a_kept_alive_upload_reaches_the_backend_over_one_upstream_connection() 
     );
     stop_gracefully(&mut proxy);
 }
+
+/// Lines of a file, none when it does not exist (yet).
+fn file_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn wait_for_file_lines(path: &Path, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while file_lines(path).len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "{} never had {count} line(s)",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigusr1_reopens_the_access_log_and_json_format_covers_both_logs() {
+    let farm = farm(1).await;
+    let access = farm.dir.path().join("access.log");
+    let rotated = farm.dir.path().join("access.log.1");
+    std::fs::write(
+        &farm.config,
+        format!(
+            "{}[log]\naccess = {:?}\nformat = \"json\"\n{}",
+            farm.header,
+            access.display().to_string(),
+            farm.backend_tables.concat()
+        ),
+    )
+    .unwrap();
+    let mut proxy = start(&farm, false, "json.log");
+    tokio::task::block_in_place(|| wait_listening(farm.proxy));
+    let ping = bits_testkit::client::raw::RawRequest::bits(bits_proto::PacketType::Ping, "/");
+    let send = || bits_testkit::client::raw::send(farm.proxy, &ping);
+    assert_eq!(send().await.expect("ping").status, 200);
+    wait_for_file_lines(&access, 1).await;
+
+    // What logrotate does: rename, then SIGUSR1 from postrotate.
+    std::fs::rename(&access, &rotated).unwrap();
+    signal(&proxy, "USR1");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !access.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "SIGUSR1 did not reopen the access log: {}",
+            log_of(&farm, "json.log")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(send().await.expect("ping").status, 200);
+    wait_for_file_lines(&access, 1).await;
+    assert_eq!(file_lines(&rotated).len(), 1);
+    for line in file_lines(&access).iter().chain(&file_lines(&rotated)) {
+        let record: serde_json::Value = serde_json::from_str(line).expect("a JSON access line");
+        assert_eq!(record["packet"], "ping");
+        assert_eq!(record["backend"], "b0");
+    }
+    assert!(
+        proxy.try_wait().unwrap().is_none(),
+        "SIGUSR1 must not end the process"
+    );
+    stop_gracefully(&mut proxy);
+
+    // The diagnostic log on stderr is JSON too, line by line.
+    let diagnostic = log_of(&farm, "json.log");
+    let events: Vec<serde_json::Value> = diagnostic
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["fields"]["message"] == "SIGUSR1: reopening the access log"),
+        "{diagnostic}"
+    );
+}
