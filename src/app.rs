@@ -91,6 +91,8 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
     if let Some(loaded) = loaded {
         let restored = shared.restore(loaded.pins);
         tracing::info!(target: "bitsgate::store", restored, records = loaded.records, truncated_bytes = loaded.truncated_bytes, "pins loaded from the journal");
+        shared.settle_unconfigured_owners();
+        shared.save_known_backends();
     }
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(

@@ -2,7 +2,7 @@
 //! config generation (swapped whole on reload), the session table, the metrics.
 
 use crate::backend::{BackendSlot, Farm, HealthTable, SlotRegistry};
-use crate::config::{BackendConfig, Config};
+use crate::config::{BackendConfig, Config, RemovedBackends};
 use crate::metrics::{BackendSeries, Metrics};
 use crate::session::store::{PinOwner, PinStore, StoredPin};
 use crate::session::{DirId, DirRegistry, Pin, SessionKey, SessionTable};
@@ -61,15 +61,9 @@ impl Shared {
         store: Option<PinStore>,
     ) -> anyhow::Result<Arc<Shared>> {
         let slots = SlotRegistry::default();
-        // Backends retired before a restart still own the pins the journal restores.
-        let retired = match &store {
-            Some(_) => crate::session::retired::load(&config.storage.data_dir)?
-                .into_iter()
-                .filter(|b| !config.backends.iter().any(|c| c.id == b.id))
-                .collect(),
-            None => Vec::new(),
-        };
-        let generation = Generation::build(config, retired, &slots)?;
+        // Owners of restored pins that left the config are retired (or not) by
+        // `settle_unconfigured_owners` once the pins are back.
+        let generation = Generation::build(config, Vec::new(), &slots)?;
         let shared = Shared {
             table: SessionTable::new(generation.config.sessions.max_pinned),
             current: ArcSwap::from_pointee(generation),
@@ -121,16 +115,13 @@ impl Shared {
             .into_iter()
             .filter(|id| generation.farm.index_of_id(id).is_none())
             .collect();
-        let retired_changed = self.generation().retired != generation.retired;
-        let (data_dir, retired) = (
-            generation.config.storage.data_dir.clone(),
-            generation.retired.clone(),
-        );
+        let farm_changed = !self
+            .generation()
+            .known_backends()
+            .eq(generation.known_backends());
         self.current.store(Arc::new(generation));
-        if retired_changed && self.store.is_some() {
-            if let Err(e) = crate::session::retired::save(&data_dir, &retired) {
-                tracing::error!(target: "bitsgate::store", error = %e, "could not save the retired backends; a restart would end their sessions");
-            }
+        if farm_changed {
+            self.save_known_backends();
         }
         // After the swap, so no publisher still holding the old farm brings them back.
         for id in gone {
@@ -138,6 +129,84 @@ impl Shared {
         }
         self.publish_backend_metrics();
         Ok(())
+    }
+
+    /// Writes every backend of the farm, with its address, beside the journal, so a
+    /// restart can still reach one that leaves the config file meanwhile.
+    pub fn save_known_backends(&self) {
+        if self.store.is_none() {
+            return;
+        }
+        let generation = self.generation();
+        let backends: Vec<BackendConfig> = generation.known_backends().cloned().collect();
+        let dir = &generation.config.storage.data_dir;
+        if let Err(e) = crate::session::retired::save(dir, &backends) {
+            tracing::error!(target: "bitsgate::store", error = %e, file = %dir.join(crate::session::retired::FILE).display(), "could not save the known backends; a restart would end the sessions of a backend removed from the config");
+        }
+    }
+
+    /// Applies `[reload] removed_backends` to restored pins whose owner is not in the
+    /// config (removed from the file while bitsgate was stopped, or retired by a reload
+    /// before a restart), as a reload would: `drain` retires the owner, reached at the
+    /// address remembered in the known-backends file, and keeps serving its sessions;
+    /// `end` ends them at once. Logs what it did for each such owner.
+    pub fn settle_unconfigured_owners(&self) {
+        if self.store.is_none() {
+            return;
+        }
+        let _guard = self.swap_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = self.generation();
+        let orphans: Vec<(BackendSlot, Arc<str>, u64)> = (0..BackendSlot::MAX_SLOTS as u16)
+            .map(BackendSlot)
+            .map_while(|slot| self.slots.name(slot).map(|id| (slot, id)))
+            .filter(|(slot, _)| generation.farm.index_of(*slot).is_none())
+            .map(|(slot, id)| (slot, id, self.table.sessions_of(slot)))
+            .filter(|(_, _, sessions)| *sessions > 0)
+            .collect();
+        if orphans.is_empty() {
+            return;
+        }
+        let policy = generation.config.reload.removed_backends;
+        let known = match crate::session::retired::load(&generation.config.storage.data_dir) {
+            Ok(known) => known,
+            Err(e) => {
+                tracing::warn!(target: "bitsgate::store", error = %e, "the known-backends file is unusable: the sessions of backends no longer in the config cannot be reached and end");
+                Vec::new()
+            }
+        };
+        let mut retired = generation.retired.clone();
+        for (slot, id, sessions) in orphans {
+            let remembered = known.iter().find(|b| *b.id == *id);
+            match (policy, remembered) {
+                (RemovedBackends::Drain, Some(backend)) => {
+                    tracing::warn!(target: "bitsgate::store", backend = %id, address = %backend.address, sessions, "backend no longer in the config still owns sessions: retired (reload.removed_backends = \"drain\"): its sessions are served until they end, it gets no new ones");
+                    retired.push(backend.clone());
+                }
+                (RemovedBackends::Drain, None) => {
+                    tracing::error!(target: "bitsgate::store", backend = %id, sessions, "backend no longer in the config owns sessions but its address is not known: its sessions end, their clients restart their uploads");
+                    self.end_sessions_of(slot, &id);
+                }
+                (RemovedBackends::End, _) => {
+                    tracing::warn!(target: "bitsgate::store", backend = %id, sessions, "backend no longer in the config: its sessions end (reload.removed_backends = \"end\"), their clients restart their uploads");
+                    self.end_sessions_of(slot, &id);
+                }
+            }
+        }
+        if let Err(e) = self.install(generation.config.clone(), retired) {
+            tracing::error!(target: "bitsgate::store", error = %e, "could not retire the backends no longer in the config");
+        }
+    }
+
+    /// Ends every session of a backend that left the config: table, journal, metrics.
+    pub(crate) fn end_sessions_of(&self, slot: BackendSlot, id: &str) -> u64 {
+        let mut ended = 0;
+        for (key, _) in self.table.take_backend(slot) {
+            self.journal_unpin(&key);
+            self.metrics
+                .session_ended(id, crate::metrics::EndReason::BackendRemoved);
+            ended += 1;
+        }
+        ended
     }
 
     /// Drops retired backends whose last session ended; returns their ids.
@@ -254,7 +323,9 @@ impl Shared {
                     .into_iter()
                     .filter(|(key, _, _)| self.table.get(key).is_none())
                     .collect();
-                self.restore(missing)
+                let added = self.restore(missing);
+                self.settle_unconfigured_owners();
+                added
             }
             Err(e) => {
                 tracing::error!(target: "bitsgate::store", error = %e, "re-reading the pin journal after the upgrade failed");
@@ -346,6 +417,11 @@ impl Shared {
 }
 
 impl Generation {
+    /// Every backend of the farm as configured: the config's, then the retired ones.
+    pub fn known_backends(&self) -> impl Iterator<Item = &BackendConfig> {
+        self.config.backends.iter().chain(self.retired.iter())
+    }
+
     /// Derives a generation from a config and the retired backends to keep.
     pub fn build(
         config: Config,
@@ -413,6 +489,8 @@ mod tests {
         .expect("store opens");
         let shared = Shared::new(config, None, Some(store)).expect("shared state");
         shared.restore(loaded.pins);
+        shared.settle_unconfigured_owners();
+        shared.save_known_backends();
         shared
     }
 
@@ -461,6 +539,109 @@ mod tests {
             keys.contains(&key(2).to_string()),
             "the new process's pin survived"
         );
+    }
+
+    /// A durable instance over `dir` with backends b1 and, when `with_b2`, b2.
+    fn restarted(dir: &std::path::Path, with_b2: bool, removed_backends: &str) -> Arc<Shared> {
+        let mut text = format!(
+            "[storage]\ndata_dir = {:?}\n[reload]\nremoved_backends = {removed_backends:?}\n[[backends]]\nid = \"b1\"\naddress = \"127.0.0.1:1\"\n",
+            dir.display().to_string()
+        );
+        if with_b2 {
+            text.push_str("[[backends]]\nid = \"b2\"\naddress = \"127.0.0.2:2\"\n");
+        }
+        let config = crate::config::load_str(&text).expect("valid config");
+        let (store, loaded) = PinStore::open(dir, config.storage.sync).expect("store opens");
+        let shared = Shared::new(config, None, Some(store)).expect("shared state");
+        shared.restore(loaded.pins);
+        shared.settle_unconfigured_owners();
+        shared.save_known_backends();
+        shared
+    }
+
+    async fn pin_to(shared: &Shared, key: SessionKey, backend: &str) {
+        let (slot, _) = shared.slots.slot(backend).expect("slot");
+        let dir = shared.dirs.intern_path("/u/");
+        shared
+            .table
+            .pin(key.clone(), slot, dir, 1_000)
+            .expect("pinned");
+        let store = shared.store.as_ref().expect("durable");
+        store
+            .pin(&key, backend, "/u/", 1_000)
+            .await
+            .expect("journaled");
+    }
+
+    async fn with_a_session_on_b2(dir: &std::path::Path) {
+        let first = restarted(dir, true, "drain");
+        pin_to(&first, key(1), "b1").await;
+        pin_to(&first, key(2), "b2").await;
+        first.store.as_ref().unwrap().flush().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_restart_without_a_backend_retires_it_and_keeps_its_sessions_by_default() {
+        let dir = tempfile::tempdir().unwrap();
+        with_a_session_on_b2(dir.path()).await;
+
+        let second = restarted(dir.path(), false, "drain");
+        let generation = second.generation();
+        let b2 = generation
+            .farm
+            .index_of_id("b2")
+            .expect("b2 is retired, not gone");
+        assert_eq!(
+            generation.farm.backends[b2].address.to_string(),
+            "127.0.0.2:2"
+        );
+        assert_eq!(generation.retired.len(), 1);
+        assert!(
+            second.table.get(&key(2)).is_some(),
+            "the session of b2 is kept"
+        );
+        drop(second);
+
+        // Still known at the next restart, and still served.
+        let third = restarted(dir.path(), false, "drain");
+        assert!(third.generation().farm.index_of_id("b2").is_some());
+        assert!(third.table.get(&key(2)).is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_restart_without_a_backend_ends_its_sessions_when_configured_to() {
+        let dir = tempfile::tempdir().unwrap();
+        with_a_session_on_b2(dir.path()).await;
+
+        let second = restarted(dir.path(), false, "end");
+        assert!(second.generation().farm.index_of_id("b2").is_none());
+        assert!(second.table.get(&key(2)).is_none());
+        assert!(second.table.get(&key(1)).is_some());
+        second.store.as_ref().unwrap().flush().await.unwrap();
+        drop(second);
+        let (_, loaded) = PinStore::open(dir.path(), StorageSync::Write).expect("reopen");
+        assert_eq!(loaded.pins.len(), 1, "the end is journaled");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_damaged_known_backends_file_does_not_stop_a_start() {
+        let dir = tempfile::tempdir().unwrap();
+        with_a_session_on_b2(dir.path()).await;
+        std::fs::write(
+            dir.path().join(crate::session::retired::FILE),
+            b"{ not json",
+        )
+        .unwrap();
+
+        let second = restarted(dir.path(), false, "drain");
+        assert!(second.table.get(&key(1)).is_some());
+        assert!(
+            second.table.get(&key(2)).is_none(),
+            "an unreachable owner's sessions end"
+        );
+        // The start rewrote the file from the config.
+        let known = crate::session::retired::load(dir.path()).expect("readable again");
+        assert_eq!(known.len(), 1);
     }
 
     #[test]

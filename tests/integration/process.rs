@@ -442,3 +442,29 @@ async fn a_second_process_on_the_same_data_dir_refuses_to_start() {
     std::net::TcpStream::connect(farm.proxy).expect("the first process still listens");
     stop_gracefully(&mut first);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backend_removed_from_the_file_during_a_restart_keeps_its_uploads() {
+    let farm = farm(2).await;
+    let mut first = start(&farm, false, "removed-1.log");
+    tokio::task::block_in_place(|| wait_listening(farm.proxy));
+    let uploads = start_uploads(&farm, "removed", 6, 1 << 20);
+    wait_for_progress(&farm, 1 << 20).await;
+    assert!(
+        !farm.backends[1].stats().sessions.is_empty(),
+        "b1 owns no session to lose"
+    );
+
+    stop_gracefully(&mut first);
+    std::fs::write(&farm.config, farm.header.clone() + &farm.backend_tables[0]).unwrap();
+    let mut second = start(&farm, false, "removed-2.log");
+    tokio::task::block_in_place(|| wait_listening(farm.proxy));
+    // check_uploads fails on any upload that was told its session is gone.
+    check_uploads(&farm, uploads).await;
+    let log = log_of(&farm, "removed-2.log");
+    assert!(
+        log.contains("backend no longer in the config still owns sessions: retired"),
+        "{log}"
+    );
+    stop_gracefully(&mut second);
+}
