@@ -339,7 +339,9 @@ impl ProxyHttp for BitsProxy {
                 // session would not survive a restart; that is logged and counted.
                 if let Err(e) = write.await {
                     self.shared.metrics.store_errors.inc();
-                    tracing::error!(target: "bitsgate::store", error = %e, "a pin could not be journaled");
+                    // The journal logs an error once per outage; one line per session
+                    // would flood the log while a disk is full.
+                    tracing::debug!(target: "bitsgate::store", error = %e, "a pin could not be journaled");
                 }
             }
         }

@@ -21,7 +21,7 @@ mod tests;
 
 pub use errors::StoreError;
 pub use pending::PendingWrite;
-pub use types::{Loaded, PinOwner, StoreStats, StoredPin, TailDamage};
+pub use types::{Loaded, PinOwner, StoreHealth, StoreStats, StoredPin, TailDamage};
 
 use super::table::UnixSecs;
 use super::SessionKey;
@@ -320,6 +320,11 @@ impl PinStore {
         let average = (c.pin_record_bytes.load(Ordering::Relaxed) / records).max(1);
         let live_bytes = format::HEADER_LEN as u64 + live.saturating_mul(average);
         worth_compacting(c.journal_bytes.load(Ordering::Relaxed), live_bytes)
+    }
+
+    /// Whether the journal takes writes now.
+    pub fn health(&self) -> StoreHealth {
+        self.shared.counters.health()
     }
 
     /// Current counters.

@@ -128,3 +128,32 @@ pub struct StoreStats {
     /// When the last of them finished.
     pub last_compaction: Option<UnixSecs>,
 }
+
+/// Whether the journal takes writes, for `/readyz` and the metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StoreHealth {
+    /// The last write (or sync) succeeded.
+    #[default]
+    Healthy,
+    /// Appends fail (disk full, file too large, I/O error) since `since`; each failed
+    /// append was rolled back, and the next one that succeeds ends this state.
+    Failing {
+        /// When the first append of this outage failed.
+        since: UnixSecs,
+        /// The last error.
+        error: String,
+    },
+    /// A sync failed, or a failed append could not be rolled back: the journal takes
+    /// no more writes until a restart replays it.
+    Poisoned {
+        /// The error that poisoned it.
+        error: String,
+    },
+}
+
+impl StoreHealth {
+    /// Whether pins cannot be journaled now.
+    pub fn is_failing(&self) -> bool {
+        !matches!(self, StoreHealth::Healthy)
+    }
+}

@@ -3,14 +3,16 @@
 //! Request tasks never touch the file and never hold a lock while they wait.
 
 use super::files::{self, io_err};
-use super::{StoreError, UnixSecs};
+use super::{format, StoreError, StoreHealth, UnixSecs};
 use crate::config::model::StorageSync;
+use crate::session::SessionKey;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Where a waiter learns the outcome of its request.
@@ -18,6 +20,15 @@ pub(crate) type Ack = oneshot::Sender<Result<(), StoreError>>;
 
 /// Upper bound on messages folded into one write, so one writer turn stays short.
 const MAX_BATCH: usize = 4096;
+
+/// While appends fail (disk full, file too large), how often the writer tries a
+/// harmless record of its own, so the outage ends when the disk has room again even if
+/// no Create-Session comes (a load balancer that reads `/readyz` sends none).
+pub(crate) const PROBE_INTERVAL: Duration = if cfg!(test) {
+    Duration::from_millis(50)
+} else {
+    Duration::from_secs(2)
+};
 
 /// A request to the writer. The channel order is the journal order.
 pub(crate) enum Msg {
@@ -51,6 +62,17 @@ pub(crate) struct Counters {
     pub pending: AtomicU64,
     pub compactions: AtomicU64,
     pub last_compaction: AtomicU32,
+    /// Whether writes fail now; read by `/readyz`.
+    pub health: Mutex<StoreHealth>,
+}
+
+impl Counters {
+    pub fn health(&self) -> StoreHealth {
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 /// The writer's state; lives on its thread.
@@ -105,7 +127,22 @@ impl Writer {
     /// Serves requests until every sender is gone.
     pub fn run(mut self, rx: Receiver<Msg>) {
         let mut batch = Vec::new();
-        while let Ok(first) = rx.recv() {
+        loop {
+            let first = if self.counters.health().is_failing() && self.failed.is_none() {
+                match rx.recv_timeout(PROBE_INTERVAL) {
+                    Ok(msg) => msg,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.probe();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(msg) => msg,
+                    Err(_) => break,
+                }
+            };
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -161,7 +198,8 @@ impl Writer {
             after_sync,
             force_sync,
         } = turn;
-        let written = if buf.is_empty() {
+        let buf_was_empty = buf.is_empty();
+        let written = if buf_was_empty {
             self.check()
         } else {
             self.counters.pending.fetch_sub(records, Ordering::Relaxed);
@@ -172,11 +210,66 @@ impl Writer {
             let _ = ack.send(written.clone());
         }
         if after_sync.is_empty() && !force_sync {
+            self.note(&written, !buf_was_empty);
             return;
         }
         let synced = if write_failed { written } else { self.sync() };
+        self.note(&synced, !buf_was_empty || force_sync);
         for ack in after_sync {
             let _ = ack.send(synced.clone());
+        }
+    }
+
+    /// Appends a record that changes nothing (the unpin of an id no session has), to
+    /// find out whether appends work again.
+    fn probe(&mut self) {
+        let mut buf = Vec::with_capacity(16);
+        let written = format::encode_unpin(&mut buf, &SessionKey::Text("".into()))
+            .and_then(|()| self.write(&buf, 1));
+        self.note(&written, true);
+    }
+
+    /// Tracks outages: one error line when writes start failing, one line when they
+    /// work again, nothing per failed write in between.
+    fn note(&mut self, outcome: &Result<(), StoreError>, attempted: bool) {
+        let mut health = self
+            .counters
+            .health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match outcome {
+            Err(e) => {
+                let poisoned = self.failed.is_some();
+                let next = if poisoned {
+                    StoreHealth::Poisoned {
+                        error: e.to_string(),
+                    }
+                } else {
+                    StoreHealth::Failing {
+                        since: (self.clock)(),
+                        error: e.to_string(),
+                    }
+                };
+                match (&*health, poisoned) {
+                    (StoreHealth::Poisoned { .. }, _) => return,
+                    (StoreHealth::Failing { .. }, false) => return,
+                    (_, true) => {
+                        tracing::error!(target: "bitsgate::store", journal = %self.path.display(), error = %e, "the pin journal takes no more writes until a restart: new uploads are refused and /readyz answers 503")
+                    }
+                    (_, false) => {
+                        tracing::error!(target: "bitsgate::store", journal = %self.path.display(), error = %e, "pin journal writes are failing: new uploads are refused and /readyz answers 503 until a write succeeds again")
+                    }
+                }
+                *health = next;
+            }
+            Ok(()) if attempted => {
+                if let StoreHealth::Failing { since, .. } = &*health {
+                    let failed_for_secs = (self.clock)().saturating_sub(*since);
+                    tracing::warn!(target: "bitsgate::store", journal = %self.path.display(), failed_for_secs, "pin journal writes succeed again");
+                    *health = StoreHealth::Healthy;
+                }
+            }
+            Ok(()) => {}
         }
     }
 
