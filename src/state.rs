@@ -13,6 +13,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// A session id that may belong to a session the other process of an upgrade is
+/// creating: neither known nor ruled out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsettled;
+
 /// One configuration generation and everything derived from it.
 pub struct Generation {
     /// The validated config.
@@ -330,6 +335,51 @@ impl Shared {
             Err(e) => {
                 tracing::error!(target: "bitsgate::store", error = %e, "re-reading the pin journal after the upgrade failed");
                 0
+            }
+        }
+    }
+
+    /// The owner of a session packet's id, counting the packet as activity. While
+    /// another process shares the journal (either side of a graceful upgrade), a miss
+    /// first reads what that process journaled since: it may have created the session
+    /// a moment ago. `Err(Unsettled)` when that read could not rule the session out
+    /// (it stopped at a record being written, or failed): the packet must be answered
+    /// "retry later", never "session not found".
+    pub fn touch_session(
+        &self,
+        key: &SessionKey,
+        now: crate::session::UnixSecs,
+    ) -> Result<Option<BackendSlot>, Unsettled> {
+        if let Some(slot) = self.table.touch(key, now) {
+            return Ok(Some(slot));
+        }
+        let Some(store) = &self.store else {
+            return Ok(None);
+        };
+        if store.holds_dir_lock() {
+            return Ok(None);
+        }
+        match store.read_tail() {
+            Ok(tail) => {
+                let missing: Vec<_> = tail
+                    .pins
+                    .into_iter()
+                    .filter(|(key, _, _)| self.table.get(key).is_none())
+                    .collect();
+                if !missing.is_empty() {
+                    let added = self.restore(missing);
+                    self.settle_unconfigured_owners();
+                    tracing::debug!(target: "bitsgate::store", added, "took over pins the other process of the upgrade journaled");
+                }
+                match self.table.touch(key, now) {
+                    Some(slot) => Ok(Some(slot)),
+                    None if tail.complete => Ok(None),
+                    None => Err(Unsettled),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: "bitsgate::store", error = %e, "cannot read the pin journal shared during the upgrade");
+                Err(Unsettled)
             }
         }
     }

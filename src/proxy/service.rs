@@ -50,6 +50,8 @@ impl BitsProxy {
     ) -> Verdict {
         let shared = &*self.shared;
         let limits = &generation.config.limits;
+        // During an upgrade, an id neither process is known to have created yet.
+        let mut unsettled = false;
         let packet =
             match bits_proto::classify(req.method.as_str(), &req.headers, &generation.classify) {
                 Err(reject) => {
@@ -90,10 +92,15 @@ impl BitsProxy {
                     }
                     PacketType::CreateSession => Target::CreateSession,
                     _ => Target::SessionPacket {
-                        owner: info
-                            .session
-                            .as_ref()
-                            .and_then(|key| shared.table.touch(key, unix_now())),
+                        owner: match &info.session {
+                            Some(key) => {
+                                shared.touch_session(key, unix_now()).unwrap_or_else(|_| {
+                                    unsettled = true;
+                                    None
+                                })
+                            }
+                            None => None,
+                        },
                     },
                 }
             }
@@ -130,6 +137,12 @@ impl BitsProxy {
                 Verdict::Forward
             }
             Route::Local(reply) => {
+                // Not-found would make the client restart its upload from byte 0; a
+                // bare 503 makes it retry, by when the journal says more.
+                let reply = match reply {
+                    LocalReply::SessionNotFound if unsettled => LocalReply::OwnerUnavailable,
+                    reply => reply,
+                };
                 if reply == LocalReply::OwnerRemoved {
                     self.drop_removed_owner(ctx);
                 }

@@ -573,3 +573,49 @@ async fn readyz_reports_a_journal_that_cannot_be_written_until_it_can_again() {
     assert_eq!(created.status, 200);
     assert_eq!(failing_lines(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uploads_created_on_both_sides_of_an_upgrade_all_complete() {
+    let farm = farm(2).await;
+    let mut old = start(&farm, false, "both-old.log");
+    tokio::task::block_in_place(|| wait_listening(farm.proxy));
+    // Started in the old process, continued in the new one.
+    let mut uploads = start_uploads(&farm, "before", 4, 1 << 20);
+    wait_for_progress(&farm, 256 << 10).await;
+
+    let socket = farm.dir.path().join("upgrade.sock");
+    let new = start(&farm, true, "both-new.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the new process never opened the socket"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    signal(&old, "QUIT");
+    // Until the old process is gone (its close delay, when both processes accept
+    // connections, then its grace period), new uploads start every 100 ms: each session
+    // is created by whichever process takes the connection, and each packet of it, on a
+    // new connection, may reach the other one.
+    let mut started = 0;
+    while old.try_wait().unwrap().is_none() {
+        uploads.extend(start_uploads(
+            &farm,
+            &format!("during-{started}"),
+            1,
+            256 << 10,
+        ));
+        started += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(started > 20, "the old process left after {started} uploads");
+    // check_uploads fails on an upload that was told its session does not exist.
+    check_uploads(&farm, uploads).await;
+    let mut new = new;
+    assert!(
+        new.try_wait().unwrap().is_none(),
+        "the new process serves on"
+    );
+    stop_gracefully(&mut new);
+}

@@ -27,14 +27,15 @@ use super::table::UnixSecs;
 use super::SessionKey;
 pub use crate::config::model::StorageSync;
 use files::{io_err, JOURNAL};
-use lock::DirLock;
+use lock::{DirLock, Ownership, UpgradeLock};
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::oneshot;
-use writer::{Counters, Msg, Writer};
+pub use types::TailPins;
+use writer::{Counters, Msg, Sharing, Writer};
 
 /// A journal smaller than this is never worth compacting.
 pub const COMPACT_MIN_BYTES: u64 = 1 << 20;
@@ -54,9 +55,15 @@ struct Shared {
     dir: PathBuf,
     /// One compaction at a time: each sets the writer's mark.
     compacting: tokio::sync::Mutex<()>,
-    /// This process's claim on the data directory; empty until the previous process
-    /// has exited when the store was opened for an upgrade.
-    dir_lock: Arc<Mutex<Option<DirLock>>>,
+    /// This process's claims on the data directory: its lock (only once the previous
+    /// process has exited when the store was opened for an upgrade) and whether an
+    /// upgrade shares the journal.
+    ownership: Arc<Ownership>,
+    /// Every record before this offset is known to this process (its own appends, and
+    /// what [`PinStore::read_tail`] read); the writer moves it over its own appends.
+    caught_up_to: Arc<AtomicU64>,
+    /// One tail read at a time.
+    tail_reader: Mutex<()>,
 }
 
 impl PinStore {
@@ -92,11 +99,12 @@ impl PinStore {
     ) -> Result<(PinStore, Loaded), StoreError> {
         fs::create_dir_all(dir).map_err(io_err("create", dir))?;
         // Before anything is read or written: another process may be appending.
-        let dir_lock = if shared_with_old_process {
-            None
+        let (dir_lock, upgrade_lock) = if shared_with_old_process {
+            (None, Some(UpgradeLock::acquire(dir)?))
         } else {
-            Some(DirLock::acquire(dir)?)
+            (Some(DirLock::acquire(dir)?), None)
         };
+        let ownership = Arc::new(Ownership::new(dir, dir_lock, upgrade_lock));
         let removed_stale_temp = !shared_with_old_process && files::remove_stale_temp(dir)?;
         let path = dir.join(JOURNAL);
         let temp = dir.join(files::COMPACT_TEMP);
@@ -145,6 +153,13 @@ impl PinStore {
 
         let file = files::open_append(&path)?;
         let len = file.metadata().map_err(io_err("stat", &path))?.len();
+        // Shared with an old process, the bytes after the last complete record may be a
+        // record it is writing: read them again later rather than skip them.
+        let caught_up_to = Arc::new(AtomicU64::new(if shared_with_old_process {
+            replayed.valid_len.max(format::HEADER_LEN as u64)
+        } else {
+            len
+        }));
         let counters = Arc::new(Counters::default());
         // Seed the average pin record size from what is on disk, for should_compact.
         counters
@@ -155,13 +170,16 @@ impl PinStore {
             Ordering::Relaxed,
         );
         let writer = Writer::new(
-            dir.to_path_buf(),
             path.clone(),
             file,
             len,
             sync,
             counters.clone(),
             clock,
+            Sharing {
+                ownership: ownership.clone(),
+                caught_up_to: caught_up_to.clone(),
+            },
         );
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
@@ -201,28 +219,72 @@ impl PinStore {
             removed_stale_temp,
             loaded_at: now,
         };
-        let dir_lock = Arc::new(Mutex::new(dir_lock));
         let shared = Arc::new(Shared {
             tx,
             counters,
             dir: dir.to_path_buf(),
             compacting: tokio::sync::Mutex::new(()),
-            dir_lock: dir_lock.clone(),
+            ownership: ownership.clone(),
+            caught_up_to,
+            tail_reader: Mutex::new(()),
         });
         if shared_with_old_process {
-            claim_dir_when_free(dir, Arc::downgrade(&dir_lock))?;
+            claim_dir_when_free(dir, Arc::downgrade(&ownership))?;
         }
         Ok((PinStore { shared }, loaded))
     }
 
-    /// Whether this process holds the data directory's lock (always after a normal
-    /// open; after an upgrade, once the previous process has exited).
+    /// Whether this process is the journal's only writer: it holds the data
+    /// directory's lock (after a normal open; after an upgrade, once the previous
+    /// process has exited) and no process started with `--upgrade` shares the journal.
+    /// While not, another process may append pins this one does not know of (see
+    /// [`PinStore::read_tail`]), and the journal is never compacted or cut back.
     pub fn holds_dir_lock(&self) -> bool {
-        self.shared
-            .dir_lock
+        self.shared.ownership.sole_writer()
+    }
+
+    /// The pins other processes appended since this process last looked (during an
+    /// upgrade). Reads the file, synchronously: meant for a table miss while the
+    /// journal is shared, when the tail is short. `complete` is false when the read
+    /// stopped before the end of the file (a record being written, or damage), so a
+    /// pin may still be missing.
+    pub fn read_tail(&self) -> Result<TailPins, StoreError> {
+        let _one_at_a_time = self
+            .shared
+            .tail_reader
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+            .unwrap_or_else(|e| e.into_inner());
+        let path = self.shared.dir.join(JOURNAL);
+        let from = self.shared.caught_up_to.load(Ordering::Acquire);
+        let (records, scan) = replay::read_tail(&path, from)?;
+        self.shared
+            .caught_up_to
+            .fetch_max(scan.valid_len, Ordering::AcqRel);
+        let pins = records
+            .into_iter()
+            .filter_map(|record| match record {
+                format::Record::Pin {
+                    key,
+                    backend,
+                    dir,
+                    pin,
+                } => Some((
+                    key,
+                    PinOwner {
+                        backend: backend.into(),
+                        dir: dir.into(),
+                    },
+                    pin,
+                )),
+                // An unpin by the other process leaves a pin here that its owner
+                // answers not-found for (and that expires): routed right either way.
+                format::Record::Unpin { .. } => None,
+            })
+            .collect();
+        Ok(TailPins {
+            pins,
+            complete: scan.damage.is_none(),
+        })
     }
 
     /// Journals that `key` is owned by `backend_id` since `created`. The record is queued
@@ -392,14 +454,14 @@ fn log_recovery(path: &Path, replayed: &replay::Replayed, cut: u64, saved: Optio
 
 /// After an upgrade, takes the data directory's lock as soon as the previous process
 /// releases it by exiting. A store dropped before that lets it go at once.
-fn claim_dir_when_free(dir: &Path, slot: Weak<Mutex<Option<DirLock>>>) -> Result<(), StoreError> {
+fn claim_dir_when_free(dir: &Path, slot: Weak<Ownership>) -> Result<(), StoreError> {
     let thread_dir = dir.to_path_buf();
     std::thread::Builder::new()
         .name("data-dir-lock".into())
         .spawn(move || match DirLock::acquire_blocking(&thread_dir) {
             Ok(lock) => {
-                if let Some(slot) = slot.upgrade() {
-                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(lock);
+                if let Some(ownership) = slot.upgrade() {
+                    ownership.take_over(lock);
                     tracing::info!(target: "bitsgate::store", dir = %thread_dir.display(), "the previous process released the data dir; it is this process's now");
                 }
             }

@@ -64,13 +64,47 @@ pub(crate) fn replay(path: &Path, file: &File) -> Result<Replayed, StoreError> {
             supported: format::VERSION,
         },
     })?;
-    out.valid_len = HEADER_LEN as u64;
-
     let mut backends: HashSet<Arc<str>> = HashSet::new();
+    let scan = scan(
+        path,
+        &mut reader,
+        HEADER_LEN as u64,
+        |record, record_len| apply(&mut out.live, &mut backends, record, record_len),
+    )?;
+    out.records = scan.records;
+    out.valid_len = scan.valid_len;
+    out.damage = scan.damage;
+    Ok(out)
+}
+
+/// How far a scan of records got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Scan {
+    /// Complete records read.
+    pub records: u64,
+    /// The offset after the last complete record.
+    pub valid_len: u64,
+    /// Why reading stopped before the end of the file, if it did.
+    pub damage: Option<TailDamage>,
+}
+
+/// Reads the records of `reader`, which is positioned at journal offset `offset` (a
+/// record boundary), handing each to `on_record` with its length.
+pub(crate) fn scan(
+    path: &Path,
+    reader: &mut impl Read,
+    offset: u64,
+    mut on_record: impl FnMut(Record, u64),
+) -> Result<Scan, StoreError> {
+    let mut out = Scan {
+        records: 0,
+        valid_len: offset,
+        damage: None,
+    };
     let mut payload = Vec::new();
     loop {
         let mut frame = [0u8; FRAME_LEN];
-        match read_full(&mut reader, &mut frame).map_err(io_err("read", path))? {
+        match read_full(reader, &mut frame).map_err(io_err("read", path))? {
             0 => break,
             FRAME_LEN => {}
             _ => {
@@ -85,7 +119,7 @@ pub(crate) fn replay(path: &Path, file: &File) -> Result<Replayed, StoreError> {
             break;
         }
         payload.resize(len as usize, 0);
-        if read_full(&mut reader, &mut payload).map_err(io_err("read", path))? < payload.len() {
+        if read_full(reader, &mut payload).map_err(io_err("read", path))? < payload.len() {
             out.damage = Some(TailDamage::Incomplete);
             break;
         }
@@ -100,11 +134,23 @@ pub(crate) fn replay(path: &Path, file: &File) -> Result<Replayed, StoreError> {
             reason,
         })?;
         let record_len = (FRAME_LEN + payload.len()) as u64;
-        apply(&mut out.live, &mut backends, record, record_len);
+        on_record(record, record_len);
         out.records += 1;
         out.valid_len += record_len;
     }
     Ok(out)
+}
+
+/// The records from offset `from` of the journal at `path` to its end, for a process
+/// that shares the journal with another one. Stops before an incomplete or damaged
+/// record, which may be one the other process is writing at this instant.
+pub(crate) fn read_tail(path: &Path, from: u64) -> Result<(Vec<Record>, Scan), StoreError> {
+    let mut file = File::open(path).map_err(io_err("open", path))?;
+    io::Seek::seek(&mut file, io::SeekFrom::Start(from)).map_err(io_err("read", path))?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut records = Vec::new();
+    let scan = scan(path, &mut reader, from, |record, _| records.push(record))?;
+    Ok((records, scan))
 }
 
 fn apply(

@@ -157,3 +157,12 @@ impl StoreHealth {
         !matches!(self, StoreHealth::Healthy)
     }
 }
+
+/// Pins read from the end of a shared journal, see [`super::PinStore::read_tail`].
+#[derive(Debug)]
+pub struct TailPins {
+    /// Pins journaled since the last read, in journal order (this process's own too).
+    pub pins: Vec<(SessionKey, PinOwner, StoredPin)>,
+    /// Whether the read reached the end of the file.
+    pub complete: bool,
+}

@@ -3,6 +3,7 @@
 //! Request tasks never touch the file and never hold a lock while they wait.
 
 use super::files::{self, io_err};
+use super::lock::Ownership;
 use super::{format, StoreError, StoreHealth, UnixSecs};
 use crate::config::model::StorageSync;
 use crate::session::SessionKey;
@@ -88,6 +89,16 @@ pub(crate) struct Writer {
     mark: Option<u64>,
     /// Set once the journal can no longer be trusted to match what was acknowledged.
     failed: Option<StoreError>,
+    /// Whether another process shares the journal (an upgrade).
+    ownership: Arc<Ownership>,
+    /// See [`super::PinStore::read_tail`].
+    caught_up_to: Arc<AtomicU64>,
+}
+
+/// What the writer shares with the store about other processes on the journal.
+pub(crate) struct Sharing {
+    pub ownership: Arc<Ownership>,
+    pub caught_up_to: Arc<AtomicU64>,
 }
 
 /// What one turn has buffered but not yet written.
@@ -101,18 +112,20 @@ struct Turn {
 }
 
 impl Writer {
+    /// A writer appending to `file`, the journal at `path` (in the data dir), which
+    /// is `len` bytes long now.
     pub fn new(
-        dir: PathBuf,
         path: PathBuf,
         file: File,
         len: u64,
         sync: StorageSync,
         counters: Arc<Counters>,
         clock: fn() -> UnixSecs,
+        sharing: Sharing,
     ) -> Self {
         counters.journal_bytes.store(len, Ordering::Relaxed);
         Writer {
-            dir,
+            dir: path.parent().map(PathBuf::from).unwrap_or_default(),
             path,
             file,
             len,
@@ -121,6 +134,8 @@ impl Writer {
             clock,
             mark: None,
             failed: None,
+            ownership: sharing.ownership,
+            caught_up_to: sharing.caught_up_to,
         }
     }
 
@@ -284,23 +299,66 @@ impl Writer {
 
     fn write(&mut self, buf: &[u8], records: u64) -> Result<(), StoreError> {
         self.check()?;
-        if let Err(e) = self.file.write_all(buf) {
-            let err = io_err("append to", &self.path)(e);
-            // Cut a partial write off again, so later appends do not follow garbage that
-            // replay would stop at. If even that fails the file is in an unknown state.
-            if let Err(e) = self.file.set_len(self.len) {
-                self.failed = Some(io_err("roll back a failed append to", &self.path)(e));
+        // Where the first byte landed: the file is opened for appending, and during an
+        // upgrade the other process appends too, so offsets come from the file, never
+        // from a count of this process's own writes.
+        let mut start = None;
+        let mut done = 0;
+        while done < buf.len() {
+            match self.file.write(&buf[done..]) {
+                Ok(0) => {
+                    return Err(self.failed_write(start, done, io::ErrorKind::WriteZero.into()))
+                }
+                Ok(n) => {
+                    done += n;
+                    if start.is_none() {
+                        start = Some(self.position().saturating_sub(n as u64));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.failed_write(start, done, e)),
             }
-            // Offsets after the mark are no longer what the compaction expects.
-            self.mark = None;
-            return Err(err);
         }
-        self.len += buf.len() as u64;
+        let end = self.position();
+        if let Some(start) = start {
+            // Nothing foreign between what this process knew and its own record.
+            let _ =
+                self.caught_up_to
+                    .compare_exchange(start, end, Ordering::AcqRel, Ordering::Acquire);
+        }
+        self.len = end;
         let c = &self.counters;
         c.records_written.fetch_add(records, Ordering::Relaxed);
         c.writes.fetch_add(1, Ordering::Relaxed);
         c.journal_bytes.store(self.len, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The file offset after this process's last write: its end when it was written.
+    fn position(&mut self) -> u64 {
+        self.file.stream_position().unwrap_or(self.len)
+    }
+
+    /// Cuts a partial write off again, so later appends do not follow garbage that
+    /// replay would stop at. Only the only writer may: with another process appending,
+    /// its records may already follow, so the journal takes no more writes instead
+    /// (the new process of an upgrade rewrites it from its table once alone).
+    fn failed_write(&mut self, start: Option<u64>, done: usize, e: io::Error) -> StoreError {
+        let err = io_err("append to", &self.path)(e);
+        // Offsets after the mark are no longer what the compaction expects.
+        self.mark = None;
+        let Some(start) = start.filter(|_| done > 0) else {
+            return err;
+        };
+        if !self.ownership.sole_writer() {
+            self.failed = Some(err.clone());
+            return err;
+        }
+        if let Err(e) = self.file.set_len(start) {
+            // If even that fails the file is in an unknown state.
+            self.failed = Some(io_err("roll back a failed append to", &self.path)(e));
+        }
+        err
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
@@ -324,6 +382,12 @@ impl Writer {
             let _ = std::fs::remove_file(&temp_path);
             return Err(StoreError::CompactionInterrupted);
         };
+        // A process started with --upgrade may have opened the journal meanwhile: a
+        // rename now would hide its appends from it.
+        if !self.ownership.sole_writer() {
+            let _ = std::fs::remove_file(&temp_path);
+            return Err(StoreError::Shared);
+        }
         let result = self.copy_tail(&mut temp, mark);
         if let Err(e) = result {
             let _ = std::fs::remove_file(&temp_path);
@@ -355,6 +419,7 @@ impl Writer {
             .metadata()
             .map_err(io_err("stat", &self.path))?
             .len();
+        self.caught_up_to.store(self.len, Ordering::Release);
         let c = &self.counters;
         c.journal_bytes.store(self.len, Ordering::Relaxed);
         c.compactions.fetch_add(1, Ordering::Relaxed);
