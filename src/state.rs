@@ -4,7 +4,7 @@
 use crate::backend::{BackendSlot, Farm, HealthTable, SlotRegistry};
 use crate::config::{BackendConfig, Config, RemovedBackends};
 use crate::metrics::{BackendSeries, Metrics};
-use crate::session::store::{PinOwner, PinStore, StoredPin};
+use crate::session::store::{PinOwner, PinSink, PinStore, StoredPin};
 use crate::session::{DirId, DirRegistry, Pin, SessionKey, SessionTable};
 use arc_swap::ArcSwap;
 use bits_proto::ClassifyOptions;
@@ -12,6 +12,68 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// The session table, backend slots and URL directories a start fills from the
+/// journal before the shared state exists: the journal's pins go straight into the
+/// table, with no other copy of them alive.
+pub struct Restored {
+    table: SessionTable,
+    slots: SlotRegistry,
+    dirs: DirRegistry,
+    /// Each owner met so far, resolved once: millions of pins share a handful.
+    owners: Vec<(PinOwner, Option<(BackendSlot, DirId)>)>,
+}
+
+impl Restored {
+    /// Empty, for a table of at most `max_pinned` sessions.
+    pub fn new(max_pinned: u64) -> Self {
+        Restored {
+            table: SessionTable::new(max_pinned),
+            slots: SlotRegistry::default(),
+            dirs: DirRegistry::default(),
+            owners: Vec::new(),
+        }
+    }
+
+    /// Pins in the table.
+    pub fn len(&self) -> u64 {
+        self.table.len()
+    }
+
+    /// Whether no pin was restored.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    fn resolve(&mut self, owner: &PinOwner) -> Option<(BackendSlot, DirId)> {
+        if let Some((_, resolved)) = self.owners.iter().find(|(o, _)| o == owner) {
+            return *resolved;
+        }
+        let resolved = match self.slots.slot(&owner.backend) {
+            Ok((slot, _)) => Some((slot, self.dirs.intern_path(&owner.dir))),
+            Err(e) => {
+                tracing::error!(target: "bitsgate::store", backend = %owner.backend, error = %e, "cannot restore the pins of this backend");
+                None
+            }
+        };
+        self.owners.push((owner.clone(), resolved));
+        resolved
+    }
+}
+
+impl PinSink for Restored {
+    fn pin(&mut self, key: SessionKey, owner: &PinOwner, pin: StoredPin) {
+        match self.resolve(owner) {
+            Some((slot, dir)) => self.table.restore(key, pin.into_pin(slot, dir)),
+            // A later record of the key must not leave an older owner in place.
+            None => drop(self.table.unpin(&key)),
+        }
+    }
+
+    fn unpin(&mut self, key: &SessionKey) {
+        self.table.unpin(key);
+    }
+}
 
 /// A session id that may belong to a session the other process of an upgrade is
 /// creating: neither known nor ruled out.
@@ -65,15 +127,30 @@ impl Shared {
         config_path: Option<PathBuf>,
         store: Option<PinStore>,
     ) -> anyhow::Result<Arc<Shared>> {
-        let slots = SlotRegistry::default();
+        let restored = Restored::new(config.sessions.max_pinned);
+        Self::from_restored(config, config_path, store, restored)
+    }
+
+    /// Builds the first generation over the pins a start replayed into `restored`
+    /// (see [`PinStore::open_into`]).
+    pub fn from_restored(
+        config: Config,
+        config_path: Option<PathBuf>,
+        store: Option<PinStore>,
+        restored: Restored,
+    ) -> anyhow::Result<Arc<Shared>> {
+        let Restored {
+            table, slots, dirs, ..
+        } = restored;
         // Owners of restored pins that left the config are retired (or not) by
         // `settle_unconfigured_owners` once the pins are back.
         let generation = Generation::build(config, Vec::new(), &slots)?;
+        table.set_max_pinned(generation.config.sessions.max_pinned);
         let shared = Shared {
-            table: SessionTable::new(generation.config.sessions.max_pinned),
+            table,
             current: ArcSwap::from_pointee(generation),
             slots,
-            dirs: DirRegistry::default(),
+            dirs,
             metrics: Metrics::new(),
             store,
             config_path,
@@ -83,8 +160,21 @@ impl Shared {
             other_tick: AtomicU64::new(0),
             health: HealthTable::default(),
         };
+        for (slot, id) in shared.slot_ids() {
+            let count = shared.table.sessions_of(slot);
+            if count > 0 {
+                shared.metrics.sessions_restored(&id, count);
+            }
+        }
         shared.publish_backend_metrics();
         Ok(Arc::new(shared))
+    }
+
+    /// Every backend id this process has seen, with its slot.
+    fn slot_ids(&self) -> impl Iterator<Item = (BackendSlot, Arc<str>)> + '_ {
+        (0..BackendSlot::MAX_SLOTS as u16)
+            .map(BackendSlot)
+            .map_while(|slot| self.slots.name(slot).map(|id| (slot, id)))
     }
 
     /// The generation in force.
@@ -161,9 +251,8 @@ impl Shared {
         }
         let _guard = self.swap_lock.lock().unwrap_or_else(|e| e.into_inner());
         let generation = self.generation();
-        let orphans: Vec<(BackendSlot, Arc<str>, u64)> = (0..BackendSlot::MAX_SLOTS as u16)
-            .map(BackendSlot)
-            .map_while(|slot| self.slots.name(slot).map(|id| (slot, id)))
+        let orphans: Vec<(BackendSlot, Arc<str>, u64)> = self
+            .slot_ids()
             .filter(|(slot, _)| generation.farm.index_of(*slot).is_none())
             .map(|(slot, id)| (slot, id, self.table.sessions_of(slot)))
             .filter(|(_, _, sessions)| *sessions > 0)
@@ -601,9 +690,12 @@ mod tests {
             text.push_str("[[backends]]\nid = \"b2\"\naddress = \"127.0.0.2:2\"\n");
         }
         let config = crate::config::load_str(&text).expect("valid config");
-        let (store, loaded) = PinStore::open(dir, config.storage.sync).expect("store opens");
-        let shared = Shared::new(config, None, Some(store)).expect("shared state");
-        shared.restore(loaded.pins);
+        // As a start does it: straight into the table.
+        let mut restored = Restored::new(config.sessions.max_pinned);
+        let (store, _) = PinStore::open_into(dir, config.storage.sync, false, &mut restored)
+            .expect("store opens");
+        let shared =
+            Shared::from_restored(config, None, Some(store), restored).expect("shared state");
         shared.settle_unconfigured_owners();
         shared.save_known_backends();
         shared

@@ -28,6 +28,7 @@ use super::SessionKey;
 pub use crate::config::model::StorageSync;
 use files::{io_err, JOURNAL};
 use lock::{DirLock, Ownership, UpgradeLock};
+pub use replay::PinSink;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,7 +72,22 @@ impl PinStore {
     /// compacts it when it is mostly dead records. A foreign file, a newer format or an
     /// undecodable record is an error: starting empty would silently drop pins.
     pub fn open(dir: &Path, sync: StorageSync) -> Result<(PinStore, Loaded), StoreError> {
-        Self::open_inner(dir, sync, super::unix_now, false)
+        Self::open_inner(dir, sync, super::unix_now, false, None)
+    }
+
+    /// Opens the journal like [`PinStore::open`] (or, with `upgrade`, like
+    /// [`PinStore::open_shared`]) but hands its pins to `sink` record by record instead
+    /// of collecting them: a start holds its pins once, in the table, rather than in a
+    /// map, a list and the table at the same time. [`Loaded::pins`] is empty, and a
+    /// journal worth compacting is left to the first compaction check of the running
+    /// process (the table is the only copy of the live pins).
+    pub fn open_into(
+        dir: &Path,
+        sync: StorageSync,
+        upgrade: bool,
+        sink: &mut dyn PinSink,
+    ) -> Result<(PinStore, Loaded), StoreError> {
+        Self::open_inner(dir, sync, super::unix_now, upgrade, Some(sink))
     }
 
     /// Opens a journal that the previous process is still appending to (a graceful
@@ -79,7 +95,7 @@ impl PinStore {
     /// may still be in flight. Call [`PinStore::read_live`] once the old process is
     /// gone to pick up what it wrote meanwhile.
     pub fn open_shared(dir: &Path, sync: StorageSync) -> Result<(PinStore, Loaded), StoreError> {
-        Self::open_inner(dir, sync, super::unix_now, true)
+        Self::open_inner(dir, sync, super::unix_now, true, None)
     }
 
     #[cfg(test)]
@@ -88,7 +104,7 @@ impl PinStore {
         sync: StorageSync,
         clock: fn() -> UnixSecs,
     ) -> Result<(PinStore, Loaded), StoreError> {
-        Self::open_inner(dir, sync, clock, false)
+        Self::open_inner(dir, sync, clock, false, None)
     }
 
     fn open_inner(
@@ -96,6 +112,7 @@ impl PinStore {
         sync: StorageSync,
         clock: fn() -> UnixSecs,
         shared_with_old_process: bool,
+        sink: Option<&mut dyn PinSink>,
     ) -> Result<(PinStore, Loaded), StoreError> {
         fs::create_dir_all(dir).map_err(io_err("create", dir))?;
         // Before anything is read or written: another process may be appending.
@@ -125,7 +142,23 @@ impl PinStore {
             .write(true)
             .open(&path)
             .map_err(io_err("open", &path))?;
-        let replayed = replay::replay(&path, &file)?;
+        // Pin records read and their bytes, when streamed into a sink.
+        let (replayed, streamed) = match sink {
+            None => (replay::replay(&path, &file)?, None),
+            Some(sink) => {
+                let streamed = replay::replay_into(&path, &file, sink, now)?;
+                let replayed = replay::Replayed {
+                    live: Default::default(),
+                    records: streamed.scan.records,
+                    valid_len: streamed.scan.valid_len,
+                    damage: streamed.scan.damage,
+                };
+                (
+                    replayed,
+                    Some((streamed.pin_records, streamed.pin_record_bytes)),
+                )
+            }
+        };
         let file_len = file.metadata().map_err(io_err("stat", &path))?.len();
 
         let truncated_bytes = if shared_with_old_process {
@@ -143,8 +176,9 @@ impl PinStore {
         drop(file);
 
         let live_bytes = replayed.live_bytes();
-        let compacted =
-            !shared_with_old_process && worth_compacting(replayed.valid_len, live_bytes);
+        let compacted = streamed.is_none()
+            && !shared_with_old_process
+            && worth_compacting(replayed.valid_len, live_bytes);
         if compacted {
             let live = replayed.live.iter().map(|(key, p)| (key, &p.owner, &p.pin));
             files::write_snapshot(&temp, live)?;
@@ -162,13 +196,14 @@ impl PinStore {
         }));
         let counters = Arc::new(Counters::default());
         // Seed the average pin record size from what is on disk, for should_compact.
-        counters
-            .pin_records
-            .store(replayed.live.len() as u64, Ordering::Relaxed);
-        counters.pin_record_bytes.store(
+        let (pin_records, pin_record_bytes) = streamed.unwrap_or((
+            replayed.live.len() as u64,
             live_bytes.saturating_sub(format::HEADER_LEN as u64),
-            Ordering::Relaxed,
-        );
+        ));
+        counters.pin_records.store(pin_records, Ordering::Relaxed);
+        counters
+            .pin_record_bytes
+            .store(pin_record_bytes, Ordering::Relaxed);
         let writer = Writer::new(
             path.clone(),
             file,
@@ -444,12 +479,17 @@ fn log_recovery(path: &Path, replayed: &replay::Replayed, cut: u64, saved: Optio
             "pin journal: cut off a torn or damaged tail ({damage}); pins journaled in it are lost"
         );
     }
-    tracing::info!(
-        journal = %path.display(),
-        pins = replayed.live.len(),
-        records = replayed.records,
-        "pin journal loaded"
-    );
+    // Streamed into a sink, the pins are counted by the sink's owner.
+    if replayed.live.is_empty() {
+        tracing::info!(journal = %path.display(), records = replayed.records, "pin journal loaded");
+    } else {
+        tracing::info!(
+            journal = %path.display(),
+            pins = replayed.live.len(),
+            records = replayed.records,
+            "pin journal loaded"
+        );
+    }
 }
 
 /// After an upgrade, takes the data directory's lock as soon as the previous process

@@ -36,6 +36,24 @@ impl Replayed {
     }
 }
 
+/// Where replayed pins go without a map of its own: the session table, which plays the
+/// map's part (a later pin of a key replaces the earlier one, an unpin removes it), so
+/// a start never holds the pins twice.
+pub trait PinSink {
+    /// `key` is owned by `owner` (replacing any earlier pin of it).
+    fn pin(&mut self, key: SessionKey, owner: &PinOwner, pin: StoredPin);
+    /// `key` is no longer pinned.
+    fn unpin(&mut self, key: &SessionKey);
+}
+
+/// What [`replay_into`] read besides the pins.
+pub(crate) struct Streamed {
+    pub scan: Scan,
+    /// Pin records read, live or not, and their bytes: the average pin record size.
+    pub pin_records: u64,
+    pub pin_record_bytes: u64,
+}
+
 /// Replays `file` (positioned at its start). An empty file reads as an empty journal;
 /// a bad header or a checksummed record that does not decode is an error.
 pub(crate) fn replay(path: &Path, file: &File) -> Result<Replayed, StoreError> {
@@ -46,10 +64,87 @@ pub(crate) fn replay(path: &Path, file: &File) -> Result<Replayed, StoreError> {
         valid_len: 0,
         damage: None,
     };
-    let mut header = [0u8; HEADER_LEN];
-    let got = read_full(&mut reader, &mut header).map_err(io_err("read", path))?;
-    if got == 0 {
+    if !read_header(path, &mut reader)? {
         return Ok(out);
+    }
+    let mut backends: HashSet<Arc<str>> = HashSet::new();
+    let scan = scan(
+        path,
+        &mut reader,
+        HEADER_LEN as u64,
+        |record, record_len| apply(&mut out.live, &mut backends, record, record_len),
+    )?;
+    out.records = scan.records;
+    out.valid_len = scan.valid_len;
+    out.damage = scan.damage;
+    Ok(out)
+}
+
+/// Replays `file` (positioned at its start) into `sink`, record by record, raising each
+/// pin's `last_seen` to `now` (see [`super::Loaded::pins`]).
+pub(crate) fn replay_into(
+    path: &Path,
+    file: &File,
+    sink: &mut dyn PinSink,
+    now: u32,
+) -> Result<Streamed, StoreError> {
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut out = Streamed {
+        scan: Scan {
+            records: 0,
+            valid_len: 0,
+            damage: None,
+        },
+        pin_records: 0,
+        pin_record_bytes: 0,
+    };
+    if !read_header(path, &mut reader)? {
+        return Ok(out);
+    }
+    // A handful of owners exist: a list searched by the decoded strings allocates
+    // nothing per pin.
+    let mut owners: Vec<PinOwner> = Vec::new();
+    let (mut pin_records, mut pin_record_bytes) = (0, 0);
+    out.scan = scan(
+        path,
+        &mut reader,
+        HEADER_LEN as u64,
+        |record, record_len| match record {
+            Record::Pin {
+                key,
+                backend,
+                dir,
+                pin,
+            } => {
+                pin_records += 1;
+                pin_record_bytes += record_len;
+                let known = owners
+                    .iter()
+                    .position(|o| *o.backend == *backend && *o.dir == *dir);
+                let index = known.unwrap_or_else(|| {
+                    owners.push(PinOwner {
+                        backend: backend.into(),
+                        dir: dir.into(),
+                    });
+                    owners.len() - 1
+                });
+                let last_seen = pin.last_seen.max(now);
+                sink.pin(key, &owners[index], StoredPin { last_seen, ..pin });
+            }
+            Record::Unpin { key } => sink.unpin(&key),
+        },
+    )?;
+    out.pin_records = pin_records;
+    out.pin_record_bytes = pin_record_bytes;
+    Ok(out)
+}
+
+/// Reads and checks the header; false for an empty file.
+fn read_header(path: &Path, reader: &mut impl Read) -> Result<bool, StoreError> {
+    let mut header = [0u8; HEADER_LEN];
+    let got = read_full(reader, &mut header).map_err(io_err("read", path))?;
+    if got == 0 {
+        return Ok(false);
     }
     if got < HEADER_LEN {
         // Journals are created whole (temp file + rename), so a short header is not a
@@ -64,17 +159,7 @@ pub(crate) fn replay(path: &Path, file: &File) -> Result<Replayed, StoreError> {
             supported: format::VERSION,
         },
     })?;
-    let mut backends: HashSet<Arc<str>> = HashSet::new();
-    let scan = scan(
-        path,
-        &mut reader,
-        HEADER_LEN as u64,
-        |record, record_len| apply(&mut out.live, &mut backends, record, record_len),
-    )?;
-    out.records = scan.records;
-    out.valid_len = scan.valid_len;
-    out.damage = scan.damage;
-    Ok(out)
+    Ok(true)
 }
 
 /// How far a scan of records got.
