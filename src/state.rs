@@ -4,7 +4,7 @@
 use crate::backend::{BackendSlot, Farm, HealthTable, SlotRegistry};
 use crate::config::{BackendConfig, Config, RemovedBackends};
 use crate::metrics::{BackendSeries, Metrics};
-use crate::session::store::{PinOwner, PinSink, PinStore, StoredPin};
+use crate::session::store::{PinOwner, PinSink, PinStore, SnapshotWriter, StoredPin};
 use crate::session::{DirId, DirRegistry, Pin, SessionKey, SessionTable};
 use arc_swap::ArcSwap;
 use bits_proto::ClassifyOptions;
@@ -498,18 +498,28 @@ impl Shared {
         let Some(store) = &self.store else {
             return;
         };
-        let snapshot = || {
-            let mut live = Vec::with_capacity(self.table.len() as usize);
+        // Encoded straight into the new file while each table shard is read: owner
+        // names are looked up once per backend and directory, nothing is allocated per
+        // pin (ids that are not GUIDs are copied by `for_each`), and no list of the
+        // pins is made.
+        let snapshot = |out: &mut SnapshotWriter| {
+            let mut backends: Vec<Option<Arc<str>>> = Vec::new();
+            let mut dirs: Vec<Option<String>> = Vec::new();
             self.table.for_each(|key, pin| {
-                let owner = PinOwner {
-                    backend: self.backend_name(pin.backend),
-                    dir: self.dirs.name(pin.dir).into(),
-                };
-                live.push((key.clone(), owner, StoredPin::from(pin)));
+                let b = pin.backend.index();
+                if backends.len() <= b {
+                    backends.resize(b + 1, None);
+                }
+                let backend = backends[b].get_or_insert_with(|| self.backend_name(pin.backend));
+                let d = pin.dir.0 as usize;
+                if dirs.len() <= d {
+                    dirs.resize(d + 1, None);
+                }
+                let dir = dirs[d].get_or_insert_with(|| self.dirs.name(pin.dir));
+                out.pin(key, backend, dir, &StoredPin::from(pin));
             });
-            live
         };
-        match store.compact(snapshot).await {
+        match store.compact_streaming(snapshot).await {
             Ok(()) => {
                 tracing::info!(target: "bitsgate::store", pins = self.table.len(), "pin journal compacted")
             }
@@ -784,6 +794,48 @@ mod tests {
         // The start rewrote the file from the config.
         let known = crate::session::retired::load(dir.path()).expect("readable again");
         assert_eq!(known.len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_compaction_from_the_table_keeps_every_pin_with_its_owner_and_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = restarted(dir.path(), true, "drain");
+        for n in 0..300u128 {
+            pin_to(&shared, key(n), if n % 2 == 0 { "b1" } else { "b2" }).await;
+        }
+        let text = SessionKey::new("session-text-1");
+        let (slot, _) = shared.slots.slot("b2").expect("slot");
+        let other_dir = shared.dirs.intern_path("/v/w/");
+        shared
+            .table
+            .pin(text.clone(), slot, other_dir, 5)
+            .expect("pinned");
+        for n in (0..300u128).step_by(3) {
+            shared.unpin(&key(n));
+        }
+        let expected: HashSet<(String, String, String)> = {
+            let mut all = HashSet::new();
+            shared.table.for_each(|key, pin| {
+                all.insert((
+                    key.to_string(),
+                    shared.backend_name(pin.backend).to_string(),
+                    shared.dirs.name(pin.dir),
+                ));
+            });
+            all
+        };
+        assert_eq!(expected.len(), 201);
+        shared.compact_store().await;
+        assert_eq!(shared.store.as_ref().unwrap().stats().compactions, 1);
+        drop(shared);
+
+        let (_, loaded) = PinStore::open(dir.path(), StorageSync::Write).expect("reopen");
+        let reloaded: HashSet<(String, String, String)> = loaded
+            .pins
+            .iter()
+            .map(|(k, o, _)| (k.to_string(), o.backend.to_string(), o.dir.to_string()))
+            .collect();
+        assert_eq!(reloaded, expected);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub use types::{Loaded, PinOwner, StoreHealth, StoreStats, StoredPin, TailDamage
 use super::table::UnixSecs;
 use super::SessionKey;
 pub use crate::config::model::StorageSync;
+pub use files::SnapshotWriter;
 use files::{io_err, JOURNAL};
 use lock::{DirLock, Ownership, UpgradeLock};
 pub use replay::PinSink;
@@ -374,13 +375,28 @@ impl PinStore {
     where
         F: FnOnce() -> Vec<(SessionKey, PinOwner, StoredPin)>,
     {
+        self.compact_streaming(|out| {
+            for (key, owner, pin) in snapshot() {
+                out.pin(&key, &owner.backend, &owner.dir, &pin);
+            }
+        })
+        .await
+    }
+
+    /// [`PinStore::compact`] for a large table: `snapshot` hands each live pin to the
+    /// [`SnapshotWriter`], which encodes it straight into the new file's buffer, so
+    /// neither a list of the pins nor a string per pin is ever made.
+    pub async fn compact_streaming<F>(&self, snapshot: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(&mut SnapshotWriter),
+    {
         let _one_at_a_time = self.shared.compacting.lock().await;
         self.send(Msg::Mark)?;
-        let live = snapshot();
         let temp = self.shared.dir.join(files::COMPACT_TEMP);
+        let mut out = SnapshotWriter::create(&temp)?;
+        snapshot(&mut out);
         let written = tokio::task::spawn_blocking(move || {
-            let pins = live.iter().map(|(key, owner, pin)| (key, owner, pin));
-            files::write_snapshot(&temp, pins).inspect_err(|_| {
+            out.finish().inspect_err(|_| {
                 let _ = fs::remove_file(&temp);
             })
         })
