@@ -7,7 +7,7 @@ use crate::health_service::HealthService;
 use crate::proxy::BitsProxy;
 use crate::reload::ReloadService;
 use crate::session::store::PinStore;
-use crate::state::Shared;
+use crate::state::{Restored, Shared};
 use crate::sweeper::IdleSweeper;
 use crate::upgrade::UpgradeCatchUp;
 use crate::workers::{SharedListener, Worker};
@@ -41,24 +41,23 @@ pub struct Instance {
     pub shared: Arc<Shared>,
 }
 
-/// Opens the pin journal in durable mode; it is read before any listener starts, so
-/// no packet is routed before the pins it refers to are back.
+/// Opens the pin journal in durable mode, replaying its pins straight into the table
+/// of `restored`; it is read before any listener starts, so no packet is routed before
+/// the pins it refers to are back.
 fn open_store(
     storage: &crate::config::StorageConfig,
     upgrade: bool,
+    restored: &mut Restored,
 ) -> anyhow::Result<(Option<PinStore>, Option<crate::session::store::Loaded>)> {
     match storage.mode {
         StorageMode::Memory => Ok((None, None)),
         StorageMode::Durable => {
             // During an upgrade the old process still appends to the journal.
-            let open = if upgrade {
-                PinStore::open_shared
-            } else {
-                PinStore::open
-            };
-            let (store, loaded) = open(&storage.data_dir, storage.sync).with_context(|| {
-                format!("opening the pin journal in {}", storage.data_dir.display())
-            })?;
+            let (store, loaded) =
+                PinStore::open_into(&storage.data_dir, storage.sync, upgrade, restored)
+                    .with_context(|| {
+                        format!("opening the pin journal in {}", storage.data_dir.display())
+                    })?;
             if let Some(damage) = &loaded.damage {
                 tracing::warn!(target: "bitsgate::store", %damage, truncated_bytes = loaded.truncated_bytes, "the pin journal ended in a damaged record; it was cut there");
             }
@@ -113,11 +112,14 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
     let listener = config.listener.clone();
     let admin_address = config.admin.address;
     let admin_tls = config.admin.tls.clone();
-    let (store, loaded) = open_store(&config.storage, process.upgrade)?;
-    let shared = Shared::new(config, process.config_path.clone(), store)?;
+    let mut restored = Restored::new(&config);
+    let (store, loaded) = open_store(&config.storage, process.upgrade, &mut restored)?;
+    let shared = Shared::from_restored(config, process.config_path.clone(), store, restored)?;
     if let Some(loaded) = loaded {
-        let restored = shared.restore(loaded.pins, loaded.loaded_at, loaded.activity_journaled);
+        let restored = shared.table.len();
         tracing::info!(target: "bitsgate::store", restored, records = loaded.records, truncated_bytes = loaded.truncated_bytes, "pins loaded from the journal");
+        shared.settle_unconfigured_owners();
+        shared.save_known_backends();
     }
 
     let threads = shared.generation().config.server.threads;

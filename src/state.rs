@@ -3,16 +3,135 @@
 
 use crate::backend::{BackendSlot, Farm, HealthTable, SlotRegistry};
 use crate::cancels::Cancels;
-use crate::config::{BackendConfig, Config};
+use crate::config::{BackendConfig, Config, RemovedBackends};
 use crate::metrics::{BackendSeries, Metrics};
-use crate::session::store::{restored_last_seen, PinOwner, PinStore, StoredPin};
-use crate::session::{Pin, SessionKey, SessionTable, UnixSecs, UrlRegistry};
+use crate::session::store::{
+    restored_last_seen, PinOwner, PinSink, PinStore, SnapshotWriter, StoredPin,
+};
+use crate::session::{Pin, SessionKey, SessionTable, UnixSecs, UrlId, UrlRegistry};
 use arc_swap::ArcSwap;
 use bits_proto::ClassifyOptions;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// The session table, backend slots and session URLs a start fills from the journal
+/// before the shared state exists: the journal's pins go straight into the table, with
+/// no other copy of them alive. Each pin's idle clock restarts by
+/// [`restored_last_seen`], with the journal's format (see [`PinSink::journal_format`]).
+pub struct Restored {
+    table: SessionTable,
+    slots: SlotRegistry,
+    urls: UrlRegistry,
+    /// The load time.
+    now: UnixSecs,
+    /// `H`: how often an active pin is re-journaled.
+    journal_every: u32,
+    /// Whether the journal being replayed carries activity (format 2).
+    activity_journaled: bool,
+    /// Each backend id met so far, resolved once: millions of pins share a handful.
+    backends: Vec<(Arc<str>, Option<BackendSlot>)>,
+}
+
+impl Restored {
+    /// Empty, for the table `config` describes, loading at the current time.
+    pub fn new(config: &Config) -> Self {
+        Self::at(config, crate::session::unix_now())
+    }
+
+    /// Empty, for the table `config` describes, loading at `now`.
+    pub fn at(config: &Config, now: UnixSecs) -> Self {
+        Restored {
+            table: SessionTable::new(config.sessions.max_pinned),
+            slots: SlotRegistry::default(),
+            urls: UrlRegistry::default(),
+            now,
+            journal_every: config.sessions.activity_journal_interval(),
+            activity_journaled: true,
+            backends: Vec::new(),
+        }
+    }
+
+    /// Pins in the table.
+    pub fn len(&self) -> u64 {
+        self.table.len()
+    }
+
+    /// Whether no pin was restored.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    fn resolve(&mut self, owner: &PinOwner) -> Option<(BackendSlot, UrlId)> {
+        let slot = match self.backends.iter().find(|(b, _)| *b == owner.backend) {
+            Some((_, resolved)) => *resolved,
+            None => {
+                let resolved = match self.slots.slot(&owner.backend) {
+                    Ok((slot, _)) => Some(slot),
+                    Err(e) => {
+                        tracing::error!(target: "bitsgate::store", backend = %owner.backend, error = %e, "cannot restore the pins of this backend");
+                        None
+                    }
+                };
+                self.backends.push((owner.backend.clone(), resolved));
+                resolved
+            }
+        }?;
+        Some((slot, self.urls.intern(owner.host.as_deref(), &owner.path)))
+    }
+}
+
+impl PinSink for Restored {
+    fn journal_format(&mut self, activity_journaled: bool) {
+        self.activity_journaled = activity_journaled;
+    }
+
+    fn pin(&mut self, key: SessionKey, owner: &PinOwner, pin: StoredPin) {
+        match self.resolve(owner) {
+            Some((slot, url)) => {
+                let (last_seen, journaled_seen) = restored_clocks(
+                    pin.last_seen,
+                    self.now,
+                    self.journal_every,
+                    self.activity_journaled,
+                );
+                self.table
+                    .restore(key, pin.into_pin(slot, url, last_seen, journaled_seen));
+            }
+            // A later record of the key must not leave an older owner in place.
+            None => drop(self.table.unpin(&key)),
+        }
+    }
+
+    fn unpin(&mut self, key: &SessionKey) {
+        self.table.unpin(key);
+    }
+}
+
+/// A restored pin's `last_seen` (by [`restored_last_seen`]) and what the journal is
+/// taken to hold for it. A clock from a journal without activity was raised to now:
+/// that raised value is what a rewrite of the journal must keep, or a later load would
+/// trust a stale clock and expire an active session early.
+fn restored_clocks(
+    stored: UnixSecs,
+    now: UnixSecs,
+    journal_every: u32,
+    activity_journaled: bool,
+) -> (UnixSecs, UnixSecs) {
+    let last_seen = restored_last_seen(stored, now, journal_every, activity_journaled);
+    let journaled_seen = if activity_journaled {
+        stored
+    } else {
+        last_seen
+    };
+    (last_seen, journaled_seen)
+}
+
+/// A session id that may belong to a session the other process of an upgrade is
+/// creating: neither known nor ruled out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsettled;
 
 /// One configuration generation and everything derived from it.
 pub struct Generation {
@@ -67,26 +186,35 @@ impl Shared {
         config_path: Option<PathBuf>,
         store: Option<PinStore>,
     ) -> anyhow::Result<Arc<Shared>> {
-        let slots = SlotRegistry::default();
-        // Backends retired before a restart still own the pins the journal restores.
-        let retired = match &store {
-            Some(_) => crate::session::retired::load(&config.storage.data_dir)?
-                .into_iter()
-                .filter(|b| !config.backends.iter().any(|c| c.id == b.id))
-                .collect(),
-            None => Vec::new(),
-        };
-        let generation = Generation::build(config, retired, &slots)?;
+        let restored = Restored::new(&config);
+        Self::from_restored(config, config_path, store, restored)
+    }
+
+    /// Builds the first generation over the pins a start replayed into `restored`
+    /// (see [`PinStore::open_into`]).
+    pub fn from_restored(
+        config: Config,
+        config_path: Option<PathBuf>,
+        store: Option<PinStore>,
+        restored: Restored,
+    ) -> anyhow::Result<Arc<Shared>> {
+        let Restored {
+            table, slots, urls, ..
+        } = restored;
+        // Owners of restored pins that left the config are retired (or not) by
+        // `settle_unconfigured_owners` once the pins are back.
+        let generation = Generation::build(config, Vec::new(), &slots)?;
+        table.set_max_pinned(generation.config.sessions.max_pinned);
         let metrics = Metrics::new();
         let access_log = crate::access_log::AccessLog::new(
             &generation.config.log,
             metrics.access_log_dropped.clone(),
         );
         let shared = Shared {
-            table: SessionTable::new(generation.config.sessions.max_pinned),
+            table,
             current: ArcSwap::from_pointee(generation),
             slots,
-            urls: UrlRegistry::default(),
+            urls,
             cancels: Cancels::new(metrics.cancels_sent.clone()),
             metrics,
             store,
@@ -102,8 +230,21 @@ impl Shared {
         for backend in &shared.generation().farm.backends {
             shared.metrics.add_backend(&backend.id);
         }
+        for (slot, id) in shared.slot_ids() {
+            let count = shared.table.sessions_of(slot);
+            if count > 0 {
+                shared.metrics.sessions_restored(&id, count);
+            }
+        }
         shared.publish_backend_metrics();
         Ok(Arc::new(shared))
+    }
+
+    /// Every backend id this process has seen, with its slot.
+    fn slot_ids(&self) -> impl Iterator<Item = (BackendSlot, Arc<str>)> + '_ {
+        (0..BackendSlot::MAX_SLOTS as u16)
+            .map(BackendSlot)
+            .map_while(|slot| self.slots.name(slot).map(|id| (slot, id)))
     }
 
     /// The generation in force.
@@ -147,17 +288,14 @@ impl Shared {
             .filter(|b| !before.contains(&b.id))
             .map(|b| b.id.clone())
             .collect();
-        let retired_changed = self.generation().retired != generation.retired;
+        let farm_changed = !self
+            .generation()
+            .known_backends()
+            .eq(generation.known_backends());
         self.access_log.apply(&generation.config.log);
-        let (data_dir, retired) = (
-            generation.config.storage.data_dir.clone(),
-            generation.retired.clone(),
-        );
         self.current.store(Arc::new(generation));
-        if retired_changed && self.store.is_some() {
-            if let Err(e) = crate::session::retired::save(&data_dir, &retired) {
-                tracing::error!(target: "bitsgate::store", error = %e, "could not save the retired backends; a restart would end their sessions");
-            }
+        if farm_changed {
+            self.save_known_backends();
         }
         // After the swap, so no publisher still holding the old farm brings them back.
         for id in gone {
@@ -168,6 +306,83 @@ impl Shared {
         }
         self.publish_backend_metrics();
         Ok(())
+    }
+
+    /// Writes every backend of the farm, with its address, beside the journal, so a
+    /// restart can still reach one that leaves the config file meanwhile.
+    pub fn save_known_backends(&self) {
+        if self.store.is_none() {
+            return;
+        }
+        let generation = self.generation();
+        let backends: Vec<BackendConfig> = generation.known_backends().cloned().collect();
+        let dir = &generation.config.storage.data_dir;
+        if let Err(e) = crate::session::retired::save(dir, &backends) {
+            tracing::error!(target: "bitsgate::store", error = %e, file = %dir.join(crate::session::retired::FILE).display(), "could not save the known backends; a restart would end the sessions of a backend removed from the config");
+        }
+    }
+
+    /// Applies `[reload] removed_backends` to restored pins whose owner is not in the
+    /// config (removed from the file while bitsgate was stopped, or retired by a reload
+    /// before a restart), as a reload would: `drain` retires the owner, reached at the
+    /// address remembered in the known-backends file, and keeps serving its sessions;
+    /// `end` ends them at once. Logs what it did for each such owner.
+    pub fn settle_unconfigured_owners(&self) {
+        if self.store.is_none() {
+            return;
+        }
+        let _guard = self.swap_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = self.generation();
+        let orphans: Vec<(BackendSlot, Arc<str>, u64)> = self
+            .slot_ids()
+            .filter(|(slot, _)| generation.farm.index_of(*slot).is_none())
+            .map(|(slot, id)| (slot, id, self.table.sessions_of(slot)))
+            .filter(|(_, _, sessions)| *sessions > 0)
+            .collect();
+        if orphans.is_empty() {
+            return;
+        }
+        let policy = generation.config.reload.removed_backends;
+        let known = match crate::session::retired::load(&generation.config.storage.data_dir) {
+            Ok(known) => known,
+            Err(e) => {
+                tracing::warn!(target: "bitsgate::store", error = %e, "the known-backends file is unusable: the sessions of backends no longer in the config cannot be reached and end");
+                Vec::new()
+            }
+        };
+        let mut retired = generation.retired.clone();
+        for (slot, id, sessions) in orphans {
+            let remembered = known.iter().find(|b| *b.id == *id);
+            match (policy, remembered) {
+                (RemovedBackends::Drain, Some(backend)) => {
+                    tracing::warn!(target: "bitsgate::store", backend = %id, address = %backend.address, sessions, "backend no longer in the config still owns sessions: retired (reload.removed_backends = \"drain\"): its sessions are served until they end, it gets no new ones");
+                    retired.push(backend.clone());
+                }
+                (RemovedBackends::Drain, None) => {
+                    tracing::error!(target: "bitsgate::store", backend = %id, sessions, "backend no longer in the config owns sessions but its address is not known: its sessions end, their clients restart their uploads");
+                    self.end_sessions_of(slot, &id);
+                }
+                (RemovedBackends::End, _) => {
+                    tracing::warn!(target: "bitsgate::store", backend = %id, sessions, "backend no longer in the config: its sessions end (reload.removed_backends = \"end\"), their clients restart their uploads");
+                    self.end_sessions_of(slot, &id);
+                }
+            }
+        }
+        if let Err(e) = self.install(generation.config.clone(), retired) {
+            tracing::error!(target: "bitsgate::store", error = %e, "could not retire the backends no longer in the config");
+        }
+    }
+
+    /// Ends every session of a backend that left the config: table, journal, metrics.
+    pub(crate) fn end_sessions_of(&self, slot: BackendSlot, id: &str) -> u64 {
+        let mut ended = 0;
+        for (key, _) in self.table.take_backend(slot) {
+            self.journal_unpin(&key);
+            self.metrics
+                .session_ended(id, crate::metrics::EndReason::BackendRemoved);
+            ended += 1;
+        }
+        ended
     }
 
     /// Drops retired backends whose last session ended; returns their ids.
@@ -273,16 +488,8 @@ impl Shared {
                 continue;
             };
             let url = self.urls.intern(owner.host.as_deref(), &owner.path);
-            let last_seen =
-                restored_last_seen(stored.last_seen, now, journal_every, activity_journaled);
-            // A clock from a journal without activity was raised to now: that raised
-            // value is what a rewrite of the journal must keep, or a later load would
-            // trust a stale clock and expire an active session early.
-            let journaled_seen = if activity_journaled {
-                stored.last_seen
-            } else {
-                last_seen
-            };
+            let (last_seen, journaled_seen) =
+                restored_clocks(stored.last_seen, now, journal_every, activity_journaled);
             self.table
                 .restore(key, stored.into_pin(slot, url, last_seen, journaled_seen));
             *per_backend.entry(owner.backend).or_default() += 1;
@@ -320,11 +527,57 @@ impl Shared {
                     .collect();
                 // Written by a process that may predate activity journaling: no clock
                 // is trusted to be recent.
-                self.restore(missing, crate::session::unix_now(), false)
+                let added = self.restore(missing, crate::session::unix_now(), false);
+                self.settle_unconfigured_owners();
+                added
             }
             Err(e) => {
                 tracing::error!(target: "bitsgate::store", error = %e, "re-reading the pin journal after the upgrade failed");
                 0
+            }
+        }
+    }
+
+    /// The owner of a session packet's id. A lookup only: the packet is not activity
+    /// (that is recorded when the owner answers it, see `proxy::learn`). While another
+    /// process shares the journal (either side of a graceful upgrade), a miss first
+    /// reads what that process journaled since: it may have created the session a
+    /// moment ago. `Err(Unsettled)` when that read could not rule the session out (it
+    /// stopped at a record being written, or failed): the packet must be answered
+    /// "retry later", never "session not found".
+    pub fn session_owner(&self, key: &SessionKey) -> Result<Option<BackendSlot>, Unsettled> {
+        if let Some(slot) = self.table.owner(key) {
+            return Ok(Some(slot));
+        }
+        let Some(store) = &self.store else {
+            return Ok(None);
+        };
+        if store.holds_dir_lock() {
+            return Ok(None);
+        }
+        match store.read_tail() {
+            Ok(tail) => {
+                let missing: Vec<_> = tail
+                    .pins
+                    .into_iter()
+                    .filter(|(key, _, _)| self.table.get(key).is_none())
+                    .collect();
+                if !missing.is_empty() {
+                    // Just created, by a process that may predate activity journaling:
+                    // their clocks start now, as after the upgrade's catch-up.
+                    let added = self.restore(missing, crate::session::unix_now(), false);
+                    self.settle_unconfigured_owners();
+                    tracing::debug!(target: "bitsgate::store", added, "took over pins the other process of the upgrade journaled");
+                }
+                match self.table.owner(key) {
+                    Some(slot) => Ok(Some(slot)),
+                    None if tail.complete => Ok(None),
+                    None => Err(Unsettled),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: "bitsgate::store", error = %e, "cannot read the pin journal shared during the upgrade");
+                Err(Unsettled)
             }
         }
     }
@@ -354,14 +607,24 @@ impl Shared {
         let Some(store) = &self.store else {
             return;
         };
-        let snapshot = || {
-            let mut live = Vec::with_capacity(self.table.len() as usize);
+        // Encoded straight into the new file while each table shard is read: backend
+        // names are looked up once per backend, no list of the pins is made, and each
+        // pin's Host and URL path are read from the URL registry. `StoredPin::from`
+        // writes the activity last journaled, never a restored clock.
+        let snapshot = |out: &mut SnapshotWriter| {
+            let mut backends: Vec<Option<Arc<str>>> = Vec::new();
             self.table.for_each(|key, pin| {
-                live.push((key.clone(), self.pin_owner(pin), StoredPin::from(pin)));
+                let b = pin.backend.index();
+                if backends.len() <= b {
+                    backends.resize(b + 1, None);
+                }
+                let backend = backends[b].get_or_insert_with(|| self.backend_name(pin.backend));
+                let url = self.urls.get(pin.url);
+                let host = url.host.as_deref().unwrap_or("");
+                out.pin(key, backend, host, &url.path, &StoredPin::from(pin));
             });
-            live
         };
-        match store.compact(snapshot).await {
+        match store.compact_streaming(snapshot).await {
             Ok(()) => {
                 tracing::info!(target: "bitsgate::store", pins = self.table.len(), "pin journal compacted")
             }
@@ -420,6 +683,11 @@ impl Shared {
 }
 
 impl Generation {
+    /// Every backend of the farm as configured: the config's, then the retired ones.
+    pub fn known_backends(&self) -> impl Iterator<Item = &BackendConfig> {
+        self.config.backends.iter().chain(self.retired.iter())
+    }
+
     /// Derives a generation from a config and the retired backends to keep.
     pub fn build(
         config: Config,
@@ -488,6 +756,8 @@ mod tests {
         .expect("store opens");
         let shared = Shared::new(config, None, Some(store)).expect("shared state");
         shared.restore(loaded.pins, loaded.loaded_at, loaded.activity_journaled);
+        shared.settle_unconfigured_owners();
+        shared.save_known_backends();
         shared
     }
 
@@ -541,6 +811,21 @@ mod tests {
     /// Opens `dir` as a start at `now` would, with a 16 h idle timeout (so activity is
     /// journaled at most hourly).
     fn durable_at(dir: &std::path::Path, now: UnixSecs) -> Arc<Shared> {
+        let config = crate::config::load_str(&format!(
+            "[storage]\ndata_dir = {:?}\n[sessions]\nidle_timeout = \"16h\"\n[[backends]]\nid = \"b1\"\naddress = \"127.0.0.1:1\"\n",
+            dir.display().to_string()
+        ))
+        .expect("valid config");
+        // As a start does it: straight into the table, which applies the load rule.
+        let mut restored = Restored::at(&config, now);
+        let (store, loaded) = PinStore::open_into(dir, config.storage.sync, false, &mut restored)
+            .expect("store opens");
+        assert!(loaded.pins.is_empty());
+        Shared::from_restored(config, None, Some(store), restored).expect("shared state")
+    }
+
+    /// [`durable_at`] through `open` and [`Shared::restore`] (the catch-up's path).
+    fn durable_collected_at(dir: &std::path::Path, now: UnixSecs) -> Arc<Shared> {
         let config = crate::config::load_str(&format!(
             "[storage]\ndata_dir = {:?}\n[sessions]\nidle_timeout = \"16h\"\n[[backends]]\nid = \"b1\"\naddress = \"127.0.0.1:1\"\n",
             dir.display().to_string()
@@ -655,6 +940,192 @@ mod tests {
             );
             shared.compact_store().await;
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_compaction_between_restarts_through_restore_does_not_move_a_clock_forward() {
+        const HOUR: UnixSecs = 3600;
+        let dir = tempfile::tempdir().unwrap();
+        let start: UnixSecs = 1_000_000;
+        let first = durable_collected_at(dir.path(), start);
+        first
+            .store
+            .as_ref()
+            .unwrap()
+            .pin(&key(1), "b1", None, "/u/a.bin", start)
+            .await
+            .unwrap();
+        drop(first);
+        let mut now = start;
+        for _ in 0..3 {
+            now += 5 * HOUR;
+            let shared = durable_collected_at(dir.path(), now);
+            let pin = shared.table.get(&key(1)).expect("restored");
+            assert_eq!(
+                pin.last_seen,
+                start + HOUR,
+                "trusted to within one interval"
+            );
+            shared.compact_store().await;
+        }
+    }
+
+    /// A durable instance over `dir` with backends b1 and, when `with_b2`, b2.
+    fn restarted(dir: &std::path::Path, with_b2: bool, removed_backends: &str) -> Arc<Shared> {
+        let mut text = format!(
+            "[storage]\ndata_dir = {:?}\n[reload]\nremoved_backends = {removed_backends:?}\n[[backends]]\nid = \"b1\"\naddress = \"127.0.0.1:1\"\n",
+            dir.display().to_string()
+        );
+        if with_b2 {
+            text.push_str("[[backends]]\nid = \"b2\"\naddress = \"127.0.0.2:2\"\n");
+        }
+        let config = crate::config::load_str(&text).expect("valid config");
+        // As a start does it: straight into the table.
+        let mut restored = Restored::new(&config);
+        let (store, _) = PinStore::open_into(dir, config.storage.sync, false, &mut restored)
+            .expect("store opens");
+        let shared =
+            Shared::from_restored(config, None, Some(store), restored).expect("shared state");
+        shared.settle_unconfigured_owners();
+        shared.save_known_backends();
+        shared
+    }
+
+    async fn pin_to(shared: &Shared, key: SessionKey, backend: &str) {
+        let (slot, _) = shared.slots.slot(backend).expect("slot");
+        let url = shared.urls.intern(Some("bits.example"), "/u/a.bin");
+        shared
+            .table
+            .pin(key.clone(), slot, url, 1_000)
+            .expect("pinned");
+        let store = shared.store.as_ref().expect("durable");
+        store
+            .pin(&key, backend, Some("bits.example"), "/u/a.bin", 1_000)
+            .await
+            .expect("journaled");
+    }
+
+    async fn with_a_session_on_b2(dir: &std::path::Path) {
+        let first = restarted(dir, true, "drain");
+        pin_to(&first, key(1), "b1").await;
+        pin_to(&first, key(2), "b2").await;
+        first.store.as_ref().unwrap().flush().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_restart_without_a_backend_retires_it_and_keeps_its_sessions_by_default() {
+        let dir = tempfile::tempdir().unwrap();
+        with_a_session_on_b2(dir.path()).await;
+
+        let second = restarted(dir.path(), false, "drain");
+        let generation = second.generation();
+        let b2 = generation
+            .farm
+            .index_of_id("b2")
+            .expect("b2 is retired, not gone");
+        assert_eq!(
+            generation.farm.backends[b2].address.to_string(),
+            "127.0.0.2:2"
+        );
+        assert_eq!(generation.retired.len(), 1);
+        assert!(
+            second.table.get(&key(2)).is_some(),
+            "the session of b2 is kept"
+        );
+        drop(second);
+
+        // Still known at the next restart, and still served.
+        let third = restarted(dir.path(), false, "drain");
+        assert!(third.generation().farm.index_of_id("b2").is_some());
+        assert!(third.table.get(&key(2)).is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_restart_without_a_backend_ends_its_sessions_when_configured_to() {
+        let dir = tempfile::tempdir().unwrap();
+        with_a_session_on_b2(dir.path()).await;
+
+        let second = restarted(dir.path(), false, "end");
+        assert!(second.generation().farm.index_of_id("b2").is_none());
+        assert!(second.table.get(&key(2)).is_none());
+        assert!(second.table.get(&key(1)).is_some());
+        second.store.as_ref().unwrap().flush().await.unwrap();
+        drop(second);
+        let (_, loaded) = PinStore::open(dir.path(), StorageSync::Write).expect("reopen");
+        assert_eq!(loaded.pins.len(), 1, "the end is journaled");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_damaged_known_backends_file_does_not_stop_a_start() {
+        let dir = tempfile::tempdir().unwrap();
+        with_a_session_on_b2(dir.path()).await;
+        std::fs::write(
+            dir.path().join(crate::session::retired::FILE),
+            b"{ not json",
+        )
+        .unwrap();
+
+        let second = restarted(dir.path(), false, "drain");
+        assert!(second.table.get(&key(1)).is_some());
+        assert!(
+            second.table.get(&key(2)).is_none(),
+            "an unreachable owner's sessions end"
+        );
+        // The start rewrote the file from the config.
+        let known = crate::session::retired::load(dir.path()).expect("readable again");
+        assert_eq!(known.len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_compaction_from_the_table_keeps_every_pin_with_its_owner_host_and_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = restarted(dir.path(), true, "drain");
+        for n in 0..300u128 {
+            pin_to(&shared, key(n), if n % 2 == 0 { "b1" } else { "b2" }).await;
+        }
+        let text = SessionKey::new("session-text-1");
+        let (slot, _) = shared.slots.slot("b2").expect("slot");
+        let other_url = shared.urls.intern(None, "/v/w/b.bin");
+        shared
+            .table
+            .pin(text.clone(), slot, other_url, 5)
+            .expect("pinned");
+        for n in (0..300u128).step_by(3) {
+            shared.unpin(&key(n));
+        }
+        type Owned = (String, String, Option<String>, String);
+        let expected: HashSet<Owned> = {
+            let mut all = HashSet::new();
+            shared.table.for_each(|key, pin| {
+                let url = shared.urls.get(pin.url);
+                all.insert((
+                    key.to_string(),
+                    shared.backend_name(pin.backend).to_string(),
+                    url.host.as_deref().map(str::to_owned),
+                    url.path,
+                ));
+            });
+            all
+        };
+        assert_eq!(expected.len(), 201);
+        shared.compact_store().await;
+        assert_eq!(shared.store.as_ref().unwrap().stats().compactions, 1);
+        drop(shared);
+
+        let (_, loaded) = PinStore::open(dir.path(), StorageSync::Write).expect("reopen");
+        let reloaded: HashSet<Owned> = loaded
+            .pins
+            .iter()
+            .map(|(k, o, _)| {
+                (
+                    k.to_string(),
+                    o.backend.to_string(),
+                    o.host.as_deref().map(str::to_owned),
+                    o.path.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(reloaded, expected);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub use history::StatusHistory;
 
 use crate::metrics::EndReason;
 use crate::reload::{self, ReloadError};
+use crate::session::store::StoreHealth;
 use crate::session::SessionKey;
 use crate::state::Shared;
 use async_trait::async_trait;
@@ -118,6 +119,18 @@ impl AdminApp {
     }
 
     fn readyz(&self) -> Reply {
+        // No Create-Session can be answered while pins cannot be journaled.
+        match self.shared.store.as_ref().map(|store| store.health()) {
+            Some(StoreHealth::Failing { error, .. }) => {
+                let body = format!("pin journal failing: {error}\n");
+                return Reply::text(StatusCode::SERVICE_UNAVAILABLE, &body);
+            }
+            Some(StoreHealth::Poisoned { error }) => {
+                let body = format!("pin journal failed, restart needed: {error}\n");
+                return Reply::text(StatusCode::SERVICE_UNAVAILABLE, &body);
+            }
+            Some(StoreHealth::Healthy) | None => {}
+        }
         let generation = self.shared.generation();
         if generation.farm.backends.iter().any(|b| b.is_ready()) {
             Reply::text(StatusCode::OK, "ready\n")

@@ -108,8 +108,18 @@ pub async fn settle_new_pin(
         return Ok(());
     };
     shared.metrics.store_errors.inc();
-    tracing::error!(target: "bitsgate::store", session = %key, backend = %chosen.id, error = %e, "a pin could not be journaled; the Create-Session is refused and cancelled at its backend");
-    shared.end_session_owned_by(&key, chosen.slot, EndReason::NotJournaled);
+    // The journal logs an error once per outage (see `StoreHealth`); one line per
+    // session would flood the log while a disk is full.
+    tracing::debug!(target: "bitsgate::store", session = %key, backend = %chosen.id, error = %e, "a pin could not be journaled; the Create-Session is refused and cancelled at its backend");
+    // Only the table holds the pin: its record never made it into the journal (a
+    // failed append is cut off again, or the journal takes no more writes), so no
+    // unpin is journaled either. One would be a write of its own while the disk is
+    // full, and a smaller record that fits would read as the end of the outage.
+    if shared.table.unpin_owned_by(&key, chosen.slot).is_some() {
+        shared
+            .metrics
+            .session_ended(&chosen.id, EndReason::NotJournaled);
+    }
     submit_cancel(
         shared,
         generation,

@@ -51,6 +51,8 @@ impl BitsProxy {
     ) -> Verdict {
         let shared = &*self.shared;
         let limits = &generation.config.limits;
+        // During an upgrade, an id neither process is known to have created yet.
+        let mut unsettled = false;
         let packet =
             match bits_proto::classify(req.method.as_str(), &req.headers, &generation.classify) {
                 Err(reject) => {
@@ -93,10 +95,13 @@ impl BitsProxy {
                     // Activity is recorded when the owner answers, not here: a packet
                     // answered locally (owner down) must not keep a pin alive.
                     _ => Target::SessionPacket {
-                        owner: info
-                            .session
-                            .as_ref()
-                            .and_then(|key| shared.table.owner(key)),
+                        owner: match &info.session {
+                            Some(key) => shared.session_owner(key).unwrap_or_else(|_| {
+                                unsettled = true;
+                                None
+                            }),
+                            None => None,
+                        },
                     },
                 }
             }
@@ -133,6 +138,12 @@ impl BitsProxy {
                 Verdict::Forward
             }
             Route::Local(reply) => {
+                // Not-found would make the client restart its upload from byte 0; a
+                // bare 503 makes it retry, by when the journal says more.
+                let reply = match reply {
+                    LocalReply::SessionNotFound if unsettled => LocalReply::OwnerUnavailable,
+                    reply => reply,
+                };
                 if reply == LocalReply::OwnerRemoved {
                     self.drop_removed_owner(ctx);
                 }

@@ -1,17 +1,28 @@
-//! The backends a reload retired (gone from the config, still owning sessions), kept
-//! beside the pin journal. Without it, a restart would find pins whose backend is in
-//! no configuration and answer their next packet with not-found: the drain would turn
-//! into restarts from byte 0.
+//! Every backend of the farm, with its address and settings, kept beside the pin
+//! journal. The journal names owners by id only; this file is what lets a restart
+//! reach a backend that left the config file (a reload retired it, or it was removed
+//! while bitsgate was stopped) and keep serving its sessions instead of answering them
+//! not-found.
+//!
+//! The file is replaced like the journal (temp file, fsync, rename, fsync of the
+//! directory), so after a crash or power cut it holds the old or the new list. A file
+//! that cannot be read or parsed is reported, never a reason to refuse a start: it only
+//! costs the sessions of removed backends, which the caller ends with a warning.
 
 use crate::config::BackendConfig;
 use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-const FILE: &str = "retired-backends.json";
+/// The file in the data directory.
+pub const FILE: &str = "known-backends.json";
+/// What older releases wrote (the retired backends only); read when [`FILE`] is absent.
+pub const LEGACY_FILE: &str = "retired-backends.json";
 
 #[derive(Serialize, Deserialize)]
-struct Retired {
+struct Known {
     id: String,
     address: SocketAddr,
     weight: u32,
@@ -19,16 +30,32 @@ struct Retired {
     public_host_id: Option<String>,
 }
 
-fn path(dir: &Path) -> PathBuf {
-    dir.join(FILE)
+/// Why the file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Reading it failed.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The system error.
+        source: io::Error,
+    },
+    /// It is not the JSON list bitsgate writes.
+    #[error("{} is damaged ({source})", path.display())]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What the parser found.
+        source: serde_json::Error,
+    },
 }
 
-/// Writes the list (write to a temp file, then rename, so a crash leaves the old or
-/// the new list, never half of one).
-pub fn save(dir: &Path, backends: &[BackendConfig]) -> std::io::Result<()> {
-    let list: Vec<Retired> = backends
+/// Replaces the list with `backends`, durably.
+pub fn save(dir: &Path, backends: &[BackendConfig]) -> io::Result<()> {
+    let list: Vec<Known> = backends
         .iter()
-        .map(|b| Retired {
+        .map(|b| Known {
             id: b.id.clone(),
             address: b.address,
             weight: b.weight,
@@ -36,28 +63,57 @@ pub fn save(dir: &Path, backends: &[BackendConfig]) -> std::io::Result<()> {
             public_host_id: b.public_host_id.clone(),
         })
         .collect();
-    let text = serde_json::to_vec_pretty(&list).map_err(std::io::Error::other)?;
-    let temp = dir.join(format!("{FILE}.tmp"));
-    std::fs::write(&temp, text)?;
-    std::fs::rename(&temp, path(dir))
+    let text = serde_json::to_vec_pretty(&list).map_err(io::Error::other)?;
+    // Per process: during an upgrade two processes may save at the same time.
+    let temp = dir.join(format!("{FILE}.{}.tmp", std::process::id()));
+    let written = write_synced(&temp, &text).and_then(|()| fs::rename(&temp, dir.join(FILE)));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&temp);
+        return Err(e);
+    }
+    // The rename is durable only once the directory is; without this a power cut can
+    // bring back the old list (or none).
+    File::open(dir)?.sync_all()?;
+    // The legacy list would be read only if ours went missing; it is stale by now.
+    match fs::remove_file(dir.join(LEGACY_FILE)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
-/// Reads the list; a missing file is an empty list.
-pub fn load(dir: &Path) -> std::io::Result<Vec<BackendConfig>> {
-    let text = match std::fs::read(path(dir)) {
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Reads the list; no file at all is an empty list.
+pub fn load(dir: &Path) -> Result<Vec<BackendConfig>, LoadError> {
+    let mut path = dir.join(FILE);
+    let mut text = fs::read(&path);
+    if matches!(&text, Err(e) if e.kind() == io::ErrorKind::NotFound) {
+        path = dir.join(LEGACY_FILE);
+        text = fs::read(&path);
+    }
+    let text = match text {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(LoadError::Read { path, source }),
     };
-    let list: Vec<Retired> = serde_json::from_slice(&text).map_err(std::io::Error::other)?;
+    let list: Vec<Known> =
+        serde_json::from_slice(&text).map_err(|source| LoadError::Damaged { path, source })?;
     Ok(list
         .into_iter()
-        .map(|r| BackendConfig {
-            id: r.id,
-            address: r.address,
-            weight: r.weight.max(1),
-            host_id: r.host_id,
-            public_host_id: r.public_host_id,
+        .map(|k| BackendConfig {
+            id: k.id,
+            address: k.address,
+            weight: k.weight.max(1),
+            host_id: k.host_id,
+            public_host_id: k.public_host_id,
             drain: true,
             health_check: None,
         })
@@ -68,27 +124,67 @@ pub fn load(dir: &Path) -> std::io::Result<Vec<BackendConfig>> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_list_round_trips_and_a_missing_file_is_empty() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(load(dir.path()).unwrap().is_empty());
-        let backend = BackendConfig {
-            id: "b3".into(),
+    fn backend(id: &str) -> BackendConfig {
+        BackendConfig {
+            id: id.into(),
             address: "127.0.0.1:8083".parse().unwrap(),
             weight: 2,
             host_id: Some("NODE3".into()),
             public_host_id: None,
             drain: false,
             health_check: None,
-        };
-        save(dir.path(), std::slice::from_ref(&backend)).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_list_round_trips_and_a_missing_file_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load(dir.path()).unwrap().is_empty());
+        let b3 = backend("b3");
+        save(dir.path(), std::slice::from_ref(&b3)).unwrap();
         let loaded = load(dir.path()).unwrap();
         assert_eq!(loaded.len(), 1);
         assert_eq!(
             (loaded[0].id.as_str(), loaded[0].address, loaded[0].weight),
-            ("b3", backend.address, 2)
+            ("b3", b3.address, 2)
         );
+        assert_eq!(loaded[0].host_id.as_deref(), Some("NODE3"));
         save(dir.path(), &[]).unwrap();
         assert!(load(dir.path()).unwrap().is_empty());
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name != FILE)
+            .collect();
+        assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    }
+
+    #[test]
+    fn the_list_of_an_older_release_is_read_until_the_first_save() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join(LEGACY_FILE),
+            r#"[{"id":"old","address":"127.0.0.1:9","weight":1,"host_id":null,"public_host_id":null}]"#,
+        )
+        .unwrap();
+        assert_eq!(load(dir.path()).unwrap()[0].id, "old");
+        save(dir.path(), &[backend("new")]).unwrap();
+        assert!(!dir.path().join(LEGACY_FILE).exists());
+        assert_eq!(load(dir.path()).unwrap()[0].id, "new");
+    }
+
+    #[test]
+    fn a_damaged_or_unreadable_file_is_an_error_that_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(FILE), b"[{\"id\": \"b1\", \"addr").unwrap();
+        let err = load(dir.path()).unwrap_err();
+        assert!(matches!(err, LoadError::Damaged { .. }), "{err}");
+        assert!(err.to_string().contains(FILE), "{err}");
+
+        // A directory where the file should be: reading fails even as root.
+        fs::remove_file(dir.path().join(FILE)).unwrap();
+        fs::create_dir(dir.path().join(FILE)).unwrap();
+        let err = load(dir.path()).unwrap_err();
+        assert!(matches!(err, LoadError::Read { .. }), "{err}");
     }
 }

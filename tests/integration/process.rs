@@ -593,3 +593,180 @@ async fn sigusr1_reopens_the_access_log_and_json_format_covers_both_logs() {
         "{diagnostic}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backend_removed_from_the_file_during_a_restart_keeps_its_uploads() {
+    let farm = farm(2).await;
+    let mut first = start(&farm, false, "removed-1.log");
+    tokio::task::block_in_place(|| wait_listening(farm.proxy));
+    let uploads = start_uploads(&farm, "removed", 6, 1 << 20);
+    wait_for_progress(&farm, 1 << 20).await;
+    assert!(
+        !farm.backends[1].stats().sessions.is_empty(),
+        "b1 owns no session to lose"
+    );
+
+    stop_gracefully(&mut first);
+    std::fs::write(&farm.config, farm.header.clone() + &farm.backend_tables[0]).unwrap();
+    let mut second = start(&farm, false, "removed-2.log");
+    tokio::task::block_in_place(|| wait_listening(farm.proxy));
+    // check_uploads fails on any upload that was told its session is gone.
+    check_uploads(&farm, uploads).await;
+    let log = log_of(&farm, "removed-2.log");
+    assert!(
+        log.contains("backend no longer in the config still owns sessions: retired"),
+        "{log}"
+    );
+    stop_gracefully(&mut second);
+}
+
+/// Starts bitsgate with its data dir on a private 256 KiB tmpfs (a mount namespace of
+/// its own, gone with the process), so the test can fill the disk under the journal.
+fn start_on_a_small_disk(farm: &Farm, log: &str) -> Proc {
+    let data = farm.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let log = std::fs::File::create(farm.dir.path().join(log)).unwrap();
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs -o size=256k bitsgate-test \"$1\" && exec \"$2\" run --config \"$3\"")
+        .arg("sh")
+        .arg(&data)
+        .arg(env!("CARGO_BIN_EXE_bitsgate"))
+        .arg(&farm.config)
+        .env("BITSGATE_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map(Proc)
+        .expect("unshare starts (needs root, as CI runs)")
+}
+
+async fn readyz(farm: &Farm) -> (u16, String) {
+    use bits_testkit::client::raw::{self, RawRequest};
+    let answer = raw::send(farm.admin, &RawRequest::new("GET", "/readyz"))
+        .await
+        .expect("admin answers");
+    (
+        answer.status,
+        String::from_utf8_lossy(&answer.body).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readyz_reports_a_journal_that_cannot_be_written_until_it_can_again() {
+    use bits_testkit::client::raw::{self, RawRequest};
+    use std::io::Write;
+    let farm = farm(1).await;
+    let proxy = start_on_a_small_disk(&farm, "full.log");
+    tokio::task::block_in_place(|| wait_listening(farm.proxy));
+    assert_eq!(readyz(&farm).await.0, 200);
+
+    // Fill the data dir's disk, through the process's own view of its mounts.
+    let data = farm.dir.path().join("data");
+    let filler = Path::new(&format!("/proc/{}/root", proxy.id()))
+        .join(data.strip_prefix("/").unwrap())
+        .join("filler");
+    let mut file = std::fs::File::create(&filler).expect("filler on the small disk");
+    while file.write_all(&[0u8; 4096]).is_ok() {}
+    drop(file);
+
+    let create = RawRequest::bits(bits_proto::PacketType::CreateSession, "/uploads/full.bin")
+        .header("BITS-Supported-Protocols", bits_proto::BITS_1_5_PROTOCOL);
+    // Appends fill what is left of the journal's last page first.
+    let mut tries = 0;
+    while readyz(&farm).await.0 == 200 {
+        tries += 1;
+        assert!(
+            tries < 500,
+            "journal writes never failed:\n{}",
+            log_of(&farm, "full.log")
+        );
+        raw::send(farm.proxy, &create)
+            .await
+            .expect("Create-Session answered");
+    }
+    let (status, body) = readyz(&farm).await;
+    assert_eq!(status, 503);
+    assert!(body.contains("pin journal failing"), "{body}");
+    for _ in 0..5 {
+        raw::send(farm.proxy, &create)
+            .await
+            .expect("Create-Session answered");
+    }
+    let failing_lines = || {
+        log_of(&farm, "full.log")
+            .matches("pin journal writes are failing")
+            .count()
+    };
+    assert_eq!(
+        failing_lines(),
+        1,
+        "one line per outage:\n{}",
+        log_of(&farm, "full.log")
+    );
+
+    // Room again: the journal finds out by itself, without a Create-Session.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while readyz(&farm).await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "still not ready:\n{}",
+            log_of(&farm, "full.log")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(log_of(&farm, "full.log").contains("pin journal writes succeed again"));
+    let created = raw::send(farm.proxy, &create)
+        .await
+        .expect("Create-Session");
+    assert_eq!(created.status, 200);
+    assert_eq!(failing_lines(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uploads_created_on_both_sides_of_an_upgrade_all_complete() {
+    let farm = farm(2).await;
+    let mut old = start(&farm, false, "both-old.log");
+    tokio::task::block_in_place(|| wait_listening(farm.proxy));
+    // Started in the old process, continued in the new one.
+    let mut uploads = start_uploads(&farm, "before", 4, 1 << 20);
+    wait_for_progress(&farm, 256 << 10).await;
+
+    let socket = farm.dir.path().join("upgrade.sock");
+    let new = start(&farm, true, "both-new.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the new process never opened the socket"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    signal(&old, "QUIT");
+    // Until the old process is gone (its close delay, when both processes accept
+    // connections, then its grace period), new uploads start every 100 ms: each session
+    // is created by whichever process takes the connection, and each packet of it, on a
+    // new connection, may reach the other one.
+    let mut started = 0;
+    while old.try_wait().unwrap().is_none() {
+        uploads.extend(start_uploads(
+            &farm,
+            &format!("during-{started}"),
+            1,
+            256 << 10,
+        ));
+        started += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(started > 20, "the old process left after {started} uploads");
+    // check_uploads fails on an upload that was told its session does not exist.
+    check_uploads(&farm, uploads).await;
+    let mut new = new;
+    assert!(
+        new.try_wait().unwrap().is_none(),
+        "the new process serves on"
+    );
+    stop_gracefully(&mut new);
+}

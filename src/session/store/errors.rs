@@ -78,6 +78,12 @@ pub enum StoreError {
     /// An append failed while a compaction was in flight; nothing was replaced.
     #[error("the compaction was overtaken by a failed append; the journal is unchanged")]
     CompactionInterrupted,
+    /// Another process shares the journal (an upgrade is under way): it is not
+    /// compacted until this process is its only writer.
+    #[error(
+        "the pin journal is shared with another bitsgate process during an upgrade; not compacted"
+    )]
+    Shared,
     /// The writer thread is gone.
     #[error("the pin journal writer has stopped")]
     Closed,

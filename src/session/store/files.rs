@@ -37,25 +37,80 @@ pub(crate) fn write_snapshot<'a>(
     temp: &Path,
     pins: impl IntoIterator<Item = (&'a SessionKey, &'a PinOwner, &'a StoredPin)>,
 ) -> Result<File, StoreError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(temp)
-        .map_err(io_err("create", temp))?;
-    let mut buf = Vec::with_capacity(1 << 16);
-    buf.extend_from_slice(&format::header());
+    let mut writer = SnapshotWriter::create(temp)?;
     for (key, owner, pin) in pins {
         let host = owner.host.as_deref().unwrap_or("");
-        format::encode_pin(&mut buf, key, &owner.backend, host, &owner.path, pin)?;
-        if buf.len() >= (1 << 16) - MAX_PAYLOAD {
-            file.write_all(&buf).map_err(io_err("write", temp))?;
-            buf.clear();
+        writer.pin(key, &owner.backend, host, &owner.path, pin);
+    }
+    writer.finish()
+}
+
+/// A new journal being written pin by pin: records are encoded into one 64 KiB buffer
+/// that is written out whenever it fills, so a snapshot of millions of pins allocates
+/// nothing per pin and never holds more than the buffer.
+pub struct SnapshotWriter {
+    file: File,
+    path: PathBuf,
+    buf: Vec<u8>,
+    /// The first failure; every later pin is ignored and `finish` reports it.
+    error: Option<StoreError>,
+}
+
+impl SnapshotWriter {
+    pub(crate) fn create(temp: &Path) -> Result<SnapshotWriter, StoreError> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(temp)
+            .map_err(io_err("create", temp))?;
+        let mut buf = Vec::with_capacity(1 << 16);
+        buf.extend_from_slice(&format::header());
+        Ok(SnapshotWriter {
+            file,
+            path: temp.to_path_buf(),
+            buf,
+            error: None,
+        })
+    }
+
+    /// Adds a live pin, created with `host` (empty when not kept) at URL `path`. `pin`
+    /// carries the activity as last journaled, never a restored clock (see
+    /// `From<&Pin> for StoredPin`).
+    pub fn pin(
+        &mut self,
+        key: &SessionKey,
+        backend: &str,
+        host: &str,
+        path: &str,
+        pin: &StoredPin,
+    ) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(e) = format::encode_pin(&mut self.buf, key, backend, host, path, pin) {
+            self.error = Some(e);
+            return;
+        }
+        if self.buf.len() >= (1 << 16) - MAX_PAYLOAD {
+            if let Err(e) = self.file.write_all(&self.buf) {
+                self.error = Some(io_err("write", &self.path)(e));
+            }
+            self.buf.clear();
         }
     }
-    file.write_all(&buf).map_err(io_err("write", temp))?;
-    file.sync_all().map_err(io_err("sync", temp))?;
-    Ok(file)
+
+    /// Writes what is buffered and flushes the file to the device.
+    pub(crate) fn finish(mut self) -> Result<File, StoreError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        self.file
+            .write_all(&self.buf)
+            .map_err(io_err("write", &self.path))?;
+        self.file.sync_all().map_err(io_err("sync", &self.path))?;
+        Ok(self.file)
+    }
 }
 
 /// Renames a flushed `temp` over the journal and makes the rename durable. Either name

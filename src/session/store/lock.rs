@@ -87,3 +87,87 @@ fn holder(file: &mut File) -> String {
         pid => pid.to_owned(),
     }
 }
+
+/// Held (`flock`, exclusive) by a process started with `--upgrade` from before it reads
+/// the journal until the previous process has exited: while it is held, two processes
+/// append to one journal. The kernel drops it with its holder, so a new process that
+/// dies early never leaves the old one believing an upgrade is still under way.
+pub const UPGRADE_LOCK_FILE: &str = "upgrade.lock";
+
+/// The new process's side of an upgrade; released when dropped.
+#[derive(Debug)]
+pub struct UpgradeLock {
+    _file: File,
+}
+
+impl UpgradeLock {
+    /// Announces that this process shares the journal from now on. Waits only for a
+    /// probe of [`upgrade_in_progress`] in the other process, which holds a shared lock
+    /// for an instant.
+    pub fn acquire(dir: &Path) -> Result<UpgradeLock, StoreError> {
+        let path = dir.join(UPGRADE_LOCK_FILE);
+        let file = open(&path)?;
+        file.lock().map_err(io_err("lock", &path))?;
+        Ok(UpgradeLock { _file: file })
+    }
+}
+
+/// Whether a process started with `--upgrade` holds the upgrade lock of `dir` now.
+/// When in doubt (the file cannot be opened or locked for another reason), it answers
+/// yes: the cost is a skipped compaction or a journal read, not a lost record.
+pub fn upgrade_in_progress(dir: &Path) -> bool {
+    let file = match File::open(dir.join(UPGRADE_LOCK_FILE)) {
+        Ok(file) => file,
+        Err(e) => return e.kind() != std::io::ErrorKind::NotFound,
+    };
+    match file.try_lock_shared() {
+        Ok(()) => false,
+        Err(TryLockError::WouldBlock) => true,
+        Err(TryLockError::Error(_)) => true,
+    }
+}
+
+/// Which claims this process holds on a data directory.
+#[derive(Debug)]
+pub struct Ownership {
+    dir: std::path::PathBuf,
+    dir_lock: std::sync::Mutex<Option<DirLock>>,
+    upgrade_lock: std::sync::Mutex<Option<UpgradeLock>>,
+}
+
+impl Ownership {
+    /// Claims as an ordinary start has them (the data dir's lock), or as a process
+    /// started with `--upgrade` has them (the upgrade lock only).
+    pub fn new(dir: &Path, dir_lock: Option<DirLock>, upgrade_lock: Option<UpgradeLock>) -> Self {
+        Ownership {
+            dir: dir.to_path_buf(),
+            dir_lock: std::sync::Mutex::new(dir_lock),
+            upgrade_lock: std::sync::Mutex::new(upgrade_lock),
+        }
+    }
+
+    /// Whether this process is the journal's only writer: it holds the data dir's lock
+    /// and no process started with `--upgrade` shares the journal. Only then may it
+    /// compact the journal or cut it back.
+    pub fn sole_writer(&self) -> bool {
+        self.holds_dir_lock() && !upgrade_in_progress(&self.dir)
+    }
+
+    fn holds_dir_lock(&self) -> bool {
+        self.dir_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// The previous process is gone: the data dir is this process's alone.
+    pub fn take_over(&self, dir_lock: DirLock) {
+        *self.dir_lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir_lock);
+        drop(
+            self.upgrade_lock
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+    }
+}

@@ -21,20 +21,25 @@ mod tests;
 
 pub use errors::StoreError;
 pub use pending::PendingWrite;
-pub use types::{restored_last_seen, Loaded, PinOwner, StoreStats, StoredPin, TailDamage};
+pub use types::{
+    restored_last_seen, Loaded, PinOwner, StoreHealth, StoreStats, StoredPin, TailDamage,
+};
 
 use super::table::UnixSecs;
 use super::SessionKey;
 pub use crate::config::model::StorageSync;
+pub use files::SnapshotWriter;
 use files::{io_err, JOURNAL};
-use lock::DirLock;
+use lock::{DirLock, Ownership, UpgradeLock};
+pub use replay::PinSink;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::oneshot;
-use writer::{Counters, Msg, Writer};
+pub use types::TailPins;
+use writer::{Counters, Msg, Sharing, Writer};
 
 /// A journal smaller than this is never worth compacting.
 pub const COMPACT_MIN_BYTES: u64 = 1 << 20;
@@ -54,9 +59,15 @@ struct Shared {
     dir: PathBuf,
     /// One compaction at a time: each sets the writer's mark.
     compacting: tokio::sync::Mutex<()>,
-    /// This process's claim on the data directory; empty until the previous process
-    /// has exited when the store was opened for an upgrade.
-    dir_lock: Arc<Mutex<Option<DirLock>>>,
+    /// This process's claims on the data directory: its lock (only once the previous
+    /// process has exited when the store was opened for an upgrade) and whether an
+    /// upgrade shares the journal.
+    ownership: Arc<Ownership>,
+    /// Every record before this offset is known to this process (its own appends, and
+    /// what [`PinStore::read_tail`] read); the writer moves it over its own appends.
+    caught_up_to: Arc<AtomicU64>,
+    /// One tail read at a time.
+    tail_reader: Mutex<()>,
 }
 
 impl PinStore {
@@ -64,7 +75,22 @@ impl PinStore {
     /// compacts it when it is mostly dead records. A foreign file, a newer format or an
     /// undecodable record is an error: starting empty would silently drop pins.
     pub fn open(dir: &Path, sync: StorageSync) -> Result<(PinStore, Loaded), StoreError> {
-        Self::open_inner(dir, sync, super::unix_now, false)
+        Self::open_inner(dir, sync, super::unix_now, false, None)
+    }
+
+    /// Opens the journal like [`PinStore::open`] (or, with `upgrade`, like
+    /// [`PinStore::open_shared`]) but hands its pins to `sink` record by record instead
+    /// of collecting them: a start holds its pins once, in the table, rather than in a
+    /// map, a list and the table at the same time. [`Loaded::pins`] is empty, and a
+    /// journal worth compacting is left to the first compaction check of the running
+    /// process (the table is the only copy of the live pins).
+    pub fn open_into(
+        dir: &Path,
+        sync: StorageSync,
+        upgrade: bool,
+        sink: &mut dyn PinSink,
+    ) -> Result<(PinStore, Loaded), StoreError> {
+        Self::open_inner(dir, sync, super::unix_now, upgrade, Some(sink))
     }
 
     /// Opens a journal that the previous process is still appending to (a graceful
@@ -72,7 +98,7 @@ impl PinStore {
     /// may still be in flight. Call [`PinStore::read_live`] once the old process is
     /// gone to pick up what it wrote meanwhile.
     pub fn open_shared(dir: &Path, sync: StorageSync) -> Result<(PinStore, Loaded), StoreError> {
-        Self::open_inner(dir, sync, super::unix_now, true)
+        Self::open_inner(dir, sync, super::unix_now, true, None)
     }
 
     #[cfg(test)]
@@ -81,7 +107,7 @@ impl PinStore {
         sync: StorageSync,
         clock: fn() -> UnixSecs,
     ) -> Result<(PinStore, Loaded), StoreError> {
-        Self::open_inner(dir, sync, clock, false)
+        Self::open_inner(dir, sync, clock, false, None)
     }
 
     fn open_inner(
@@ -89,14 +115,16 @@ impl PinStore {
         sync: StorageSync,
         clock: fn() -> UnixSecs,
         shared_with_old_process: bool,
+        sink: Option<&mut dyn PinSink>,
     ) -> Result<(PinStore, Loaded), StoreError> {
         fs::create_dir_all(dir).map_err(io_err("create", dir))?;
         // Before anything is read or written: another process may be appending.
-        let dir_lock = if shared_with_old_process {
-            None
+        let (dir_lock, upgrade_lock) = if shared_with_old_process {
+            (None, Some(UpgradeLock::acquire(dir)?))
         } else {
-            Some(DirLock::acquire(dir)?)
+            (Some(DirLock::acquire(dir)?), None)
         };
+        let ownership = Arc::new(Ownership::new(dir, dir_lock, upgrade_lock));
         let removed_stale_temp = !shared_with_old_process && files::remove_stale_temp(dir)?;
         let path = dir.join(JOURNAL);
         let temp = dir.join(files::COMPACT_TEMP);
@@ -117,7 +145,33 @@ impl PinStore {
             .write(true)
             .open(&path)
             .map_err(io_err("open", &path))?;
-        let replayed = replay::replay(&path, &file)?;
+        // A journal in an older format is read whole, as `open` reads it, so that it can
+        // be rewritten in this format before anything is appended (never a version 1
+        // header with version 2 records after it); its pins go to the sink after that.
+        let (sink, sink_after_rewrite) = match sink {
+            Some(sink) if replay::read_version(&path)?.is_some_and(|v| v < format::VERSION) => {
+                (None, Some(sink))
+            }
+            sink => (sink, None),
+        };
+        // Pin records read and their bytes, when streamed into a sink.
+        let (replayed, streamed) = match sink {
+            None => (replay::replay(&path, &file)?, None),
+            Some(sink) => {
+                let streamed = replay::replay_into(&path, &file, sink)?;
+                let replayed = replay::Replayed {
+                    live: Default::default(),
+                    records: streamed.scan.records,
+                    valid_len: streamed.scan.valid_len,
+                    damage: streamed.scan.damage,
+                    version: streamed.version,
+                };
+                (
+                    replayed,
+                    Some((streamed.pin_records, streamed.pin_record_bytes)),
+                )
+            }
+        };
         let file_len = file.metadata().map_err(io_err("stat", &path))?.len();
 
         let truncated_bytes = if shared_with_old_process {
@@ -137,10 +191,12 @@ impl PinStore {
         let live_bytes = replayed.live_bytes();
         // An older format is rewritten in this one before anything is appended, so a
         // journal's header always tells whether its pins carry activity. Its idle
-        // clocks are raised to now as they are loaded (see `restored_last_seen`).
+        // clocks are raised to now as they are loaded (see `restored_last_seen`). A
+        // streamed start never sees one (it reads an older journal whole, above).
         let old_format = replayed.version < format::VERSION;
         let compacted = !shared_with_old_process
-            && (old_format || worth_compacting(replayed.valid_len, live_bytes));
+            && (old_format
+                || (streamed.is_none() && worth_compacting(replayed.valid_len, live_bytes)));
         if compacted {
             let raised: Vec<StoredPin> = replayed
                 .live
@@ -161,23 +217,34 @@ impl PinStore {
 
         let file = files::open_append(&path)?;
         let len = file.metadata().map_err(io_err("stat", &path))?.len();
+        // Shared with an old process, the bytes after the last complete record may be a
+        // record it is writing: read them again later rather than skip them.
+        let caught_up_to = Arc::new(AtomicU64::new(if shared_with_old_process {
+            replayed.valid_len.max(format::HEADER_LEN as u64)
+        } else {
+            len
+        }));
         let counters = Arc::new(Counters::default());
         // Seed the average pin record size from what is on disk, for should_compact.
-        counters
-            .pin_records
-            .store(replayed.live.len() as u64, Ordering::Relaxed);
-        counters.pin_record_bytes.store(
+        let (pin_records, pin_record_bytes) = streamed.unwrap_or((
+            replayed.live.len() as u64,
             live_bytes.saturating_sub(format::HEADER_LEN as u64),
-            Ordering::Relaxed,
-        );
+        ));
+        counters.pin_records.store(pin_records, Ordering::Relaxed);
+        counters
+            .pin_record_bytes
+            .store(pin_record_bytes, Ordering::Relaxed);
         let writer = Writer::new(
-            dir.to_path_buf(),
             path.clone(),
             file,
             len,
             sync,
             counters.clone(),
             clock,
+            Sharing {
+                ownership: ownership.clone(),
+                caught_up_to: caught_up_to.clone(),
+            },
         );
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
@@ -200,12 +267,22 @@ impl PinStore {
                 "compacted the pin journal to its live pins"
             );
         }
-        let loaded = Loaded {
-            pins: replayed
+        let pins = match sink_after_rewrite {
+            Some(sink) => {
+                sink.journal_format(!old_format);
+                for (key, p) in replayed.live {
+                    sink.pin(key, &p.owner, p.pin);
+                }
+                Vec::new()
+            }
+            None => replayed
                 .live
                 .into_iter()
                 .map(|(key, p)| (key, p.owner, p.pin))
                 .collect(),
+        };
+        let loaded = Loaded {
+            pins,
             activity_journaled: !old_format,
             records: replayed.records,
             truncated_bytes,
@@ -215,28 +292,74 @@ impl PinStore {
             removed_stale_temp,
             loaded_at: now,
         };
-        let dir_lock = Arc::new(Mutex::new(dir_lock));
         let shared = Arc::new(Shared {
             tx,
             counters,
             dir: dir.to_path_buf(),
             compacting: tokio::sync::Mutex::new(()),
-            dir_lock: dir_lock.clone(),
+            ownership: ownership.clone(),
+            caught_up_to,
+            tail_reader: Mutex::new(()),
         });
         if shared_with_old_process {
-            claim_dir_when_free(dir, Arc::downgrade(&dir_lock))?;
+            claim_dir_when_free(dir, Arc::downgrade(&ownership))?;
         }
         Ok((PinStore { shared }, loaded))
     }
 
-    /// Whether this process holds the data directory's lock (always after a normal
-    /// open; after an upgrade, once the previous process has exited).
+    /// Whether this process is the journal's only writer: it holds the data
+    /// directory's lock (after a normal open; after an upgrade, once the previous
+    /// process has exited) and no process started with `--upgrade` shares the journal.
+    /// While not, another process may append pins this one does not know of (see
+    /// [`PinStore::read_tail`]), and the journal is never compacted or cut back.
     pub fn holds_dir_lock(&self) -> bool {
-        self.shared
-            .dir_lock
+        self.shared.ownership.sole_writer()
+    }
+
+    /// The pins other processes appended since this process last looked (during an
+    /// upgrade). Reads the file, synchronously: meant for a table miss while the
+    /// journal is shared, when the tail is short. `complete` is false when the read
+    /// stopped before the end of the file (a record being written, or damage), so a
+    /// pin may still be missing.
+    pub fn read_tail(&self) -> Result<TailPins, StoreError> {
+        let _one_at_a_time = self
+            .shared
+            .tail_reader
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+            .unwrap_or_else(|e| e.into_inner());
+        let path = self.shared.dir.join(JOURNAL);
+        let from = self.shared.caught_up_to.load(Ordering::Acquire);
+        let (records, scan) = replay::read_tail(&path, from)?;
+        self.shared
+            .caught_up_to
+            .fetch_max(scan.valid_len, Ordering::AcqRel);
+        let pins = records
+            .into_iter()
+            .filter_map(|record| match record {
+                format::Record::Pin {
+                    key,
+                    backend,
+                    host,
+                    path,
+                    pin,
+                } => Some((
+                    key,
+                    PinOwner {
+                        backend: backend.into(),
+                        host: (!host.is_empty()).then(|| host.into()),
+                        path: path.into(),
+                    },
+                    pin,
+                )),
+                // An unpin by the other process leaves a pin here that its owner
+                // answers not-found for (and that expires): routed right either way.
+                format::Record::Unpin { .. } => None,
+            })
+            .collect();
+        Ok(TailPins {
+            pins,
+            complete: scan.damage.is_none(),
+        })
     }
 
     /// Journals that `key` is owned by `backend_id` since `created`, and was created
@@ -317,13 +440,29 @@ impl PinStore {
     where
         F: FnOnce() -> Vec<(SessionKey, PinOwner, StoredPin)>,
     {
+        self.compact_streaming(|out| {
+            for (key, owner, pin) in snapshot() {
+                let host = owner.host.as_deref().unwrap_or("");
+                out.pin(&key, &owner.backend, host, &owner.path, &pin);
+            }
+        })
+        .await
+    }
+
+    /// [`PinStore::compact`] for a large table: `snapshot` hands each live pin to the
+    /// [`SnapshotWriter`], which encodes it straight into the new file's buffer, so
+    /// neither a list of the pins nor a string per pin is ever made.
+    pub async fn compact_streaming<F>(&self, snapshot: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(&mut SnapshotWriter),
+    {
         let _one_at_a_time = self.shared.compacting.lock().await;
         self.send(Msg::Mark)?;
-        let live = snapshot();
         let temp = self.shared.dir.join(files::COMPACT_TEMP);
+        let mut out = SnapshotWriter::create(&temp)?;
+        snapshot(&mut out);
         let written = tokio::task::spawn_blocking(move || {
-            let pins = live.iter().map(|(key, owner, pin)| (key, owner, pin));
-            files::write_snapshot(&temp, pins).inspect_err(|_| {
+            out.finish().inspect_err(|_| {
                 let _ = fs::remove_file(&temp);
             })
         })
@@ -362,6 +501,11 @@ impl PinStore {
         worth_compacting(c.journal_bytes.load(Ordering::Relaxed), live_bytes)
     }
 
+    /// Whether the journal takes writes now.
+    pub fn health(&self) -> StoreHealth {
+        self.shared.counters.health()
+    }
+
     /// Current counters.
     pub fn stats(&self) -> StoreStats {
         let c = &self.shared.counters;
@@ -374,7 +518,7 @@ impl PinStore {
             pending: c.pending.load(Ordering::Relaxed),
             compactions: c.compactions.load(Ordering::Relaxed),
             last_compaction: (last != 0).then_some(last),
-            failed: c.failed.load(Ordering::Relaxed),
+            failed: matches!(c.health(), StoreHealth::Poisoned { .. }),
         }
     }
 
@@ -418,24 +562,29 @@ fn log_recovery(path: &Path, replayed: &replay::Replayed, cut: u64, saved: Optio
             "pin journal: cut off a torn or damaged tail ({damage}); pins journaled in it are lost"
         );
     }
-    tracing::info!(
-        journal = %path.display(),
-        pins = replayed.live.len(),
-        records = replayed.records,
-        "pin journal loaded"
-    );
+    // Streamed into a sink, the pins are counted by the sink's owner.
+    if replayed.live.is_empty() {
+        tracing::info!(journal = %path.display(), records = replayed.records, "pin journal loaded");
+    } else {
+        tracing::info!(
+            journal = %path.display(),
+            pins = replayed.live.len(),
+            records = replayed.records,
+            "pin journal loaded"
+        );
+    }
 }
 
 /// After an upgrade, takes the data directory's lock as soon as the previous process
 /// releases it by exiting. A store dropped before that lets it go at once.
-fn claim_dir_when_free(dir: &Path, slot: Weak<Mutex<Option<DirLock>>>) -> Result<(), StoreError> {
+fn claim_dir_when_free(dir: &Path, slot: Weak<Ownership>) -> Result<(), StoreError> {
     let thread_dir = dir.to_path_buf();
     std::thread::Builder::new()
         .name("data-dir-lock".into())
         .spawn(move || match DirLock::acquire_blocking(&thread_dir) {
             Ok(lock) => {
-                if let Some(slot) = slot.upgrade() {
-                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(lock);
+                if let Some(ownership) = slot.upgrade() {
+                    ownership.take_over(lock);
                     tracing::info!(target: "bitsgate::store", dir = %thread_dir.display(), "the previous process released the data dir; it is this process's now");
                 }
             }

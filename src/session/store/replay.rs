@@ -38,6 +38,30 @@ impl Replayed {
     }
 }
 
+/// Where replayed pins go without a map of its own: the session table, which plays the
+/// map's part (a later pin of a key replaces the earlier one, an unpin removes it), so
+/// a start never holds the pins twice.
+pub trait PinSink {
+    /// Called once, before any pin: whether the journal's pins carry journaled activity
+    /// (format 2), which decides how far their `last_seen` is trusted.
+    fn journal_format(&mut self, activity_journaled: bool);
+    /// `key` is owned by `owner` (replacing any earlier pin of it); `pin.last_seen` is
+    /// as journaled.
+    fn pin(&mut self, key: SessionKey, owner: &PinOwner, pin: StoredPin);
+    /// `key` is no longer pinned.
+    fn unpin(&mut self, key: &SessionKey);
+}
+
+/// What [`replay_into`] read besides the pins.
+pub(crate) struct Streamed {
+    pub scan: Scan,
+    /// Pin records read, live or not, and their bytes: the average pin record size.
+    pub pin_records: u64,
+    pub pin_record_bytes: u64,
+    /// The format version in the header (the current one for an empty file).
+    pub version: u32,
+}
+
 /// Replays `file` (positioned at its start). An empty file reads as an empty journal;
 /// a bad header or a checksummed record that does not decode is an error.
 pub(crate) fn replay(path: &Path, file: &File) -> Result<Replayed, StoreError> {
@@ -49,17 +73,114 @@ pub(crate) fn replay(path: &Path, file: &File) -> Result<Replayed, StoreError> {
         damage: None,
         version: format::VERSION,
     };
+    match read_header(path, &mut reader)? {
+        Some(version) => out.version = version,
+        None => return Ok(out),
+    }
+    let mut backends: HashSet<Arc<str>> = HashSet::new();
+    let scan = scan(
+        path,
+        &mut reader,
+        HEADER_LEN as u64,
+        |record, record_len| apply(&mut out.live, &mut backends, record, record_len),
+    )?;
+    out.records = scan.records;
+    out.valid_len = scan.valid_len;
+    out.damage = scan.damage;
+    Ok(out)
+}
+
+/// Replays `file` (positioned at its start) into `sink`, record by record, with each
+/// pin's `last_seen` as journaled: the sink applies the load rule
+/// ([`super::restored_last_seen`]) with the version it is told first
+/// ([`PinSink::journal_format`]).
+pub(crate) fn replay_into(
+    path: &Path,
+    file: &File,
+    sink: &mut dyn PinSink,
+) -> Result<Streamed, StoreError> {
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut out = Streamed {
+        scan: Scan {
+            records: 0,
+            valid_len: 0,
+            damage: None,
+        },
+        pin_records: 0,
+        pin_record_bytes: 0,
+        version: format::VERSION,
+    };
+    match read_header(path, &mut reader)? {
+        Some(version) => out.version = version,
+        None => {
+            sink.journal_format(true);
+            return Ok(out);
+        }
+    }
+    sink.journal_format(out.version >= format::VERSION);
+    // A handful of backend ids and hosts exist: lists searched by the decoded strings
+    // share one string each. Paths are nearly one per session.
+    let mut backends: Vec<Arc<str>> = Vec::new();
+    let mut hosts: Vec<Arc<str>> = Vec::new();
+    fn shared(list: &mut Vec<Arc<str>>, text: &str) -> Arc<str> {
+        match list.iter().find(|s| ***s == *text) {
+            Some(s) => s.clone(),
+            None => {
+                let s: Arc<str> = text.into();
+                list.push(s.clone());
+                s
+            }
+        }
+    }
+    let (mut pin_records, mut pin_record_bytes) = (0, 0);
+    out.scan = scan(
+        path,
+        &mut reader,
+        HEADER_LEN as u64,
+        |record, record_len| match record {
+            Record::Pin {
+                key,
+                backend,
+                host,
+                path,
+                pin,
+            } => {
+                pin_records += 1;
+                pin_record_bytes += record_len;
+                let owner = PinOwner {
+                    backend: shared(&mut backends, &backend),
+                    host: (!host.is_empty()).then(|| shared(&mut hosts, &host)),
+                    path: path.into(),
+                };
+                sink.pin(key, &owner, pin);
+            }
+            Record::Unpin { key } => sink.unpin(&key),
+        },
+    )?;
+    out.pin_records = pin_records;
+    out.pin_record_bytes = pin_record_bytes;
+    Ok(out)
+}
+
+/// The format version in the header of the journal at `path`; `None` for an empty file.
+pub(crate) fn read_version(path: &Path) -> Result<Option<u32>, StoreError> {
+    let file = File::open(path).map_err(io_err("open", path))?;
+    read_header(path, &mut BufReader::new(file))
+}
+
+/// Reads and checks the header; its version, or `None` for an empty file.
+fn read_header(path: &Path, reader: &mut impl Read) -> Result<Option<u32>, StoreError> {
     let mut header = [0u8; HEADER_LEN];
-    let got = read_full(&mut reader, &mut header).map_err(io_err("read", path))?;
+    let got = read_full(reader, &mut header).map_err(io_err("read", path))?;
     if got == 0 {
-        return Ok(out);
+        return Ok(None);
     }
     if got < HEADER_LEN {
         // Journals are created whole (temp file + rename), so a short header is not a
         // torn write of ours: it is some other file.
         return Err(StoreError::BadMagic { path: path.into() });
     }
-    out.version = format::check_header(&header).map_err(|e| match e {
+    let version = format::check_header(&header).map_err(|e| match e {
         HeaderError::BadMagic => StoreError::BadMagic { path: path.into() },
         HeaderError::Version(found) => StoreError::UnsupportedVersion {
             path: path.into(),
@@ -67,13 +188,37 @@ pub(crate) fn replay(path: &Path, file: &File) -> Result<Replayed, StoreError> {
             supported: format::VERSION,
         },
     })?;
-    out.valid_len = HEADER_LEN as u64;
+    Ok(Some(version))
+}
 
-    let mut backends: HashSet<Arc<str>> = HashSet::new();
+/// How far a scan of records got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Scan {
+    /// Complete records read.
+    pub records: u64,
+    /// The offset after the last complete record.
+    pub valid_len: u64,
+    /// Why reading stopped before the end of the file, if it did.
+    pub damage: Option<TailDamage>,
+}
+
+/// Reads the records of `reader`, which is positioned at journal offset `offset` (a
+/// record boundary), handing each to `on_record` with its length.
+pub(crate) fn scan(
+    path: &Path,
+    reader: &mut impl Read,
+    offset: u64,
+    mut on_record: impl FnMut(Record, u64),
+) -> Result<Scan, StoreError> {
+    let mut out = Scan {
+        records: 0,
+        valid_len: offset,
+        damage: None,
+    };
     let mut payload = Vec::new();
     loop {
         let mut frame = [0u8; FRAME_LEN];
-        match read_full(&mut reader, &mut frame).map_err(io_err("read", path))? {
+        match read_full(reader, &mut frame).map_err(io_err("read", path))? {
             0 => break,
             FRAME_LEN => {}
             _ => {
@@ -88,7 +233,7 @@ pub(crate) fn replay(path: &Path, file: &File) -> Result<Replayed, StoreError> {
             break;
         }
         payload.resize(len as usize, 0);
-        if read_full(&mut reader, &mut payload).map_err(io_err("read", path))? < payload.len() {
+        if read_full(reader, &mut payload).map_err(io_err("read", path))? < payload.len() {
             out.damage = Some(TailDamage::Incomplete);
             break;
         }
@@ -103,11 +248,23 @@ pub(crate) fn replay(path: &Path, file: &File) -> Result<Replayed, StoreError> {
             reason,
         })?;
         let record_len = (FRAME_LEN + payload.len()) as u64;
-        apply(&mut out.live, &mut backends, record, record_len);
+        on_record(record, record_len);
         out.records += 1;
         out.valid_len += record_len;
     }
     Ok(out)
+}
+
+/// The records from offset `from` of the journal at `path` to its end, for a process
+/// that shares the journal with another one. Stops before an incomplete or damaged
+/// record, which may be one the other process is writing at this instant.
+pub(crate) fn read_tail(path: &Path, from: u64) -> Result<(Vec<Record>, Scan), StoreError> {
+    let mut file = File::open(path).map_err(io_err("open", path))?;
+    io::Seek::seek(&mut file, io::SeekFrom::Start(from)).map_err(io_err("read", path))?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut records = Vec::new();
+    let scan = scan(path, &mut reader, from, |record, _| records.push(record))?;
+    Ok((records, scan))
 }
 
 fn apply(

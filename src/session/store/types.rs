@@ -107,7 +107,8 @@ impl std::fmt::Display for TailDamage {
 pub struct Loaded {
     /// Every pin the journal holds, in no particular order, with its backend id and
     /// `last_seen` as journaled. How far to trust that clock depends on
-    /// [`Loaded::activity_journaled`]; see [`restored_last_seen`].
+    /// [`Loaded::activity_journaled`]; see [`restored_last_seen`]. Empty after
+    /// [`super::PinStore::open_into`], which hands them to its sink instead.
     pub pins: Vec<(SessionKey, PinOwner, StoredPin)>,
     /// Whether the journal was written with activity re-appends (format 2). A
     /// version 1 journal is rewritten as version 2 by the load that holds the data
@@ -168,4 +169,42 @@ pub struct StoreStats {
     /// An earlier failure left the journal in an unknown state: it takes no more
     /// writes until a restart replays it.
     pub failed: bool,
+}
+
+/// Whether the journal takes writes, for `/readyz` and the metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StoreHealth {
+    /// The last write (or sync) succeeded.
+    #[default]
+    Healthy,
+    /// Appends fail (disk full, file too large, I/O error) since `since`; each failed
+    /// append was rolled back, and the next one that succeeds ends this state.
+    Failing {
+        /// When the first append of this outage failed.
+        since: UnixSecs,
+        /// The last error.
+        error: String,
+    },
+    /// A sync failed, or a failed append could not be rolled back: the journal takes
+    /// no more writes until a restart replays it.
+    Poisoned {
+        /// The error that poisoned it.
+        error: String,
+    },
+}
+
+impl StoreHealth {
+    /// Whether pins cannot be journaled now.
+    pub fn is_failing(&self) -> bool {
+        !matches!(self, StoreHealth::Healthy)
+    }
+}
+
+/// Pins read from the end of a shared journal, see [`super::PinStore::read_tail`].
+#[derive(Debug)]
+pub struct TailPins {
+    /// Pins journaled since the last read, in journal order (this process's own too).
+    pub pins: Vec<(SessionKey, PinOwner, StoredPin)>,
+    /// Whether the read reached the end of the file.
+    pub complete: bool,
 }

@@ -3,14 +3,17 @@
 //! Request tasks never touch the file and never hold a lock while they wait.
 
 use super::files::{self, io_err};
-use super::{StoreError, UnixSecs};
+use super::lock::Ownership;
+use super::{format, StoreError, StoreHealth, UnixSecs};
 use crate::config::model::StorageSync;
+use crate::session::SessionKey;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Where a waiter learns the outcome of its request.
@@ -18,6 +21,15 @@ pub(crate) type Ack = oneshot::Sender<Result<(), StoreError>>;
 
 /// Upper bound on messages folded into one write, so one writer turn stays short.
 const MAX_BATCH: usize = 4096;
+
+/// While appends fail (disk full, file too large), how often the writer tries a
+/// harmless record of its own, so the outage ends when the disk has room again even if
+/// no Create-Session comes (a load balancer that reads `/readyz` sends none).
+pub(crate) const PROBE_INTERVAL: Duration = if cfg!(test) {
+    Duration::from_millis(50)
+} else {
+    Duration::from_secs(2)
+};
 
 /// A request to the writer. The channel order is the journal order.
 pub(crate) enum Msg {
@@ -51,8 +63,17 @@ pub(crate) struct Counters {
     pub pending: AtomicU64,
     pub compactions: AtomicU64,
     pub last_compaction: AtomicU32,
-    /// Set with [`Writer::failed`]: the journal takes no more writes.
-    pub failed: AtomicBool,
+    /// Whether writes fail now; read by `/readyz`.
+    pub health: Mutex<StoreHealth>,
+}
+
+impl Counters {
+    pub fn health(&self) -> StoreHealth {
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 /// The writer's state; lives on its thread.
@@ -68,6 +89,16 @@ pub(crate) struct Writer {
     mark: Option<u64>,
     /// Set once the journal can no longer be trusted to match what was acknowledged.
     failed: Option<StoreError>,
+    /// Whether another process shares the journal (an upgrade).
+    ownership: Arc<Ownership>,
+    /// See [`super::PinStore::read_tail`].
+    caught_up_to: Arc<AtomicU64>,
+}
+
+/// What the writer shares with the store about other processes on the journal.
+pub(crate) struct Sharing {
+    pub ownership: Arc<Ownership>,
+    pub caught_up_to: Arc<AtomicU64>,
 }
 
 /// What one turn has buffered but not yet written.
@@ -81,18 +112,20 @@ struct Turn {
 }
 
 impl Writer {
+    /// A writer appending to `file`, the journal at `path` (in the data dir), which
+    /// is `len` bytes long now.
     pub fn new(
-        dir: PathBuf,
         path: PathBuf,
         file: File,
         len: u64,
         sync: StorageSync,
         counters: Arc<Counters>,
         clock: fn() -> UnixSecs,
+        sharing: Sharing,
     ) -> Self {
         counters.journal_bytes.store(len, Ordering::Relaxed);
         Writer {
-            dir,
+            dir: path.parent().map(PathBuf::from).unwrap_or_default(),
             path,
             file,
             len,
@@ -101,13 +134,30 @@ impl Writer {
             clock,
             mark: None,
             failed: None,
+            ownership: sharing.ownership,
+            caught_up_to: sharing.caught_up_to,
         }
     }
 
     /// Serves requests until every sender is gone.
     pub fn run(mut self, rx: Receiver<Msg>) {
         let mut batch = Vec::new();
-        while let Ok(first) = rx.recv() {
+        loop {
+            let first = if self.counters.health().is_failing() && self.failed.is_none() {
+                match rx.recv_timeout(PROBE_INTERVAL) {
+                    Ok(msg) => msg,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.probe();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(msg) => msg,
+                    Err(_) => break,
+                }
+            };
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -163,7 +213,8 @@ impl Writer {
             after_sync,
             force_sync,
         } = turn;
-        let written = if buf.is_empty() {
+        let buf_was_empty = buf.is_empty();
+        let written = if buf_was_empty {
             self.check()
         } else {
             self.counters.pending.fetch_sub(records, Ordering::Relaxed);
@@ -174,18 +225,74 @@ impl Writer {
             let _ = ack.send(written.clone());
         }
         if after_sync.is_empty() && !force_sync {
+            self.note(&written, !buf_was_empty);
             return;
         }
         let synced = if write_failed { written } else { self.sync() };
+        self.note(&synced, !buf_was_empty || force_sync);
         for ack in after_sync {
             let _ = ack.send(synced.clone());
         }
     }
 
-    /// Refuses every later write, and says so in the counters for the metrics.
+    /// Appends a record that changes nothing (the unpin of an id no session has), to
+    /// find out whether appends work again.
+    fn probe(&mut self) {
+        let mut buf = Vec::with_capacity(16);
+        let written = format::encode_unpin(&mut buf, &SessionKey::Text("".into()))
+            .and_then(|()| self.write(&buf, 1));
+        self.note(&written, true);
+    }
+
+    /// Tracks outages: one error line when writes start failing, one line when they
+    /// work again, nothing per failed write in between.
+    fn note(&mut self, outcome: &Result<(), StoreError>, attempted: bool) {
+        let mut health = self
+            .counters
+            .health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match outcome {
+            Err(e) => {
+                let poisoned = self.failed.is_some();
+                let next = if poisoned {
+                    StoreHealth::Poisoned {
+                        error: e.to_string(),
+                    }
+                } else {
+                    StoreHealth::Failing {
+                        since: (self.clock)(),
+                        error: e.to_string(),
+                    }
+                };
+                match (&*health, poisoned) {
+                    (StoreHealth::Poisoned { .. }, _) => return,
+                    (StoreHealth::Failing { .. }, false) => return,
+                    (_, true) => {
+                        tracing::error!(target: "bitsgate::store", journal = %self.path.display(), error = %e, "the pin journal takes no more writes until a restart: new uploads are refused and /readyz answers 503")
+                    }
+                    (_, false) => {
+                        tracing::error!(target: "bitsgate::store", journal = %self.path.display(), error = %e, "pin journal writes are failing: new uploads are refused and /readyz answers 503 until a write succeeds again")
+                    }
+                }
+                *health = next;
+            }
+            Ok(()) if attempted => {
+                if let StoreHealth::Failing { since, .. } = &*health {
+                    let failed_for_secs = (self.clock)().saturating_sub(*since);
+                    tracing::warn!(target: "bitsgate::store", journal = %self.path.display(), failed_for_secs, "pin journal writes succeed again");
+                    *health = StoreHealth::Healthy;
+                }
+            }
+            Ok(()) => {}
+        }
+    }
+
+    /// Refuses every later write. The health turns [`StoreHealth::Poisoned`] at once
+    /// (with one error line), which is what `StoreStats.failed` and `/readyz` report.
     fn poison(&mut self, cause: StoreError) {
-        self.counters.failed.store(true, Ordering::Relaxed);
-        self.failed = Some(cause);
+        self.failed = Some(cause.clone());
+        self.note(&Err(cause), true);
     }
 
     fn check(&self) -> Result<(), StoreError> {
@@ -199,23 +306,66 @@ impl Writer {
 
     fn write(&mut self, buf: &[u8], records: u64) -> Result<(), StoreError> {
         self.check()?;
-        if let Err(e) = self.file.write_all(buf) {
-            let err = io_err("append to", &self.path)(e);
-            // Cut a partial write off again, so later appends do not follow garbage that
-            // replay would stop at. If even that fails the file is in an unknown state.
-            if let Err(e) = self.file.set_len(self.len) {
-                self.poison(io_err("roll back a failed append to", &self.path)(e));
+        // Where the first byte landed: the file is opened for appending, and during an
+        // upgrade the other process appends too, so offsets come from the file, never
+        // from a count of this process's own writes.
+        let mut start = None;
+        let mut done = 0;
+        while done < buf.len() {
+            match self.file.write(&buf[done..]) {
+                Ok(0) => {
+                    return Err(self.failed_write(start, done, io::ErrorKind::WriteZero.into()))
+                }
+                Ok(n) => {
+                    done += n;
+                    if start.is_none() {
+                        start = Some(self.position().saturating_sub(n as u64));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.failed_write(start, done, e)),
             }
-            // Offsets after the mark are no longer what the compaction expects.
-            self.mark = None;
-            return Err(err);
         }
-        self.len += buf.len() as u64;
+        let end = self.position();
+        if let Some(start) = start {
+            // Nothing foreign between what this process knew and its own record.
+            let _ =
+                self.caught_up_to
+                    .compare_exchange(start, end, Ordering::AcqRel, Ordering::Acquire);
+        }
+        self.len = end;
         let c = &self.counters;
         c.records_written.fetch_add(records, Ordering::Relaxed);
         c.writes.fetch_add(1, Ordering::Relaxed);
         c.journal_bytes.store(self.len, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The file offset after this process's last write: its end when it was written.
+    fn position(&mut self) -> u64 {
+        self.file.stream_position().unwrap_or(self.len)
+    }
+
+    /// Cuts a partial write off again, so later appends do not follow garbage that
+    /// replay would stop at. Only the only writer may: with another process appending,
+    /// its records may already follow, so the journal takes no more writes instead
+    /// (the new process of an upgrade rewrites it from its table once alone).
+    fn failed_write(&mut self, start: Option<u64>, done: usize, e: io::Error) -> StoreError {
+        let err = io_err("append to", &self.path)(e);
+        // Offsets after the mark are no longer what the compaction expects.
+        self.mark = None;
+        let Some(start) = start.filter(|_| done > 0) else {
+            return err;
+        };
+        if !self.ownership.sole_writer() {
+            self.poison(err.clone());
+            return err;
+        }
+        if let Err(e) = self.file.set_len(start) {
+            // If even that fails the file is in an unknown state.
+            self.poison(io_err("roll back a failed append to", &self.path)(e));
+        }
+        err
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
@@ -239,6 +389,12 @@ impl Writer {
             let _ = std::fs::remove_file(&temp_path);
             return Err(StoreError::CompactionInterrupted);
         };
+        // A process started with --upgrade may have opened the journal meanwhile: a
+        // rename now would hide its appends from it.
+        if !self.ownership.sole_writer() {
+            let _ = std::fs::remove_file(&temp_path);
+            return Err(StoreError::Shared);
+        }
         let result = self.copy_tail(&mut temp, mark);
         if let Err(e) = result {
             let _ = std::fs::remove_file(&temp_path);
@@ -270,6 +426,7 @@ impl Writer {
             .metadata()
             .map_err(io_err("stat", &self.path))?
             .len();
+        self.caught_up_to.store(self.len, Ordering::Release);
         let c = &self.counters;
         c.journal_bytes.store(self.len, Ordering::Relaxed);
         c.compactions.fetch_add(1, Ordering::Relaxed);
@@ -298,26 +455,51 @@ impl Writer {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_failed_rollback_refuses_later_writes_and_shows_in_the_counters() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("journal");
-        std::fs::write(&path, b"").expect("journal");
-        // Read-only: the append fails, and so does cutting it off again (ftruncate),
-        // which leaves the file in a state the writer cannot vouch for.
-        let file = File::open(&path).expect("open read-only");
-        let counters = Arc::new(Counters::default());
-        let mut writer = Writer::new(
-            dir.path().to_path_buf(),
-            path,
+    fn writer_on(dir: &std::path::Path, file: File, counters: Arc<Counters>) -> Writer {
+        Writer::new(
+            dir.join("journal"),
             file,
             0,
             StorageSync::Write,
-            counters.clone(),
+            counters,
             || 0,
-        );
-        assert!(writer.write(b"record", 1).is_err());
-        assert!(counters.failed.load(Ordering::Relaxed));
+            Sharing {
+                ownership: Arc::new(Ownership::new(dir, None, None)),
+                caught_up_to: Arc::new(AtomicU64::new(0)),
+            },
+        )
+    }
+
+    #[test]
+    fn a_failed_append_that_wrote_nothing_is_an_outage_not_a_poisoning() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("journal");
+        std::fs::write(&path, b"").expect("journal");
+        // Read-only: the append fails before a byte lands, so nothing needs cutting off
+        // and the journal stays trustworthy: writes may work again.
+        let file = File::open(&path).expect("open read-only");
+        let counters = Arc::new(Counters::default());
+        let mut writer = writer_on(dir.path(), file, counters.clone());
+        let written = writer.write(b"record", 1);
+        assert!(written.is_err());
+        writer.note(&written, true);
+        assert!(matches!(counters.health(), StoreHealth::Failing { .. }));
+        assert!(!matches!(
+            writer.write(b"record", 1),
+            Err(StoreError::Failed { .. })
+        ));
+    }
+
+    #[test]
+    fn a_poisoned_journal_refuses_later_writes_and_shows_in_the_counters() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("journal");
+        std::fs::write(&path, b"").expect("journal");
+        let file = files::open_append(&path).expect("open");
+        let counters = Arc::new(Counters::default());
+        let mut writer = writer_on(dir.path(), file, counters.clone());
+        writer.poison(StoreError::CompactionInterrupted);
+        assert!(matches!(counters.health(), StoreHealth::Poisoned { .. }));
         assert!(matches!(
             writer.write(b"record", 1),
             Err(StoreError::Failed { .. })

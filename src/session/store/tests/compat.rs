@@ -164,6 +164,61 @@ fn the_v1_fixture_loads_to_its_known_pins_and_is_rewritten_as_v2() {
     assert_known_pins(&again);
 }
 
+/// Collects what a streamed start hands over.
+#[derive(Default)]
+struct Sink {
+    activity_journaled: Option<bool>,
+    pins: Vec<(SessionKey, crate::session::store::PinOwner, StoredPin)>,
+}
+
+impl crate::session::store::PinSink for Sink {
+    fn journal_format(&mut self, activity_journaled: bool) {
+        self.activity_journaled = Some(activity_journaled);
+    }
+    fn pin(&mut self, key: SessionKey, owner: &crate::session::store::PinOwner, pin: StoredPin) {
+        self.pins.retain(|(k, ..)| *k != key);
+        self.pins.push((key, owner.clone(), pin));
+    }
+    fn unpin(&mut self, key: &SessionKey) {
+        self.pins.retain(|(k, ..)| k != key);
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_start_rewrites_a_v1_journal_as_v2_before_appending() {
+    let dir = temp_dir();
+    let copy = dir.path().join(super::super::files::JOURNAL);
+    std::fs::copy(fixture(), &copy).expect("tests/fixtures/pins-v1.journal is checked in");
+    let mut sink = Sink::default();
+    let (store, loaded) =
+        PinStore::open_into(dir.path(), StorageSync::Write, false, &mut sink).unwrap();
+    assert!(!loaded.activity_journaled, "v1 pins carry no activity");
+    assert_eq!(sink.activity_journaled, Some(false));
+    assert!(loaded.compacted, "rewritten in the current format");
+    assert!(loaded.pins.is_empty(), "the pins went to the sink");
+    assert_eq!(sink.pins.len(), expected().len());
+    let header = std::fs::read(&copy).unwrap();
+    assert_eq!(
+        header[8..12],
+        format::VERSION.to_le_bytes(),
+        "rewritten before anything is appended"
+    );
+    store
+        .pin(
+            &key("session-new"),
+            "b1",
+            Some("bits.example"),
+            "/u/n.bin",
+            5,
+        )
+        .await
+        .unwrap();
+    drop(store);
+    let (_, again) = PinStore::open_with_clock(dir.path(), StorageSync::Write, epoch).unwrap();
+    assert!(again.activity_journaled);
+    assert_eq!(again.pins.len(), expected().len() + 1);
+}
+
 #[test]
 fn the_v2_fixture_loads_to_its_known_pins_with_hosts_and_urls() {
     let dir = temp_dir();

@@ -279,3 +279,63 @@ fn backend(id: &str) -> super::PinOwner {
         path: "/uploads/".into(),
     }
 }
+
+/// Collects what a replay hands over, as the session table would hold it.
+#[derive(Default)]
+struct MapSink(BTreeMap<String, (String, StoredPin)>, Option<bool>);
+
+impl super::PinSink for MapSink {
+    fn journal_format(&mut self, activity_journaled: bool) {
+        self.1 = Some(activity_journaled);
+    }
+    fn pin(&mut self, key: SessionKey, owner: &super::PinOwner, pin: StoredPin) {
+        self.0
+            .insert(key.to_string(), (owner.backend.to_string(), pin));
+    }
+    fn unpin(&mut self, key: &SessionKey) {
+        self.0.remove(&key.to_string());
+    }
+}
+
+#[tokio::test]
+async fn replaying_into_a_sink_leaves_the_same_pins_as_loading_them() {
+    let dir = temp_dir();
+    let (store, _) = open(dir.path());
+    for n in 0..50 {
+        store
+            .pin(&guid(n), "b1", None, "/u/", 100 + n)
+            .await
+            .unwrap();
+    }
+    for n in (0..50).step_by(3) {
+        store.unpin(&guid(n)).await.unwrap();
+    }
+    for n in (0..50).step_by(5) {
+        store
+            .pin(&guid(n), "b2", Some("bits.example"), "/v/", 200 + n)
+            .await
+            .unwrap();
+    }
+    store
+        .pin(&SessionKey::new("text-id"), "b2", None, "/v/", 300)
+        .await
+        .unwrap();
+    drop(store);
+
+    let (_, loaded) = open(dir.path());
+    let expected = by_key(&loaded);
+    drop(loaded);
+    let mut sink = MapSink::default();
+    let (_, streamed) =
+        PinStore::open_into(dir.path(), StorageSync::Write, false, &mut sink).unwrap();
+    assert!(streamed.pins.is_empty(), "nothing kept beside the sink");
+    assert_eq!(streamed.records, 50 + 17 + 10 + 1);
+    assert_eq!(sink.1, Some(true), "a version 2 journal carries activity");
+    assert!(streamed.activity_journaled);
+    let strip = |map: BTreeMap<String, (String, StoredPin)>| -> BTreeMap<_, _> {
+        map.into_iter()
+            .map(|(k, (b, p))| (k, (b, p.created, p.packets, p.bytes)))
+            .collect()
+    };
+    assert_eq!(strip(sink.0), strip(expected));
+}
