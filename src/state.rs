@@ -609,7 +609,8 @@ impl Shared {
         };
         // Encoded straight into the new file while each table shard is read: backend
         // names are looked up once per backend, no list of the pins is made, and each
-        // pin's Host and URL path are read from the URL registry. `StoredPin::from`
+        // pin's Host and URL path are borrowed from the URL registry, so nothing is
+        // allocated per pin (but the copy of a non-GUID session id). `StoredPin::from`
         // writes the activity last journaled, never a restored clock.
         let snapshot = |out: &mut SnapshotWriter| {
             let mut backends: Vec<Option<Arc<str>>> = Vec::new();
@@ -619,9 +620,15 @@ impl Shared {
                     backends.resize(b + 1, None);
                 }
                 let backend = backends[b].get_or_insert_with(|| self.backend_name(pin.backend));
-                let url = self.urls.get(pin.url);
-                let host = url.host.as_deref().unwrap_or("");
-                out.pin(key, backend, host, &url.path, &StoredPin::from(pin));
+                self.urls.with(pin.url, |host, path| {
+                    out.pin(
+                        key,
+                        backend,
+                        host.unwrap_or(""),
+                        path,
+                        &StoredPin::from(pin),
+                    );
+                });
             });
         };
         match store.compact_streaming(snapshot).await {

@@ -108,6 +108,19 @@ impl UrlRegistry {
         }
     }
 
+    /// Calls `f` with the Host and path of a session's URL, borrowed: for a scan of
+    /// every pin (the journal compaction) that must not allocate per pin.
+    pub fn with<R>(&self, id: UrlId, f: impl FnOnce(Option<&str>, &str) -> R) -> R {
+        let urls = self.read();
+        match urls.entries.get(id.0 as usize) {
+            Some(entry) => f(
+                urls.hosts.get(entry.host as usize).map(|h| &**h),
+                &entry.path,
+            ),
+            None => f(None, "/"),
+        }
+    }
+
     /// Starts a collection: call before scanning the table for the ids in use, and pass
     /// the result to [`UrlRegistry::collect`].
     pub fn begin_collection(&self) -> u32 {
