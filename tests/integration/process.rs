@@ -599,7 +599,8 @@ async fn a_backend_removed_from_the_file_during_a_restart_keeps_its_uploads() {
     let farm = farm(2).await;
     let mut first = start(&farm, false, "removed-1.log");
     tokio::task::block_in_place(|| wait_listening(farm.proxy));
-    let uploads = start_uploads(&farm, "removed", 6, 1 << 20);
+    // Large enough that b1's uploads are still going when the restart comes.
+    let uploads = start_uploads(&farm, "removed", 6, 4 << 20);
     wait_for_progress(&farm, 1 << 20).await;
     assert!(
         !farm.backends[1].stats().sessions.is_empty(),
