@@ -30,8 +30,31 @@ pub struct Restored {
     journal_every: u32,
     /// Whether the journal being replayed carries activity (format 2).
     activity_journaled: bool,
-    /// Each backend id met so far, resolved once: millions of pins share a handful.
-    backends: Vec<(Arc<str>, Option<BackendSlot>)>,
+    /// Each backend id met so far, resolved once.
+    backends: ResolvedBackends,
+}
+
+/// Backend ids resolved to slots once each while pins are restored: millions of pins
+/// share a handful of backends.
+#[derive(Default)]
+struct ResolvedBackends(Vec<(Arc<str>, Option<BackendSlot>)>);
+
+impl ResolvedBackends {
+    /// The slot of `id`, or `None` (logged once) when it cannot have one.
+    fn slot(&mut self, slots: &SlotRegistry, id: &Arc<str>) -> Option<BackendSlot> {
+        if let Some((_, resolved)) = self.0.iter().find(|(b, _)| b == id) {
+            return *resolved;
+        }
+        let resolved = match slots.slot(id) {
+            Ok((slot, _)) => Some(slot),
+            Err(e) => {
+                tracing::error!(target: "bitsgate::store", backend = %id, error = %e, "cannot restore the pins of this backend");
+                None
+            }
+        };
+        self.0.push((id.clone(), resolved));
+        resolved
+    }
 }
 
 impl Restored {
@@ -49,7 +72,7 @@ impl Restored {
             now,
             journal_every: config.sessions.activity_journal_interval(),
             activity_journaled: true,
-            backends: Vec::new(),
+            backends: ResolvedBackends::default(),
         }
     }
 
@@ -64,20 +87,7 @@ impl Restored {
     }
 
     fn resolve(&mut self, owner: &PinOwner) -> Option<(BackendSlot, UrlId)> {
-        let slot = match self.backends.iter().find(|(b, _)| *b == owner.backend) {
-            Some((_, resolved)) => *resolved,
-            None => {
-                let resolved = match self.slots.slot(&owner.backend) {
-                    Ok((slot, _)) => Some(slot),
-                    Err(e) => {
-                        tracing::error!(target: "bitsgate::store", backend = %owner.backend, error = %e, "cannot restore the pins of this backend");
-                        None
-                    }
-                };
-                self.backends.push((owner.backend.clone(), resolved));
-                resolved
-            }
-        }?;
+        let slot = self.backends.slot(&self.slots, &owner.backend)?;
         Some((slot, self.urls.intern(owner.host.as_deref(), &owner.path)))
     }
 }
@@ -467,24 +477,10 @@ impl Shared {
             .config
             .sessions
             .activity_journal_interval();
-        let mut slots: HashMap<Arc<str>, Option<BackendSlot>> = HashMap::new();
+        let mut resolved = ResolvedBackends::default();
         let mut per_backend: HashMap<Arc<str>, u64> = HashMap::new();
         for (key, owner, stored) in pins {
-            let resolved = match slots.get(&owner.backend) {
-                Some(resolved) => *resolved,
-                None => {
-                    let resolved = match self.slots.slot(&owner.backend) {
-                        Ok((slot, _)) => Some(slot),
-                        Err(e) => {
-                            tracing::error!(target: "bitsgate::store", backend = %owner.backend, error = %e, "cannot restore the pins of this backend");
-                            None
-                        }
-                    };
-                    slots.insert(owner.backend.clone(), resolved);
-                    resolved
-                }
-            };
-            let Some(slot) = resolved else {
+            let Some(slot) = resolved.slot(&self.slots, &owner.backend) else {
                 continue;
             };
             let url = self.urls.intern(owner.host.as_deref(), &owner.path);

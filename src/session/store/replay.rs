@@ -77,12 +77,12 @@ pub(crate) fn replay(path: &Path, file: &File) -> Result<Replayed, StoreError> {
         Some(version) => out.version = version,
         None => return Ok(out),
     }
-    let mut backends: HashSet<Arc<str>> = HashSet::new();
+    let mut strings = SharedStrings::default();
     let scan = scan(
         path,
         &mut reader,
         HEADER_LEN as u64,
-        |record, record_len| apply(&mut out.live, &mut backends, record, record_len),
+        |record, record_len| apply(&mut out.live, &mut strings, record, record_len),
     )?;
     out.records = scan.records;
     out.valid_len = scan.valid_len;
@@ -118,20 +118,7 @@ pub(crate) fn replay_into(
         }
     }
     sink.journal_format(out.version >= format::VERSION);
-    // A handful of backend ids and hosts exist: lists searched by the decoded strings
-    // share one string each. Paths are nearly one per session.
-    let mut backends: Vec<Arc<str>> = Vec::new();
-    let mut hosts: Vec<Arc<str>> = Vec::new();
-    fn shared(list: &mut Vec<Arc<str>>, text: &str) -> Arc<str> {
-        match list.iter().find(|s| ***s == *text) {
-            Some(s) => s.clone(),
-            None => {
-                let s: Arc<str> = text.into();
-                list.push(s.clone());
-                s
-            }
-        }
-    }
+    let mut strings = SharedStrings::default();
     let (mut pin_records, mut pin_record_bytes) = (0, 0);
     out.scan = scan(
         path,
@@ -147,12 +134,7 @@ pub(crate) fn replay_into(
             } => {
                 pin_records += 1;
                 pin_record_bytes += record_len;
-                let owner = PinOwner {
-                    backend: shared(&mut backends, &backend),
-                    host: (!host.is_empty()).then(|| shared(&mut hosts, &host)),
-                    path: path.into(),
-                };
-                sink.pin(key, &owner, pin);
+                sink.pin(key, &strings.owner(&backend, &host, path), pin);
             }
             Record::Unpin { key } => sink.unpin(&key),
         },
@@ -269,7 +251,7 @@ pub(crate) fn read_tail(path: &Path, from: u64) -> Result<(Vec<Record>, Scan), S
 
 fn apply(
     live: &mut HashMap<SessionKey, LivePin>,
-    backends: &mut HashSet<Arc<str>>,
+    strings: &mut SharedStrings,
     record: Record,
     record_len: u64,
 ) {
@@ -281,21 +263,7 @@ fn apply(
             path,
             pin,
         } => {
-            // One shared string per backend id and host rather than one per pin; paths
-            // are nearly one per session.
-            let mut share = |text: String| match backends.get(text.as_str()) {
-                Some(shared) => shared.clone(),
-                None => {
-                    let shared: Arc<str> = text.into();
-                    backends.insert(shared.clone());
-                    shared
-                }
-            };
-            let owner = PinOwner {
-                backend: share(backend),
-                host: (!host.is_empty()).then(|| share(host)),
-                path: path.into(),
-            };
+            let owner = strings.owner(&backend, &host, path);
             live.insert(
                 key,
                 LivePin {
@@ -323,4 +291,31 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+/// The backend ids and hosts of decoded pin records, one shared string each: a handful
+/// exist, where there are millions of records. Paths are nearly one per session.
+#[derive(Default)]
+struct SharedStrings(HashSet<Arc<str>>);
+
+impl SharedStrings {
+    fn share(&mut self, text: &str) -> Arc<str> {
+        match self.0.get(text) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared: Arc<str> = text.into();
+                self.0.insert(shared.clone());
+                shared
+            }
+        }
+    }
+
+    /// The owner of a decoded pin record; an empty host is none kept.
+    fn owner(&mut self, backend: &str, host: &str, path: String) -> PinOwner {
+        PinOwner {
+            backend: self.share(backend),
+            host: (!host.is_empty()).then(|| self.share(host)),
+            path: path.into(),
+        }
+    }
 }
