@@ -596,16 +596,33 @@ async fn sigusr1_reopens_the_access_log_and_json_format_covers_both_logs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backend_removed_from_the_file_during_a_restart_keeps_its_uploads() {
+    use bits_testkit::client::raw::{self, RawRequest};
     let farm = farm(2).await;
     let mut first = start(&farm, false, "removed-1.log");
     tokio::task::block_in_place(|| wait_listening(farm.proxy));
-    // Large enough that b1's uploads are still going when the restart comes.
+    // Sessions left open until after the restart, so b1 surely owns some then (the
+    // uploads may all finish first on a fast machine). Created first: round robin
+    // then gives b1 every other one.
+    let mut held = Vec::new();
+    for i in 0..4 {
+        let create = RawRequest::bits(
+            bits_proto::PacketType::CreateSession,
+            format!("/uploads/held-{i}.bin"),
+        )
+        .header("BITS-Supported-Protocols", bits_proto::BITS_1_5_PROTOCOL);
+        let created = raw::send(farm.proxy, &create)
+            .await
+            .expect("Create-Session");
+        assert_eq!(created.status, 200);
+        held.push(created.ack().session_id.expect("session id").to_string());
+    }
+    let on_b1: Vec<String> = held
+        .into_iter()
+        .filter(|id| farm.backends[1].stats().sessions.contains_key(id))
+        .collect();
+    assert!(!on_b1.is_empty(), "b1 owns no session to lose");
     let uploads = start_uploads(&farm, "removed", 6, 4 << 20);
     wait_for_progress(&farm, 1 << 20).await;
-    assert!(
-        !farm.backends[1].stats().sessions.is_empty(),
-        "b1 owns no session to lose"
-    );
 
     stop_gracefully(&mut first);
     std::fs::write(&farm.config, farm.header.clone() + &farm.backend_tables[0]).unwrap();
@@ -613,6 +630,15 @@ async fn a_backend_removed_from_the_file_during_a_restart_keeps_its_uploads() {
     tokio::task::block_in_place(|| wait_listening(farm.proxy));
     // check_uploads fails on any upload that was told its session is gone.
     check_uploads(&farm, uploads).await;
+    for (i, session) in on_b1.iter().enumerate() {
+        let close = RawRequest::bits(
+            bits_proto::PacketType::CloseSession,
+            format!("/uploads/held-{i}.bin"),
+        )
+        .header("BITS-Session-Id", session.as_str());
+        let closed = raw::send(farm.proxy, &close).await.expect("Close-Session");
+        assert_ne!(closed.status, 500, "{session} was forgotten: {closed:?}");
+    }
     let log = log_of(&farm, "removed-2.log");
     assert!(
         log.contains("backend no longer in the config still owns sessions: retired"),
