@@ -3,11 +3,14 @@
 
 use crate::config::LogFormat;
 use crate::proxy::RequestCtx;
+use crate::session::SessionKey;
 use bits_proto::headers as h;
 use http::HeaderValue;
 use pingora::proxy::Session;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -20,21 +23,23 @@ pub enum Answered {
     Local(&'static str),
 }
 
-/// The facts of one finished request.
+/// The facts of one finished request: only copies and cheap clones on the worker
+/// thread (no formatting, at most one allocation, for the path); the text is made by
+/// the writer thread.
 #[derive(Debug, Clone)]
 pub struct AccessRecord {
     /// When the request ended.
     pub time: SystemTime,
     /// The client's address (the TCP peer of the client connection).
-    pub client: Option<String>,
+    pub client: Option<SocketAddr>,
     /// Request method.
-    pub method: http::Method,
+    pub method: Cow<'static, str>,
     /// URL path (without the query).
-    pub path: String,
+    pub path: Box<str>,
     /// `bitsgate_requests_total` packet label.
     pub packet: &'static str,
     /// The request's session id, or the one a Create-Session Ack issued.
-    pub session: Option<String>,
+    pub session: Option<SessionKey>,
     /// Backend id the request went to.
     pub backend: Option<Arc<str>>,
     /// Status sent to the client (0: none, the client went away first).
@@ -51,6 +56,15 @@ pub struct AccessRecord {
     pub answered: Answered,
 }
 
+/// A method's name without an allocation for the ones a BITS farm sees.
+fn method_name(method: &http::Method) -> Cow<'static, str> {
+    const KNOWN: [&str; 5] = [h::METHOD_BITS_POST, "GET", "HEAD", "POST", "OPTIONS"];
+    match KNOWN.iter().find(|known| **known == method.as_str()) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(method.as_str().to_owned()),
+    }
+}
+
 impl AccessRecord {
     /// Captures a request in the proxy's `logging` phase.
     pub fn of_request(session: &Session, ctx: &RequestCtx, status: u16) -> AccessRecord {
@@ -60,17 +74,17 @@ impl AccessRecord {
         let session_id = ctx
             .packet
             .as_ref()
-            .and_then(|p| p.session.as_ref())
-            .map(ToString::to_string)
+            .and_then(|p| p.session.clone())
             .or_else(|| {
                 response_header(h::SESSION_ID)
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    .and_then(|v| v.to_str().ok())
+                    .map(SessionKey::new)
             });
         AccessRecord {
             time: SystemTime::now(),
-            client: session.client_addr().map(ToString::to_string),
-            method: request.method.clone(),
-            path: request.uri.path().to_owned(),
+            client: session.client_addr().and_then(|a| a.as_inet()).copied(),
+            method: method_name(&request.method),
+            path: request.uri.path().into(),
             packet: ctx.packet_label().as_str(),
             session: session_id,
             backend: ctx.chosen.as_ref().map(|c| c.id.clone()),
@@ -85,77 +99,54 @@ impl AccessRecord {
             },
         }
     }
+}
 
-    /// Appends the line, newline included.
-    pub fn write_line(&self, format: LogFormat, out: &mut String) {
-        match format {
-            LogFormat::Text => self.write_text(out),
-            LogFormat::Json => self.write_json(out),
+/// Turns records into lines. Keeps what one line can share with the next: the time
+/// text (formatted once per millisecond) and scratch space for the session id.
+#[derive(Default)]
+pub struct LineWriter {
+    clock: Option<(Duration, String)>,
+    scratch: String,
+}
+
+impl LineWriter {
+    /// Appends the record's line, newline included.
+    pub fn write_line(&mut self, record: &AccessRecord, format: LogFormat, out: &mut Vec<u8>) {
+        let since_epoch = record
+            .time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let millis = Duration::from_millis(since_epoch.as_millis() as u64);
+        if self.clock.as_ref().is_none_or(|(at, _)| *at != millis) {
+            let text = humantime::format_rfc3339_millis(record.time).to_string();
+            self.clock = Some((millis, text));
         }
-        out.push('\n');
-    }
-
-    fn fields(&self) -> Fields<'_> {
-        let (answer, reason) = match self.answered {
-            Answered::Forwarded => ("forwarded", None),
-            Answered::Local(reason) => ("local", Some(reason)),
-        };
-        Fields {
-            time: humantime::format_rfc3339_millis(self.time).to_string(),
-            client: self.client.as_deref(),
-            method: self.method.as_str(),
-            path: &self.path,
-            packet: self.packet,
-            session: self.session.as_deref(),
-            backend: self.backend.as_deref(),
-            status: self.status,
-            bits_error: self
-                .error_code
-                .as_ref()
-                .map(|v| String::from_utf8_lossy(v.as_bytes())),
-            bytes_in: self.bytes_in,
-            bytes_out: self.bytes_out,
-            duration_ms: (self.duration.as_secs_f64() * 1_000_000.0).round() / 1000.0,
-            answer,
-            reason,
+        let time = self.clock.as_ref().map_or("", |(_, text)| text.as_str());
+        self.scratch.clear();
+        if let Some(session) = &record.session {
+            let _ = write!(self.scratch, "{session}");
         }
-    }
-
-    fn write_json(&self, out: &mut String) {
-        // Serialising plain strings and numbers cannot fail.
-        if let Ok(text) = serde_json::to_string(&self.fields()) {
-            out.push_str(&text);
-        }
-    }
-
-    fn write_text(&self, out: &mut String) {
-        let f = self.fields();
-        let _ = write!(out, "time={}", f.time);
-        text_field(out, "client", f.client);
-        text_field(out, "method", Some(f.method));
-        text_field(out, "path", Some(f.path));
-        text_field(out, "packet", Some(f.packet));
-        text_field(out, "session", f.session);
-        text_field(out, "backend", f.backend);
-        let _ = write!(out, " status={}", f.status);
-        text_field(out, "bits_error", f.bits_error.as_deref());
-        let _ = write!(
-            out,
-            " bytes_in={} bytes_out={} duration_ms={:.3}",
-            f.bytes_in, f.bytes_out, f.duration_ms
+        let fields = Fields::of(
+            record,
+            time,
+            record.session.as_ref().map(|_| self.scratch.as_str()),
         );
-        text_field(out, "answer", Some(f.answer));
-        if let Some(reason) = f.reason {
-            text_field(out, "reason", Some(reason));
+        match format {
+            LogFormat::Text => fields.write_text(out),
+            LogFormat::Json => {
+                // Serialising plain strings and numbers into memory cannot fail.
+                let _ = serde_json::to_writer(&mut *out, &fields);
+            }
         }
+        out.push(b'\n');
     }
 }
 
 /// The JSON object; the text line uses the same names.
 #[derive(Serialize)]
 struct Fields<'a> {
-    time: String,
-    client: Option<&'a str>,
+    time: &'a str,
+    client: Option<SocketAddr>,
     method: &'a str,
     path: &'a str,
     packet: &'a str,
@@ -171,13 +162,84 @@ struct Fields<'a> {
     reason: Option<&'a str>,
 }
 
+impl<'a> Fields<'a> {
+    fn of(record: &'a AccessRecord, time: &'a str, session: Option<&'a str>) -> Self {
+        let (answer, reason) = match record.answered {
+            Answered::Forwarded => ("forwarded", None),
+            Answered::Local(reason) => ("local", Some(reason)),
+        };
+        Fields {
+            time,
+            client: record.client,
+            method: &record.method,
+            path: &record.path,
+            packet: record.packet,
+            session,
+            backend: record.backend.as_deref(),
+            status: record.status,
+            bits_error: record
+                .error_code
+                .as_ref()
+                .map(|v| String::from_utf8_lossy(v.as_bytes())),
+            bytes_in: record.bytes_in,
+            bytes_out: record.bytes_out,
+            duration_ms: (record.duration.as_secs_f64() * 1_000_000.0).round() / 1000.0,
+            answer,
+            reason,
+        }
+    }
+
+    fn write_text(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"time=");
+        out.extend_from_slice(self.time.as_bytes());
+        out.extend_from_slice(b" client=");
+        match self.client {
+            Some(client) => {
+                let _ = std::io::Write::write_fmt(out, format_args!("{client}"));
+            }
+            None => out.push(b'-'),
+        }
+        text_field(out, "method", Some(self.method));
+        text_field(out, "path", Some(self.path));
+        text_field(out, "packet", Some(self.packet));
+        text_field(out, "session", self.session);
+        text_field(out, "backend", self.backend);
+        number_field(out, "status", u64::from(self.status));
+        text_field(out, "bits_error", self.bits_error.as_deref());
+        number_field(out, "bytes_in", self.bytes_in);
+        number_field(out, "bytes_out", self.bytes_out);
+        let micros = (self.duration_ms * 1000.0).round() as u64;
+        number_field(out, "duration_ms", micros / 1000);
+        out.push(b'.');
+        let fraction = micros % 1000;
+        out.extend_from_slice(&[
+            b'0' + (fraction / 100) as u8,
+            b'0' + (fraction / 10 % 10) as u8,
+            b'0' + (fraction % 10) as u8,
+        ]);
+        text_field(out, "answer", Some(self.answer));
+        if let Some(reason) = self.reason {
+            text_field(out, "reason", Some(reason));
+        }
+    }
+}
+
+fn number_field(out: &mut Vec<u8>, key: &str, value: u64) {
+    out.push(b' ');
+    out.extend_from_slice(key.as_bytes());
+    out.push(b'=');
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
 /// ` key=value`, `-` for none; a value with a space, quote, `=`, control character or
 /// nothing in it is quoted and escaped, so a path from a client cannot forge fields
 /// or lines.
-fn text_field(out: &mut String, key: &str, value: Option<&str>) {
-    let _ = write!(out, " {key}=");
+fn text_field(out: &mut Vec<u8>, key: &str, value: Option<&str>) {
+    out.push(b' ');
+    out.extend_from_slice(key.as_bytes());
+    out.push(b'=');
     match value {
-        None => out.push('-'),
+        None => out.push(b'-'),
         Some(v)
             if !v.is_empty()
                 && v != "-"
@@ -185,10 +247,10 @@ fn text_field(out: &mut String, key: &str, value: Option<&str>) {
                     c.is_whitespace() || c.is_control() || matches!(c, '"' | '=' | '\\')
                 }) =>
         {
-            out.push_str(v)
+            out.extend_from_slice(v.as_bytes())
         }
         Some(v) => {
-            let _ = write!(out, "{v:?}");
+            let _ = std::io::Write::write_fmt(out, format_args!("{v:?}"));
         }
     }
 }
@@ -200,11 +262,11 @@ mod tests {
     fn record() -> AccessRecord {
         AccessRecord {
             time: SystemTime::UNIX_EPOCH + Duration::from_millis(1_765_000_000_123),
-            client: Some("192.0.2.7:50123".into()),
-            method: http::Method::from_bytes(b"BITS_POST").unwrap(),
+            client: Some("192.0.2.7:50123".parse().unwrap()),
+            method: method_name(&http::Method::from_bytes(b"BITS_POST").unwrap()),
             path: "/uploads/a b\"=.bin".into(),
             packet: "fragment",
-            session: Some("{6f1c2d8e-0000-4000-8000-000000000001}".into()),
+            session: Some(SessionKey::new("{6f1c2d8e-0000-4000-8000-000000000001}")),
             backend: Some(Arc::from("b1")),
             status: 416,
             error_code: Some(HeaderValue::from_static("0x80200012")),
@@ -217,10 +279,10 @@ mod tests {
 
     #[test]
     fn text_lines_quote_what_could_forge_a_field() {
-        let mut line = String::new();
-        record().write_line(LogFormat::Text, &mut line);
+        let mut line = Vec::new();
+        LineWriter::default().write_line(&record(), LogFormat::Text, &mut line);
         assert_eq!(
-            line,
+            String::from_utf8(line).unwrap(),
             "time=2025-12-06T05:46:40.123Z client=192.0.2.7:50123 method=BITS_POST \
              path=\"/uploads/a b\\\"=.bin\" packet=fragment \
              session={6f1c2d8e-0000-4000-8000-000000000001} backend=b1 status=416 \
@@ -234,8 +296,9 @@ mod tests {
         let mut rec = record();
         rec.answered = Answered::Local("table_full");
         rec.backend = None;
-        let mut line = String::new();
-        rec.write_line(LogFormat::Json, &mut line);
+        let mut line = Vec::new();
+        LineWriter::default().write_line(&rec, LogFormat::Json, &mut line);
+        let line = String::from_utf8(line).unwrap();
         assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(value["path"], "/uploads/a b\"=.bin");
@@ -244,5 +307,29 @@ mod tests {
         assert_eq!(value["reason"], "table_full");
         assert_eq!(value["bits_error"], "0x80200012");
         assert_eq!(value["duration_ms"], 1.5);
+        assert_eq!(value["client"], "192.0.2.7:50123");
+        assert_eq!(value["method"], "BITS_POST");
+    }
+
+    #[test]
+    fn the_time_text_follows_the_clock_to_the_millisecond() {
+        let mut writer = LineWriter::default();
+        let mut rec = record();
+        let mut line = Vec::new();
+        writer.write_line(&rec, LogFormat::Text, &mut line);
+        rec.time += Duration::from_millis(1);
+        writer.write_line(&rec, LogFormat::Text, &mut line);
+        rec.time += Duration::from_secs(3600);
+        writer.write_line(&rec, LogFormat::Text, &mut line);
+        let text = String::from_utf8(line).unwrap();
+        let times: Vec<&str> = text.lines().map(|l| &l[5..29]).collect();
+        assert_eq!(
+            times,
+            [
+                "2025-12-06T05:46:40.123Z",
+                "2025-12-06T05:46:40.124Z",
+                "2025-12-06T06:46:40.124Z"
+            ]
+        );
     }
 }

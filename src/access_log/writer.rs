@@ -34,7 +34,8 @@ pub(super) fn spawn(
                 out: None,
                 last_open: None,
                 dropped,
-                line: String::new(),
+                lines: super::record::LineWriter::default(),
+                line: Vec::new(),
             }
             .run(receiver, &reopen)
         })
@@ -61,7 +62,8 @@ struct Writer {
     out: Option<Output>,
     last_open: Option<Instant>,
     dropped: IntCounter,
-    line: String,
+    lines: super::record::LineWriter,
+    line: Vec<u8>,
 }
 
 impl Writer {
@@ -113,8 +115,8 @@ impl Writer {
             return;
         };
         self.line.clear();
-        record.write_line(self.format, &mut self.line);
-        if let Err(e) = out.writer().write_all(self.line.as_bytes()) {
+        self.lines.write_line(record, self.format, &mut self.line);
+        if let Err(e) = out.writer().write_all(&self.line) {
             self.dropped.inc();
             tracing::error!(target: LOG, error = %e, "cannot write the access log; reopening");
             self.out = None;
