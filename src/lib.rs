@@ -13,6 +13,7 @@ pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod health_service;
+pub mod log_gate;
 pub mod metrics;
 pub mod pid_file;
 pub mod proxy;

@@ -3,6 +3,7 @@
 //! in docs/admin-api.md.
 
 mod auth;
+mod filter;
 mod history;
 mod html;
 mod status_page;
@@ -14,20 +15,17 @@ pub use history::StatusHistory;
 use crate::metrics::EndReason;
 use crate::reload::{self, ReloadError};
 use crate::session::store::StoreHealth;
-use crate::session::SessionKey;
+use crate::session::{unix_now, SessionKey};
 use crate::state::Shared;
 use async_trait::async_trait;
 use bits_proto::SessionId;
+use filter::SessionFilter;
 use http::{Method, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde::Serialize;
 use serde_json::json;
 use std::sync::Arc;
-
-/// Default and largest page of `GET /sessions`.
-const SESSIONS_DEFAULT_LIMIT: usize = 100;
-const SESSIONS_MAX_LIMIT: usize = 10_000;
 
 /// The admin application.
 pub struct AdminApp {
@@ -109,6 +107,7 @@ impl AdminApp {
             (true, _, ["sessions", id]) => self.session(id),
             (_, &Method::POST, ["backends", id, "drain"]) => self.drain(id, true),
             (_, &Method::POST, ["backends", id, "undrain"]) => self.drain(id, false),
+            (_, &Method::DELETE, ["sessions"]) => self.delete_sessions(query),
             (_, &Method::DELETE, ["sessions", id]) => self.delete_session(id).await,
             (_, &Method::POST, ["config", "reload"]) => self.reload().await,
             _ => Reply::error(
@@ -151,45 +150,69 @@ impl AdminApp {
     }
 
     fn sessions(&self, query: Option<&str>) -> Reply {
-        let mut backend = None;
-        let mut limit = SESSIONS_DEFAULT_LIMIT;
-        for (key, value) in query
-            .unwrap_or("")
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-        {
-            match key {
-                "backend" => backend = Some(decode(value)),
-                "limit" => match value.parse::<usize>() {
-                    Ok(n) => limit = n.min(SESSIONS_MAX_LIMIT),
-                    Err(_) => {
-                        return Reply::error(StatusCode::BAD_REQUEST, "limit must be a number")
-                    }
-                },
-                _ => {}
-            }
-        }
         // One generation for the lookup and the index: a reload may swap it meanwhile.
         let generation = self.shared.generation();
-        let slot = match &backend {
-            Some(id) => match generation.farm.index_of_id(id) {
-                Some(i) => Some(generation.farm.backends[i].slot),
-                None => return Reply::error(StatusCode::NOT_FOUND, format!("no backend {id:?}")),
-            },
-            None => None,
+        let filter = match SessionFilter::parse(query, &generation) {
+            Ok(filter) => filter,
+            Err(message) => return Reply::error(filter_error_status(&message), message),
         };
+        let now = unix_now();
         let mut total = 0u64;
         let mut list = Vec::new();
         self.shared.table.for_each(|key, pin| {
-            if slot.is_some_and(|s| s != pin.backend) {
+            if !filter.matches(pin, now) {
                 return;
             }
             total += 1;
-            if list.len() < limit {
+            if list.len() < filter.limit {
                 list.push(views::session(&self.shared, key, pin));
             }
         });
         Reply::json(StatusCode::OK, &json!({ "total": total, "sessions": list }))
+    }
+
+    /// Cancels every session the query selects: each is unpinned now and its owner
+    /// gets a Cancel-Session from the background queue (the table may hold millions,
+    /// so nothing waits for the owners' answers).
+    fn delete_sessions(&self, query: Option<&str>) -> Reply {
+        let generation = self.shared.generation();
+        let filter = match SessionFilter::parse(query, &generation) {
+            Ok(filter) => filter,
+            Err(message) => return Reply::error(filter_error_status(&message), message),
+        };
+        if !filter.narrows() && !filter.all {
+            return Reply::error(
+                StatusCode::BAD_REQUEST,
+                "name the sessions to cancel (backend=ID, idle_over=SECS) or say all=true",
+            );
+        }
+        let now = unix_now();
+        let mut selected = Vec::new();
+        self.shared.table.for_each(|key, pin| {
+            if filter.matches(pin, now) {
+                selected.push((key.clone(), *pin));
+            }
+        });
+        let mut unpinned = 0u64;
+        for (key, pin) in &selected {
+            self.shared.cancels.submit(
+                &generation,
+                CancelJob {
+                    backend: pin.backend,
+                    session: key.to_string(),
+                    url: self.shared.urls.get(pin.url),
+                    reason: CancelReason::Admin,
+                },
+            );
+            if self.shared.end_session(key, EndReason::Cancelled).is_some() {
+                unpinned += 1;
+            }
+        }
+        tracing::warn!(target: "bitsgate::admin", query = query.unwrap_or(""), matched = selected.len(), unpinned, "sessions cancelled in bulk");
+        Reply::json(
+            StatusCode::OK,
+            &json!({ "matched": selected.len(), "unpinned": unpinned }),
+        )
     }
 
     fn lookup(&self, raw_id: &str) -> Result<(SessionKey, crate::session::Pin), Reply> {
@@ -292,6 +315,16 @@ impl AdminApp {
             Ok(Err(e)) => Reply::error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             Err(e) => Reply::error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
+    }
+}
+
+/// A filter naming an unknown backend is a 404 (as for the other backend paths);
+/// anything else wrong in a query is a 400.
+fn filter_error_status(message: &str) -> StatusCode {
+    if message.starts_with("no backend") {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::BAD_REQUEST
     }
 }
 

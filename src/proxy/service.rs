@@ -6,6 +6,7 @@
 use super::acks::{self, Answer};
 use super::ctx::{Chosen, LocalReason, PacketInfo, RequestCtx};
 use super::learn::{learn_from_ack, settle_new_pin, RequestUrl};
+use crate::log_gate::LogGate;
 use crate::metrics::EndReason;
 use crate::routing::{route, LocalReply, Route, RouteRequest, Target};
 use crate::session::{unix_now, SessionKey};
@@ -21,6 +22,9 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 use std::sync::Arc;
+
+/// A full table refuses every Create-Session; one line a minute says so.
+static TABLE_FULL_LOG: LogGate = LogGate::new(60);
 
 /// The BITS-aware proxy.
 pub struct BitsProxy {
@@ -89,6 +93,9 @@ impl BitsProxy {
                 match packet.kind {
                     PacketType::Ping => Target::Ping,
                     PacketType::CreateSession if shared.table.is_full() => {
+                        if TABLE_FULL_LOG.allow(u64::from(unix_now())) {
+                            tracing::warn!(target: "bitsgate::proxy", max_pinned = generation.config.sessions.max_pinned, "the session table is full: Create-Session is answered 503 until pins end (bitsgate_local_acks_total{{reason=\"table_full\"}} counts them; this line repeats at most once a minute)");
+                        }
                         return Verdict::Local(Answer::Ack(Ack::new(503)), LocalReason::TableFull);
                     }
                     PacketType::CreateSession => Target::CreateSession,

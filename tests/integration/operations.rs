@@ -401,3 +401,61 @@ async fn with_watch_on_a_changed_config_file_is_reloaded_with_uploads_in_flight(
     }
     finish_paused(&cluster, upload, release, owner, &data).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_delete_cancels_exactly_the_sessions_the_same_query_lists() {
+    let cluster = Cluster::new().backends(2).start().await;
+    let mut sessions = Vec::new();
+    for _ in 0..6 {
+        sessions.push(cluster.create_session(PATH).await);
+    }
+    let owned_by = |i: usize| -> Vec<String> {
+        sessions
+            .iter()
+            .filter(|s| cluster.owners_of(s) == [i])
+            .cloned()
+            .collect()
+    };
+    let (on_b0, on_b1) = (owned_by(0), owned_by(1));
+    assert_eq!(on_b0.len() + on_b1.len(), 6);
+    assert!(
+        !on_b0.is_empty() && !on_b1.is_empty(),
+        "both backends own some"
+    );
+
+    let (status, body) = cluster.admin_json("DELETE", "/sessions", None).await;
+    assert_eq!(status, 400, "an unfiltered delete needs all=true: {body}");
+    let (status, _) = cluster
+        .admin_json("DELETE", "/sessions?backend=nope", None)
+        .await;
+    assert_eq!(status, 404);
+    let (_, listed) = cluster
+        .admin_json("GET", "/sessions?backend=b0&idle_over=0", None)
+        .await;
+    let (status, body) = cluster
+        .admin_json("DELETE", "/sessions?backend=b0", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["matched"], on_b0.len());
+    assert_eq!(body["unpinned"], on_b0.len());
+    assert!(listed["total"].as_u64() <= Some(on_b0.len() as u64));
+
+    eventually(
+        "the owner sees every cancel",
+        Duration::from_secs(10),
+        || {
+            let stats = cluster.stats(0);
+            on_b0.iter().all(|s| stats.sessions[s].state == "cancelled")
+        },
+    )
+    .await;
+    let (_, left) = cluster.admin_json("GET", "/sessions", None).await;
+    assert_eq!(left["total"], on_b1.len());
+    for session in &on_b1 {
+        assert_eq!(cluster.stats(1).sessions[session].state, "open");
+    }
+    let (status, body) = cluster
+        .admin_json("DELETE", "/sessions?all=true", None)
+        .await;
+    assert_eq!((status, body["matched"].clone()), (200, on_b1.len().into()));
+}
