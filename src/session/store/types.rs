@@ -114,6 +114,9 @@ pub struct Loaded {
     /// version 1 journal is rewritten as version 2 by the load that holds the data
     /// directory, but the pins it held carry no activity.
     pub activity_journaled: bool,
+    /// The upload-reply path of each pin in [`Loaded::pins`] that has one (empty
+    /// after [`super::PinStore::open_into`], which hands them to its sink).
+    pub replies: Vec<(SessionKey, Box<str>)>,
     /// Complete records replayed.
     pub records: u64,
     /// Bytes cut off the end because they were not a complete, valid record.
