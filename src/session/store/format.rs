@@ -1,12 +1,13 @@
-//! The journal format, version 2: a fixed header, then length-prefixed, checksummed
+//! The journal format, version 3: a fixed header, then length-prefixed, checksummed
 //! records. `docs/storage.md` describes it byte by byte; the fixture tests
-//! (`tests/fixtures/pins-v1.journal`, `pins-v2.journal`) fail if any of it changes.
+//! (`tests/fixtures/pins-v1.journal`, `pins-v2.journal`, `pins-v3.journal`) fail if
+//! any of it changes.
 //!
 //! Version 2 adds a pin record that carries the session's `Host` and full URL path,
 //! and promises that pin records are re-appended as sessions stay active (so a pin's
 //! `last_seen` on disk is at most one journaling interval old). Version 1 journals are
-//! still read; they are rewritten as version 2 at the first start that holds the data
-//! directory.
+//! still read; they are rewritten in the current version at the first start that
+//! holds the data directory.
 //!
 //! Version 3 adds the reply record: the path and query of an upload-reply job's
 //! `BITS-Reply-URL`, tied to its session key (replay attaches it to the live pin of the

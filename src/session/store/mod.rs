@@ -148,8 +148,8 @@ impl PinStore {
             .open(&path)
             .map_err(io_err("open", &path))?;
         // A journal in an older format is read whole, as `open` reads it, so that it can
-        // be rewritten in this format before anything is appended (never a version 1
-        // header with version 2 records after it); its pins go to the sink after that.
+        // be rewritten in this format before anything is appended (never an older
+        // header with newer records after it); its pins go to the sink after that.
         let (sink, sink_after_rewrite) = match sink {
             Some(sink) if replay::read_version(&path)?.is_some_and(|v| v < format::VERSION) => {
                 (None, Some(sink))
