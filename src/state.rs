@@ -581,7 +581,7 @@ impl Shared {
             return 0;
         };
         match store.read_live().await {
-            Ok(pins) => {
+            Ok((pins, replies)) => {
                 let missing: Vec<_> = pins
                     .into_iter()
                     .filter(|(key, _, _)| self.table.get(key).is_none())
@@ -590,6 +590,15 @@ impl Shared {
                 // is trusted to be recent.
                 let added = self.restore(missing, crate::session::unix_now(), false);
                 self.settle_unconfigured_owners();
+                // Replies the old process routed while it finished its last requests.
+                for (key, path) in replies {
+                    if let (None, Some(owner)) =
+                        (self.replies.path_of(&key), self.table.owner(&key))
+                    {
+                        self.replies.insert(&path, key, owner);
+                    }
+                }
+                self.publish_reply_routes();
                 added
             }
             Err(e) => {
@@ -880,6 +889,24 @@ mod tests {
             keys.contains(&key(2).to_string()),
             "the new process's pin survived"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn after_an_upgrade_the_catch_up_takes_over_the_reply_routes_the_old_process_learnt() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = durable(dir.path(), false);
+        let new = durable(dir.path(), true);
+        // Learnt by the old process after the new one read the journal.
+        pin(&old, key(7)).await;
+        let (slot, _) = old.slots.slot("b1").unwrap();
+        let write = old.add_reply_route(&key(7), slot, "/_bits/replies/7");
+        write.expect("journaled").await.unwrap();
+        assert_eq!(new.reply_owner("/_bits/replies/7"), None);
+        drop(old);
+        assert_eq!(new.catch_up_store().await, 1);
+        let owner = new.slots.slot("b1").unwrap().0;
+        assert_eq!(new.reply_owner("/_bits/replies/7"), Some(owner));
+        assert_eq!(new.metrics.reply_routes.get(), 1);
     }
 
     /// Opens `dir` as a start at `now` would, with a 16 h idle timeout (so activity is

@@ -41,6 +41,13 @@ use tokio::sync::oneshot;
 pub use types::TailPins;
 use writer::{Counters, Msg, Sharing, Writer};
 
+/// What [`PinStore::read_live`] finds: the live pins, and the upload-reply paths of
+/// those that have one.
+pub type LivePins = (
+    Vec<(SessionKey, PinOwner, StoredPin)>,
+    Vec<(SessionKey, Box<str>)>,
+);
+
 /// A journal smaller than this is never worth compacting.
 pub const COMPACT_MIN_BYTES: u64 = 1 << 20;
 /// Compact once the journal is this many times the size of the live pins.
@@ -518,19 +525,27 @@ impl PinStore {
         Ok(())
     }
 
-    /// Every live pin the journal holds now, after flushing this store's own writes.
-    /// Reads only; a damaged tail is ignored (the next ordinary start cuts it).
-    pub async fn read_live(&self) -> Result<Vec<(SessionKey, PinOwner, StoredPin)>, StoreError> {
+    /// Every live pin the journal holds now, after flushing this store's own writes,
+    /// and the upload-reply path of each that has one. Reads only; a damaged tail is
+    /// ignored (the next ordinary start cuts it).
+    pub async fn read_live(&self) -> Result<LivePins, StoreError> {
         self.flush().await?;
         let path = self.shared.dir.join(JOURNAL);
         tokio::task::spawn_blocking(move || {
             let file = fs::File::open(&path).map_err(io_err("open", &path))?;
             let replayed = replay::replay(&path, &file)?;
-            Ok(replayed
+            let mut replies = Vec::new();
+            let pins = replayed
                 .live
                 .into_iter()
-                .map(|(key, p)| (key, p.owner, p.pin))
-                .collect())
+                .map(|(key, p)| {
+                    if let Some(path) = p.reply {
+                        replies.push((key.clone(), path));
+                    }
+                    (key, p.owner, p.pin)
+                })
+                .collect();
+            Ok((pins, replies))
         })
         .await
         .map_err(|_| StoreError::Closed)?
