@@ -255,3 +255,34 @@ async fn slow_a_final_ack_held_70_seconds_reaches_the_client_through_the_default
     let reply = report.reply.expect("reply downloaded");
     assert!(bits_testkit::reply::is_reply_to(&reply, &data));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_whose_owner_cannot_be_reached_gets_503_and_no_other_node_is_asked() {
+    let mut cluster = Cluster::new().backends(3).server(reply_mode).start().await;
+    let data = random_bytes(10_000, 11);
+    let (id, ack) = upload_until_reply(cluster.proxy_addr(), "/uploads/down.bin", &data).await;
+    let url = ack.header(h::REPLY_URL).expect("reply URL").to_owned();
+    let path = url[format!("http://{}", cluster.proxy_addr()).len()..].to_owned();
+    let owner = cluster.owners_of(&id)[0];
+    cluster.stop_backend(owner).await;
+    let others: Vec<usize> = (0..3).filter(|&i| i != owner).collect();
+    let before: Vec<u64> = others
+        .iter()
+        .map(|&i| cluster.stats(i).requests_total)
+        .collect();
+    for _ in 0..3 {
+        let response = cluster.send(&RawRequest::new("GET", path.as_str())).await;
+        assert_eq!(response.status, 503, "{response:?}");
+    }
+    let after: Vec<u64> = others
+        .iter()
+        .map(|&i| cluster.stats(i).requests_total)
+        .collect();
+    assert_eq!(before, after, "no other backend was asked");
+
+    // Back on its address: the route still leads there.
+    cluster.restart_backend(owner).await;
+    let response = cluster.send(&RawRequest::new("GET", path.as_str())).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert!(bits_testkit::reply::is_reply_to(&response.body, &data));
+}
