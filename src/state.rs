@@ -487,15 +487,23 @@ impl Shared {
 
     /// Routes the upload reply of `key`, owned by `backend`, at `path` (path and
     /// query). Returns the journal write to wait for, if the journal takes it.
+    /// `Err(owner)` when the path is the reply of another backend's live session: one
+    /// backend cannot take over the downloads of another's reply.
     pub fn add_reply_route(
         &self,
         key: &SessionKey,
         backend: BackendSlot,
         path: &str,
-    ) -> Option<crate::session::store::PendingWrite> {
+    ) -> Result<Option<crate::session::store::PendingWrite>, BackendSlot> {
+        if let Some(held) = self.replies.get(path) {
+            let alive = self.table.owner(&held.session) == Some(held.backend);
+            if alive && held.backend != backend {
+                return Err(held.backend);
+            }
+        }
         self.replies.insert(path, key.clone(), backend);
         self.publish_reply_routes();
-        self.store.as_ref().and_then(|store| store.reply(key, path))
+        Ok(self.store.as_ref().and_then(|store| store.reply(key, path)))
     }
 
     /// The backend that serves the reply at `path_and_query`, while its session lives.
@@ -900,7 +908,7 @@ mod tests {
         pin(&old, key(7)).await;
         let (slot, _) = old.slots.slot("b1").unwrap();
         let write = old.add_reply_route(&key(7), slot, "/_bits/replies/7");
-        write.expect("journaled").await.unwrap();
+        write.unwrap().expect("journaled").await.unwrap();
         assert_eq!(new.reply_owner("/_bits/replies/7"), None);
         drop(old);
         assert_eq!(new.catch_up_store().await, 1);
@@ -1170,8 +1178,21 @@ mod tests {
             pin_to(&first, key(n), "b2").await;
             let (slot, _) = first.slots.slot("b2").unwrap();
             let write = first.add_reply_route(&key(n), slot, &format!("/r/{n}?x"));
-            write.expect("journaled").await.unwrap();
+            write.unwrap().expect("journaled").await.unwrap();
         }
+        // Another backend cannot take over the path of a live reply; its own
+        // session's reply replaces an ended one.
+        let (b1, _) = first.slots.slot("b1").unwrap();
+        pin_to(&first, key(9), "b1").await;
+        assert_eq!(
+            first.add_reply_route(&key(9), b1, "/r/1?x").err(),
+            Some(first.slots.slot("b2").unwrap().0)
+        );
+        assert_eq!(
+            first.reply_owner("/r/1?x"),
+            first.slots.slot("b2").ok().map(|s| s.0)
+        );
+        first.end_session(&key(9), crate::metrics::EndReason::Closed);
         // Closed before the restart: its route goes with it.
         first.end_session(&key(0), crate::metrics::EndReason::Closed);
         assert_eq!(first.reply_owner("/r/0?x"), None);

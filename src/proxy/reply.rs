@@ -200,10 +200,17 @@ pub async fn relay_reply_url(
     if shared.table.owner(key) != Some(chosen.slot) {
         return;
     }
-    if let Some(write) = shared.add_reply_route(key, chosen.slot, &route) {
-        if let Err(e) = write.await {
-            shared.metrics.store_errors.inc();
-            tracing::debug!(target: "bitsgate::store", session = %key, error = %e, "a reply route could not be journaled; it is kept in memory only");
+    match shared.add_reply_route(key, chosen.slot, &route) {
+        Ok(Some(write)) => {
+            if let Err(e) = write.await {
+                shared.metrics.store_errors.inc();
+                tracing::debug!(target: "bitsgate::store", session = %key, error = %e, "a reply route could not be journaled; it is kept in memory only");
+            }
+        }
+        Ok(None) => {}
+        Err(holder) => {
+            let holder = shared.backend_name(holder);
+            tracing::warn!(target: "bitsgate::reply", session = %key, backend = %chosen.id, holder = %holder, reply_path = %route, "a backend sent a reply URL whose path is the reply of a live session of another backend; the route stays with that backend");
         }
     }
 }
