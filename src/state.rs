@@ -8,7 +8,7 @@ use crate::metrics::{BackendSeries, Metrics};
 use crate::session::store::{
     restored_last_seen, PinOwner, PinSink, PinStore, SnapshotWriter, StoredPin,
 };
-use crate::session::{Pin, SessionKey, SessionTable, UnixSecs, UrlId, UrlRegistry};
+use crate::session::{Pin, ReplyRoutes, SessionKey, SessionTable, UnixSecs, UrlId, UrlRegistry};
 use arc_swap::ArcSwap;
 use bits_proto::ClassifyOptions;
 use std::collections::{HashMap, HashSet};
@@ -24,6 +24,7 @@ pub struct Restored {
     table: SessionTable,
     slots: SlotRegistry,
     urls: UrlRegistry,
+    replies: ReplyRoutes,
     /// The load time.
     now: UnixSecs,
     /// `H`: how often an active pin is re-journaled.
@@ -69,6 +70,7 @@ impl Restored {
             table: SessionTable::new(config.sessions.max_pinned),
             slots: SlotRegistry::default(),
             urls: UrlRegistry::default(),
+            replies: ReplyRoutes::default(),
             now,
             journal_every: config.sessions.activity_journal_interval(),
             activity_journaled: true,
@@ -110,12 +112,22 @@ impl PinSink for Restored {
                     .restore(key, pin.into_pin(slot, url, last_seen, journaled_seen));
             }
             // A later record of the key must not leave an older owner in place.
-            None => drop(self.table.unpin(&key)),
+            None => {
+                self.table.unpin(&key);
+                self.replies.remove_session(&key);
+            }
         }
     }
 
     fn unpin(&mut self, key: &SessionKey) {
         self.table.unpin(key);
+        self.replies.remove_session(key);
+    }
+
+    fn reply(&mut self, key: &SessionKey, path: &str) {
+        if let Some(slot) = self.table.owner(key) {
+            self.replies.insert(path, key.clone(), slot);
+        }
     }
 }
 
@@ -166,6 +178,8 @@ pub struct Shared {
     pub slots: SlotRegistry,
     /// The Host and URL of each session.
     pub urls: UrlRegistry,
+    /// Upload-reply paths and the backend that serves each.
+    pub replies: ReplyRoutes,
     /// Cancel-Session packets bitsgate sends on its own, in the background.
     pub cancels: Cancels,
     /// This instance's metrics.
@@ -209,7 +223,11 @@ impl Shared {
         restored: Restored,
     ) -> anyhow::Result<Arc<Shared>> {
         let Restored {
-            table, slots, urls, ..
+            table,
+            slots,
+            urls,
+            replies,
+            ..
         } = restored;
         // Owners of restored pins that left the config are retired (or not) by
         // `settle_unconfigured_owners` once the pins are back.
@@ -225,6 +243,7 @@ impl Shared {
             current: ArcSwap::from_pointee(generation),
             slots,
             urls,
+            replies,
             cancels: Cancels::new(metrics.cancels_sent.clone()),
             metrics,
             store,
@@ -247,6 +266,7 @@ impl Shared {
             }
         }
         shared.publish_backend_metrics();
+        shared.publish_reply_routes();
         Ok(Arc::new(shared))
     }
 
@@ -453,12 +473,65 @@ impl Shared {
         Some(pin)
     }
 
-    /// Journals the removal of a pin the table already dropped. An unpin is not waited
-    /// for: losing one only leaves a stale pin that expires after a restart.
+    /// Journals the removal of a pin the table already dropped, and drops the
+    /// session's reply route (the unpin ends it in the journal too). An unpin is not
+    /// waited for: losing one only leaves a stale pin that expires after a restart.
     pub fn journal_unpin(&self, key: &SessionKey) {
         if let Some(store) = &self.store {
             drop(store.unpin(key));
         }
+        if self.replies.remove_session(key) {
+            self.publish_reply_routes();
+        }
+    }
+
+    /// Routes the upload reply of `key`, owned by `backend`, at `path` (path and
+    /// query). Returns the journal write to wait for, if the journal takes it.
+    /// `Err(owner)` when the path is the reply of another backend's live session: one
+    /// backend cannot take over the downloads of another's reply.
+    pub fn add_reply_route(
+        &self,
+        key: &SessionKey,
+        backend: BackendSlot,
+        path: &str,
+    ) -> Result<Option<crate::session::store::PendingWrite>, BackendSlot> {
+        if let Some(held) = self.replies.get(path) {
+            let alive = self.table.owner(&held.session) == Some(held.backend);
+            if alive && held.backend != backend {
+                return Err(held.backend);
+            }
+        }
+        self.replies.insert(path, key.clone(), backend);
+        self.publish_reply_routes();
+        Ok(self.store.as_ref().and_then(|store| store.reply(key, path)))
+    }
+
+    /// The backend that serves the reply at `path_and_query`, while its session lives.
+    /// A route whose session ended (by any path) is dropped here.
+    pub fn reply_owner(&self, path_and_query: &str) -> Option<BackendSlot> {
+        let route = self.replies.get(path_and_query)?;
+        if self.table.owner(&route.session) == Some(route.backend) {
+            return Some(route.backend);
+        }
+        if self.replies.remove_session(&route.session) {
+            self.publish_reply_routes();
+        }
+        None
+    }
+
+    /// Drops the reply routes whose session no longer lives; returns how many.
+    pub fn prune_reply_routes(&self) -> usize {
+        let dropped = self
+            .replies
+            .retain(|route| self.table.owner(&route.session) == Some(route.backend));
+        self.publish_reply_routes();
+        dropped
+    }
+
+    fn publish_reply_routes(&self) {
+        self.metrics
+            .reply_routes
+            .set(i64::try_from(self.replies.len()).unwrap_or(i64::MAX));
     }
 
     /// Puts the pins of the durable store back into the table; returns how many. Each
@@ -516,7 +589,7 @@ impl Shared {
             return 0;
         };
         match store.read_live().await {
-            Ok(pins) => {
+            Ok((pins, replies)) => {
                 let missing: Vec<_> = pins
                     .into_iter()
                     .filter(|(key, _, _)| self.table.get(key).is_none())
@@ -525,6 +598,15 @@ impl Shared {
                 // is trusted to be recent.
                 let added = self.restore(missing, crate::session::unix_now(), false);
                 self.settle_unconfigured_owners();
+                // Replies the old process routed while it finished its last requests.
+                for (key, path) in replies {
+                    if let (None, Some(owner)) =
+                        (self.replies.path_of(&key), self.table.owner(&key))
+                    {
+                        self.replies.insert(&path, key, owner);
+                    }
+                }
+                self.publish_reply_routes();
                 added
             }
             Err(e) => {
@@ -625,6 +707,12 @@ impl Shared {
                         &StoredPin::from(pin),
                     );
                 });
+            });
+            // After every pin, so replay finds the pin each reply belongs to.
+            self.replies.for_each(|key, path| {
+                if self.table.owner(key).is_some() {
+                    out.reply(key, path);
+                }
             });
         };
         match store.compact_streaming(snapshot).await {
@@ -809,6 +897,24 @@ mod tests {
             keys.contains(&key(2).to_string()),
             "the new process's pin survived"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn after_an_upgrade_the_catch_up_takes_over_the_reply_routes_the_old_process_learnt() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = durable(dir.path(), false);
+        let new = durable(dir.path(), true);
+        // Learnt by the old process after the new one read the journal.
+        pin(&old, key(7)).await;
+        let (slot, _) = old.slots.slot("b1").unwrap();
+        let write = old.add_reply_route(&key(7), slot, "/_bits/replies/7");
+        write.unwrap().expect("journaled").await.unwrap();
+        assert_eq!(new.reply_owner("/_bits/replies/7"), None);
+        drop(old);
+        assert_eq!(new.catch_up_store().await, 1);
+        let owner = new.slots.slot("b1").unwrap().0;
+        assert_eq!(new.reply_owner("/_bits/replies/7"), Some(owner));
+        assert_eq!(new.metrics.reply_routes.get(), 1);
     }
 
     /// Opens `dir` as a start at `now` would, with a 16 h idle timeout (so activity is
@@ -1062,6 +1168,59 @@ mod tests {
         // The start rewrote the file from the config.
         let known = crate::session::retired::load(dir.path()).expect("readable again");
         assert_eq!(known.len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn reply_routes_survive_restarts_and_compactions_and_end_with_their_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = restarted(dir.path(), true, "drain");
+        for n in 0..3u128 {
+            pin_to(&first, key(n), "b2").await;
+            let (slot, _) = first.slots.slot("b2").unwrap();
+            let write = first.add_reply_route(&key(n), slot, &format!("/r/{n}?x"));
+            write.unwrap().expect("journaled").await.unwrap();
+        }
+        // Another backend cannot take over the path of a live reply; its own
+        // session's reply replaces an ended one.
+        let (b1, _) = first.slots.slot("b1").unwrap();
+        pin_to(&first, key(9), "b1").await;
+        assert_eq!(
+            first.add_reply_route(&key(9), b1, "/r/1?x").err(),
+            Some(first.slots.slot("b2").unwrap().0)
+        );
+        assert_eq!(
+            first.reply_owner("/r/1?x"),
+            first.slots.slot("b2").ok().map(|s| s.0)
+        );
+        first.end_session(&key(9), crate::metrics::EndReason::Closed);
+        // Closed before the restart: its route goes with it.
+        first.end_session(&key(0), crate::metrics::EndReason::Closed);
+        assert_eq!(first.reply_owner("/r/0?x"), None);
+        first.store.as_ref().unwrap().flush().await.unwrap();
+        drop(first);
+
+        let second = restarted(dir.path(), true, "drain");
+        let b2 = second.slots.slot("b2").unwrap().0;
+        assert_eq!(second.reply_owner("/r/1?x"), Some(b2));
+        assert_eq!(second.reply_owner("/r/2?x"), Some(b2));
+        assert_eq!(second.reply_owner("/r/0?x"), None);
+        assert_eq!(second.reply_owner("/r/1"), None, "path and query, exactly");
+        assert_eq!(second.metrics.reply_routes.get(), 2);
+        second.compact_store().await;
+        // Ended by expiry (or any path that unpins): dead at once, dropped by a sweep.
+        second.table.unpin(&key(2));
+        assert_eq!(second.prune_reply_routes(), 1);
+        assert_eq!(second.metrics.reply_routes.get(), 1);
+        second.journal_unpin(&key(2));
+        second.store.as_ref().unwrap().flush().await.unwrap();
+        drop(second);
+
+        let third = restarted(dir.path(), true, "drain");
+        assert!(
+            third.reply_owner("/r/1?x").is_some(),
+            "kept by the compaction"
+        );
+        assert_eq!(third.replies.len(), 1);
     }
 
     #[tokio::test(flavor = "multi_thread")]

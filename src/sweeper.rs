@@ -82,6 +82,7 @@ impl IdleSweeper {
         report.ended_with_dead_owner = self.end_pins_of_dead_retired_backends(now);
         self.shared.prune_retired();
         self.collect_urls();
+        self.shared.prune_reply_routes();
         self.shared.compact_store_if_worthwhile().await;
         self.shared.publish_backend_metrics();
         report

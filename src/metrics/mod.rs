@@ -72,6 +72,8 @@ pub struct Metrics {
     pub pinned: IntGauge,
     /// See [`names::MAX_PINNED_SESSIONS`].
     pub max_pinned: IntGauge,
+    /// See [`names::REPLY_ROUTES`].
+    pub reply_routes: IntGauge,
     /// See [`names::UPLOADED_BYTES_TOTAL`].
     pub uploaded_bytes: IntCounterVec,
     /// See [`names::REQUEST_DURATION_SECONDS`].
@@ -165,6 +167,14 @@ impl Metrics {
         .expect("valid metric");
         registry
             .register(Box::new(max_pinned.clone()))
+            .expect("unique metric");
+        let reply_routes = IntGauge::new(
+            names::REPLY_ROUTES,
+            "Upload-reply routes held: reply paths routed to the backend that issued them.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(reply_routes.clone()))
             .expect("unique metric");
         let uploaded_bytes = counter(
             names::UPLOADED_BYTES_TOTAL,
@@ -281,6 +291,7 @@ impl Metrics {
             sessions_active,
             pinned,
             max_pinned,
+            reply_routes,
             uploaded_bytes,
             duration,
             backend_up,

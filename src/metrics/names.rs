@@ -54,8 +54,12 @@ pub const STORE_FAILED: &str = "bitsgate_store_failed";
 /// Access-log lines dropped: the writer fell behind or the file could not be written.
 pub const ACCESS_LOG_DROPPED_TOTAL: &str = "bitsgate_access_log_dropped_total";
 
+/// Upload-reply routes held: reply paths routed to the backend that issued them.
+pub const REPLY_ROUTES: &str = "bitsgate_reply_routes";
+
 /// Every name above, for the documentation check.
-pub const ALL: [&str; 23] = [
+pub const ALL: [&str; 24] = [
+    REPLY_ROUTES,
     ACCESS_LOG_DROPPED_TOTAL,
     SESSION_ID_COLLISIONS_TOTAL,
     MAX_PINNED_SESSIONS,

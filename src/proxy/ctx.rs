@@ -90,6 +90,8 @@ pub struct RequestCtx {
     pub tried: Vec<usize>,
     /// Set when bitsgate answered locally.
     pub local: Option<LocalReason>,
+    /// A download of an upload reply: only its owner may answer it.
+    pub reply: bool,
     /// Status sent downstream.
     pub status: u16,
 }
@@ -103,6 +105,7 @@ impl RequestCtx {
             chosen: None,
             tried: Vec::new(),
             local: None,
+            reply: false,
             status: 0,
         }
     }

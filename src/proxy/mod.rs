@@ -5,6 +5,7 @@ mod acks;
 mod ctx;
 mod learn;
 mod linger;
+mod reply;
 mod service;
 
 pub use ctx::RequestCtx;

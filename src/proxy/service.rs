@@ -72,7 +72,7 @@ impl BitsProxy {
                 Ok(Classified::Bits(packet)) => Some(packet),
             };
         let target = match &packet {
-            None => Target::Other,
+            None => super::reply::target_of(shared, req),
             Some(packet) => {
                 let content_length = packet.content_length.unwrap_or(0);
                 // Recorded first, so even a local refusal is labelled by packet type.
@@ -123,12 +123,13 @@ impl BitsProxy {
             host_backend: host.and_then(|host| generation.farm.index_for_host(host)),
             path: req.uri.path(),
             tick: match target {
-                Target::SessionPacket { .. } => 0,
+                Target::SessionPacket { .. } | Target::Reply { .. } => 0,
                 Target::CreateSession => shared.next_tick(true),
                 Target::Ping | Target::Other => shared.next_tick(false),
             },
             exclude: &ctx.tried,
         };
+        ctx.reply = matches!(target, Target::Reply { .. });
         match route(
             &request,
             &generation.farm,
@@ -289,7 +290,8 @@ impl ProxyHttp for BitsProxy {
         if let Some(generation) = &ctx.generation {
             crate::health_service::connect_failed(&self.shared, generation, chosen.index);
         }
-        let session_bound = ctx.packet.as_ref().is_some_and(|p| p.kind.needs_session());
+        let session_bound =
+            ctx.reply || ctx.packet.as_ref().is_some_and(|p| p.kind.needs_session());
         if session_bound {
             // Never another node for a pinned session: it would answer not-found and the
             // client would restart from byte 0. 503 makes it retry the owner later.
@@ -383,6 +385,15 @@ impl ProxyHttp for BitsProxy {
                 settle_new_pin(&self.shared, generation, chosen, new_pin, upstream_response)
                     .await?;
             }
+            super::reply::relay_reply_url(
+                &self.shared,
+                generation,
+                packet,
+                chosen,
+                upstream_response,
+                request,
+            )
+            .await;
         }
         Ok(())
     }

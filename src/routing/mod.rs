@@ -22,7 +22,12 @@ pub enum Target {
         /// The owner the session table knows of.
         owner: Option<BackendSlot>,
     },
-    /// Anything that is not a BITS packet (GET of a reply URL, probes).
+    /// `HEAD` or `GET` of a live upload-reply route, with the backend that issued it.
+    Reply {
+        /// The session's owner, which alone has the reply.
+        owner: BackendSlot,
+    },
+    /// Anything else that is not a BITS packet.
     Other,
 }
 
@@ -114,10 +119,23 @@ pub fn route(
                 None => Route::Local(LocalReply::NoBackend),
             }
         }
-        Target::Other => match host {
-            Some(i) if farm.backends[i].status.is_up() => Route::Forward(i),
-            _ => any_ready(request, farm),
+        // Only the owner has the reply: never another node, even when it is down.
+        Target::Reply { owner } => match farm.index_of(owner) {
+            Some(i) if farm.backends[i].status.is_up() && !request.exclude.contains(&i) => {
+                Route::Forward(i)
+            }
+            Some(_) => Route::Local(LocalReply::OwnerUnavailable),
+            // The owner left the farm: its session ended with it, and so did the route.
+            None => other(host, request, farm),
         },
+        Target::Other => other(host, request, farm),
+    }
+}
+
+fn other(host: Option<usize>, request: &RouteRequest<'_>, farm: &Farm) -> Route {
+    match host {
+        Some(i) if farm.backends[i].status.is_up() => Route::Forward(i),
+        _ => any_ready(request, farm),
     }
 }
 

@@ -342,3 +342,59 @@ fn non_bits_requests_go_to_a_ready_backend_or_the_named_one() {
     };
     assert_eq!(run(&fx, &req), Route::Forward(1));
 }
+
+#[test]
+fn a_reply_download_goes_to_its_owner_only_whatever_the_host_and_tick() {
+    let fx = farm(HostIdMode::Rewrite, 3);
+    let owner = fx.farm.backends[2].slot;
+    for tick in 0..6 {
+        let req = RouteRequest {
+            tick,
+            host_backend: Some(0),
+            ..request(Target::Reply { owner })
+        };
+        assert_eq!(run(&fx, &req), Route::Forward(2));
+    }
+    // Draining owners still serve the replies of their sessions.
+    fx.farm.backends[2].status.set_draining(true);
+    assert_eq!(
+        run(&fx, &request(Target::Reply { owner })),
+        Route::Forward(2)
+    );
+}
+
+#[test]
+fn a_reply_download_whose_owner_is_down_or_unreachable_gets_503_never_another_node() {
+    let fx = farm(HostIdMode::Strip, 3);
+    let owner = fx.farm.backends[1].slot;
+    let req = RouteRequest {
+        exclude: &[1],
+        ..request(Target::Reply { owner })
+    };
+    assert_eq!(run(&fx, &req), Route::Local(LocalReply::OwnerUnavailable));
+    fx.farm.backends[1].status.set_up(false);
+    assert_eq!(
+        run(&fx, &request(Target::Reply { owner })),
+        Route::Local(LocalReply::OwnerUnavailable)
+    );
+}
+
+#[test]
+fn a_reply_route_of_a_removed_backend_is_routed_like_any_other_request() {
+    let fx = farm(HostIdMode::Strip, 2);
+    let (gone, _) = fx.registry.slot("gone").unwrap();
+    let req = RouteRequest {
+        tick: 1,
+        ..request(Target::Reply { owner: gone })
+    };
+    assert_eq!(
+        run(&fx, &req),
+        run(
+            &fx,
+            &RouteRequest {
+                tick: 1,
+                ..request(Target::Other)
+            }
+        )
+    );
+}

@@ -1,12 +1,14 @@
 //! Session pinning: compact keys and the table.
 
 pub mod key;
+pub mod replies;
 pub mod retired;
 pub mod store;
 pub mod table;
 pub mod urls;
 
 pub use key::SessionKey;
+pub use replies::{ReplyRoute, ReplyRoutes};
 pub use table::{Pin, PinError, SessionTable, UnixSecs};
 pub use urls::{SessionUrl, UrlId, UrlRegistry};
 

@@ -25,6 +25,7 @@ mod sessions;
 mod status_page;
 mod systemd_notify;
 mod tls;
+mod upload_reply;
 mod uploads;
 mod webdriver;
 mod wire;

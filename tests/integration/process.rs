@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Farm {
-    dir: tempfile::TempDir,
-    backends: Vec<ServerHandle>,
-    proxy: SocketAddr,
+pub(crate) struct Farm {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) backends: Vec<ServerHandle>,
+    pub(crate) proxy: SocketAddr,
     admin: SocketAddr,
     config: PathBuf,
     /// The config text without its [[backends]] tables, and those tables one by one.
@@ -35,6 +35,15 @@ async fn farm(backends: usize) -> Farm {
 /// A farm of `backends` reference servers of which the config lists the first
 /// `configured`.
 async fn farm_with(backends: usize, configured: usize) -> Farm {
+    farm_of(backends, configured, |_, _| {}).await
+}
+
+/// [`farm_with`], each reference server's config adjusted by `tweak` (index, config).
+pub(crate) async fn farm_of(
+    backends: usize,
+    configured: usize,
+    tweak: impl Fn(usize, &mut ServerConfig),
+) -> Farm {
     let dir = tempfile::tempdir().unwrap();
     let mut handles = Vec::new();
     let mut tables = Vec::new();
@@ -51,6 +60,7 @@ async fn farm_with(backends: usize, configured: usize) -> Farm {
     for i in 0..backends {
         let mut config = ServerConfig::new(dir.path().join(format!("b{i}")));
         config.name = format!("b{i}");
+        tweak(i, &mut config);
         std::fs::create_dir_all(&config.root).unwrap();
         let handle = server::spawn(config).await.unwrap();
         tables.push(format!(
@@ -73,7 +83,7 @@ async fn farm_with(backends: usize, configured: usize) -> Farm {
 }
 
 /// A bitsgate process that is killed when the test ends, passed or failed.
-struct Proc(Child);
+pub(crate) struct Proc(Child);
 
 impl std::ops::Deref for Proc {
     type Target = Child;
@@ -97,7 +107,7 @@ impl Drop for Proc {
     }
 }
 
-fn start(farm: &Farm, upgrade: bool, log: &str) -> Proc {
+pub(crate) fn start(farm: &Farm, upgrade: bool, log: &str) -> Proc {
     let log = std::fs::File::create(farm.dir.path().join(log)).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_bitsgate"));
     command.args(["run", "--config"]).arg(&farm.config);
@@ -114,7 +124,7 @@ fn start(farm: &Farm, upgrade: bool, log: &str) -> Proc {
         .expect("bitsgate starts")
 }
 
-fn wait_listening(addr: SocketAddr) {
+pub(crate) fn wait_listening(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
         assert!(
@@ -134,7 +144,7 @@ fn signal(child: &Child, name: &str) {
 }
 
 /// SIGTERM, then wait for the process to exit (in a multi-thread test runtime).
-fn stop_gracefully(child: &mut Child) {
+pub(crate) fn stop_gracefully(child: &mut Child) {
     signal(child, "TERM");
     tokio::task::block_in_place(|| wait_exit(child, Duration::from_secs(20)));
 }

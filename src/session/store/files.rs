@@ -37,10 +37,22 @@ pub(crate) fn write_snapshot<'a>(
     temp: &Path,
     pins: impl IntoIterator<Item = (&'a SessionKey, &'a PinOwner, &'a StoredPin)>,
 ) -> Result<File, StoreError> {
+    write_snapshot_with_replies(temp, pins.into_iter().map(|(k, o, p)| (k, o, p, None)))
+}
+
+/// [`write_snapshot`] with each pin's upload-reply path, when it has one (written
+/// right after its pin).
+pub(crate) fn write_snapshot_with_replies<'a>(
+    temp: &Path,
+    pins: impl IntoIterator<Item = (&'a SessionKey, &'a PinOwner, &'a StoredPin, Option<&'a str>)>,
+) -> Result<File, StoreError> {
     let mut writer = SnapshotWriter::create(temp)?;
-    for (key, owner, pin) in pins {
+    for (key, owner, pin, reply) in pins {
         let host = owner.host.as_deref().unwrap_or("");
         writer.pin(key, &owner.backend, host, &owner.path, pin);
+        if let Some(path) = reply {
+            writer.reply(key, path);
+        }
     }
     writer.finish()
 }
@@ -88,7 +100,22 @@ impl SnapshotWriter {
         if self.error.is_some() {
             return;
         }
-        if let Err(e) = format::encode_pin(&mut self.buf, key, backend, host, path, pin) {
+        let encoded = format::encode_pin(&mut self.buf, key, backend, host, path, pin);
+        self.after_encode(encoded);
+    }
+
+    /// Adds the upload-reply path of a pin added before it.
+    pub fn reply(&mut self, key: &SessionKey, path: &str) {
+        if self.error.is_some() {
+            return;
+        }
+        let encoded = format::encode_reply(&mut self.buf, key, path);
+        self.after_encode(encoded);
+    }
+
+    /// Records an encoding failure, or writes the buffer out when it is nearly full.
+    fn after_encode(&mut self, encoded: Result<(), StoreError>) {
+        if let Err(e) = encoded {
             self.error = Some(e);
             return;
         }

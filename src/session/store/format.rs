@@ -1,12 +1,17 @@
-//! The journal format, version 2: a fixed header, then length-prefixed, checksummed
+//! The journal format, version 3: a fixed header, then length-prefixed, checksummed
 //! records. `docs/storage.md` describes it byte by byte; the fixture tests
-//! (`tests/fixtures/pins-v1.journal`, `pins-v2.journal`) fail if any of it changes.
+//! (`tests/fixtures/pins-v1.journal`, `pins-v2.journal`, `pins-v3.journal`) fail if
+//! any of it changes.
 //!
 //! Version 2 adds a pin record that carries the session's `Host` and full URL path,
 //! and promises that pin records are re-appended as sessions stay active (so a pin's
 //! `last_seen` on disk is at most one journaling interval old). Version 1 journals are
-//! still read; they are rewritten as version 2 at the first start that holds the data
-//! directory.
+//! still read; they are rewritten in the current version at the first start that
+//! holds the data directory.
+//!
+//! Version 3 adds the reply record: the path and query of an upload-reply job's
+//! `BITS-Reply-URL`, tied to its session key (replay attaches it to the live pin of the
+//! key; an unpin drops both). Version 2 journals are read and rewritten as version 3.
 
 use super::{StoreError, StoredPin};
 use crate::session::key::GuidStyle;
@@ -16,7 +21,9 @@ use std::sync::OnceLock;
 /// First 8 bytes of every journal. The CR LF catches a file mangled by a text-mode copy.
 pub(crate) const MAGIC: [u8; 8] = *b"BGPINS\r\n";
 /// The format this build writes and the newest it reads.
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
+/// The first format whose pin records are re-appended as sessions stay active.
+pub(crate) const ACTIVITY_SINCE: u32 = 2;
 /// The oldest format this build reads.
 pub(crate) const OLDEST_VERSION: u32 = 1;
 /// Magic, version (u32 LE), reserved (u32, written as zero).
@@ -38,6 +45,8 @@ const KIND_PIN: u8 = 1;
 const KIND_UNPIN: u8 = 2;
 /// A pin with the `Host` and the full URL path of its Create-Session.
 const KIND_PIN_URL: u8 = 3;
+/// The path and query of a session's upload reply (version 3).
+const KIND_REPLY: u8 = 4;
 const TAG_GUID: u8 = 1;
 const TAG_TEXT: u8 = 2;
 const STYLE_BRACED: u8 = 1;
@@ -57,13 +66,21 @@ pub(crate) enum Record {
     },
     /// `key` is no longer pinned.
     Unpin { key: SessionKey },
+    /// The reply of `key`'s upload-reply job is served at `path` (path and query) by
+    /// the session's owner.
+    Reply { key: SessionKey, path: String },
 }
 
 /// The 16 header bytes of a new journal.
 pub(crate) fn header() -> [u8; HEADER_LEN] {
+    header_of(VERSION)
+}
+
+/// The header of a journal in format `version` (older ones: for the fixture tests).
+pub(crate) fn header_of(version: u32) -> [u8; HEADER_LEN] {
     let mut out = [0; HEADER_LEN];
     out[..8].copy_from_slice(&MAGIC);
-    out[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    out[8..12].copy_from_slice(&version.to_le_bytes());
     out
 }
 
@@ -118,6 +135,21 @@ pub(crate) fn encode_unpin(out: &mut Vec<u8>, key: &SessionKey) -> Result<(), St
     frame(out, |out| {
         out.push(KIND_UNPIN);
         encode_key(out, key)
+    })
+}
+
+/// Appends a framed reply record to `out`.
+pub(crate) fn encode_reply(
+    out: &mut Vec<u8>,
+    key: &SessionKey,
+    path: &str,
+) -> Result<(), StoreError> {
+    check_field("reply path", path.len())?;
+    frame(out, |out| {
+        out.push(KIND_REPLY);
+        encode_key(out, key)?;
+        put_field(out, path.as_bytes());
+        Ok(())
     })
 }
 
@@ -239,6 +271,10 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, &'static str> {
             }
         }
         KIND_UNPIN => Record::Unpin { key },
+        KIND_REPLY => Record::Reply {
+            key,
+            path: r.text()?.to_owned(),
+        },
         _ => return Err("unknown record kind"),
     };
     if !r.0.is_empty() {

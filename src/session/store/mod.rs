@@ -34,12 +34,19 @@ use lock::{DirLock, Ownership, UpgradeLock};
 pub use replay::PinSink;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::oneshot;
 pub use types::TailPins;
 use writer::{Counters, Msg, Sharing, Writer};
+
+/// What [`PinStore::read_live`] finds: the live pins, and the upload-reply paths of
+/// those that have one.
+pub type LivePins = (
+    Vec<(SessionKey, PinOwner, StoredPin)>,
+    Vec<(SessionKey, Box<str>)>,
+);
 
 /// A journal smaller than this is never worth compacting.
 pub const COMPACT_MIN_BYTES: u64 = 1 << 20;
@@ -68,6 +75,8 @@ struct Shared {
     caught_up_to: Arc<AtomicU64>,
     /// One tail read at a time.
     tail_reader: Mutex<()>,
+    /// Whether the journal's header is this format, so reply records may be appended.
+    replies_journaled: AtomicBool,
 }
 
 impl PinStore {
@@ -146,8 +155,8 @@ impl PinStore {
             .open(&path)
             .map_err(io_err("open", &path))?;
         // A journal in an older format is read whole, as `open` reads it, so that it can
-        // be rewritten in this format before anything is appended (never a version 1
-        // header with version 2 records after it); its pins go to the sink after that.
+        // be rewritten in this format before anything is appended (never an older
+        // header with newer records after it); its pins go to the sink after that.
         let (sink, sink_after_rewrite) = match sink {
             Some(sink) if replay::read_version(&path)?.is_some_and(|v| v < format::VERSION) => {
                 (None, Some(sink))
@@ -194,6 +203,8 @@ impl PinStore {
         // clocks are raised to now as they are loaded (see `restored_last_seen`). A
         // streamed start never sees one (it reads an older journal whole, above).
         let old_format = replayed.version < format::VERSION;
+        // Version 2 added activity records; version 3 only the reply record.
+        let activity_journaled = replayed.version >= format::ACTIVITY_SINCE;
         let compacted = !shared_with_old_process
             && (old_format
                 || (streamed.is_none() && worth_compacting(replayed.valid_len, live_bytes)));
@@ -202,7 +213,13 @@ impl PinStore {
                 .live
                 .values()
                 .map(|p| StoredPin {
-                    last_seen: restored_last_seen(p.pin.last_seen, now, 0, !old_format),
+                    // A clock without journaled activity is raised to now (see
+                    // `restored_last_seen`); one with it is kept as journaled.
+                    last_seen: if activity_journaled {
+                        p.pin.last_seen
+                    } else {
+                        restored_last_seen(p.pin.last_seen, now, 0, false)
+                    },
                     ..p.pin
                 })
                 .collect();
@@ -210,8 +227,8 @@ impl PinStore {
                 .live
                 .iter()
                 .zip(&raised)
-                .map(|((key, p), pin)| (key, &p.owner, pin));
-            files::write_snapshot(&temp, live)?;
+                .map(|((key, p), pin)| (key, &p.owner, pin, p.reply.as_deref()));
+            files::write_snapshot_with_replies(&temp, live)?;
             files::install(&temp, &path, dir)?;
         }
 
@@ -267,23 +284,33 @@ impl PinStore {
                 "compacted the pin journal to its live pins"
             );
         }
+        let mut replies = Vec::new();
         let pins = match sink_after_rewrite {
             Some(sink) => {
-                sink.journal_format(!old_format);
+                sink.journal_format(activity_journaled);
                 for (key, p) in replayed.live {
-                    sink.pin(key, &p.owner, p.pin);
+                    sink.pin(key.clone(), &p.owner, p.pin);
+                    if let Some(path) = &p.reply {
+                        sink.reply(&key, path);
+                    }
                 }
                 Vec::new()
             }
             None => replayed
                 .live
                 .into_iter()
-                .map(|(key, p)| (key, p.owner, p.pin))
+                .map(|(key, p)| {
+                    if let Some(path) = p.reply {
+                        replies.push((key.clone(), path));
+                    }
+                    (key, p.owner, p.pin)
+                })
                 .collect(),
         };
         let loaded = Loaded {
             pins,
-            activity_journaled: !old_format,
+            activity_journaled,
+            replies,
             records: replayed.records,
             truncated_bytes,
             damage: replayed.damage,
@@ -300,6 +327,9 @@ impl PinStore {
             ownership: ownership.clone(),
             caught_up_to,
             tail_reader: Mutex::new(()),
+            // A journal still in an older format is shared with the process of an
+            // older build during an upgrade: it would refuse a reply record.
+            replies_journaled: AtomicBool::new(!shared_with_old_process || !old_format),
         });
         if shared_with_old_process {
             claim_dir_when_free(dir, Arc::downgrade(&ownership))?;
@@ -354,6 +384,8 @@ impl PinStore {
                 // An unpin by the other process leaves a pin here that its owner
                 // answers not-found for (and that expires): routed right either way.
                 format::Record::Unpin { .. } => None,
+                // The other process routes the replies it learned until it exits.
+                format::Record::Reply { .. } => None,
             })
             .collect();
         Ok(TailPins {
@@ -409,6 +441,23 @@ impl PinStore {
         c.pin_record_bytes
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Ok(bytes)
+    }
+
+    /// Journals that the upload reply of `key` (pinned earlier) is served at `path`
+    /// (path and query). Resolves like [`PinStore::pin`], so a final Fragment's Ack
+    /// can wait for it. `None` when the journal cannot take the record yet: shared
+    /// during an upgrade with an older build's process, in that build's format, until
+    /// the catch-up compaction rewrites it, or when `path` is longer than a record
+    /// field (1,024 bytes): such a route lives in memory only.
+    pub fn reply(&self, key: &SessionKey, path: &str) -> Option<PendingWrite> {
+        if !self.shared.replies_journaled.load(Ordering::Acquire) || path.len() > format::MAX_FIELD
+        {
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(32 + path.len());
+        let queued =
+            format::encode_reply(&mut bytes, key, path).and_then(|()| self.append(bytes, true));
+        Some(PendingWrite::new(queued))
     }
 
     /// Journals that `key` is no longer pinned. Queued when called, so it always lands
@@ -470,22 +519,33 @@ impl PinStore {
         .map_err(|_| StoreError::Closed)??;
         let (ack, rx) = oneshot::channel();
         self.send(Msg::Swap { temp: written, ack })?;
-        PendingWrite::new(Ok(rx)).await
+        PendingWrite::new(Ok(rx)).await?;
+        // The new file has this format's header.
+        self.shared.replies_journaled.store(true, Ordering::Release);
+        Ok(())
     }
 
-    /// Every live pin the journal holds now, after flushing this store's own writes.
-    /// Reads only; a damaged tail is ignored (the next ordinary start cuts it).
-    pub async fn read_live(&self) -> Result<Vec<(SessionKey, PinOwner, StoredPin)>, StoreError> {
+    /// Every live pin the journal holds now, after flushing this store's own writes,
+    /// and the upload-reply path of each that has one. Reads only; a damaged tail is
+    /// ignored (the next ordinary start cuts it).
+    pub async fn read_live(&self) -> Result<LivePins, StoreError> {
         self.flush().await?;
         let path = self.shared.dir.join(JOURNAL);
         tokio::task::spawn_blocking(move || {
             let file = fs::File::open(&path).map_err(io_err("open", &path))?;
             let replayed = replay::replay(&path, &file)?;
-            Ok(replayed
+            let mut replies = Vec::new();
+            let pins = replayed
                 .live
                 .into_iter()
-                .map(|(key, p)| (key, p.owner, p.pin))
-                .collect())
+                .map(|(key, p)| {
+                    if let Some(path) = p.reply {
+                        replies.push((key.clone(), path));
+                    }
+                    (key, p.owner, p.pin)
+                })
+                .collect();
+            Ok((pins, replies))
         })
         .await
         .map_err(|_| StoreError::Closed)?

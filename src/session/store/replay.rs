@@ -16,6 +16,8 @@ pub(crate) struct LivePin {
     pub owner: PinOwner,
     pub pin: StoredPin,
     pub record_len: u64,
+    /// The path and query of the session's upload reply, once one was journaled.
+    pub reply: Option<Box<str>>,
 }
 
 /// The state a journal describes.
@@ -50,6 +52,9 @@ pub trait PinSink {
     fn pin(&mut self, key: SessionKey, owner: &PinOwner, pin: StoredPin);
     /// `key` is no longer pinned.
     fn unpin(&mut self, key: &SessionKey);
+    /// The upload reply of `key`, pinned by an earlier record, is served at `path`
+    /// (path and query) by the session's owner.
+    fn reply(&mut self, key: &SessionKey, path: &str);
 }
 
 /// What [`replay_into`] read besides the pins.
@@ -117,7 +122,7 @@ pub(crate) fn replay_into(
             return Ok(out);
         }
     }
-    sink.journal_format(out.version >= format::VERSION);
+    sink.journal_format(out.version >= format::ACTIVITY_SINCE);
     let mut strings = SharedStrings::default();
     let (mut pin_records, mut pin_record_bytes) = (0, 0);
     out.scan = scan(
@@ -137,6 +142,7 @@ pub(crate) fn replay_into(
                 sink.pin(key, &strings.owner(&backend, &host, path), pin);
             }
             Record::Unpin { key } => sink.unpin(&key),
+            Record::Reply { key, path } => sink.reply(&key, &path),
         },
     )?;
     out.pin_records = pin_records;
@@ -264,17 +270,28 @@ fn apply(
             pin,
         } => {
             let owner = strings.owner(&backend, &host, path);
+            // An activity record of the same session keeps the reply journaled for it.
+            let reply = live
+                .remove(&key)
+                .filter(|old| old.owner.backend == owner.backend)
+                .and_then(|old| old.reply);
             live.insert(
                 key,
                 LivePin {
                     owner,
                     pin,
                     record_len,
+                    reply,
                 },
             );
         }
         Record::Unpin { key } => {
             live.remove(&key);
+        }
+        Record::Reply { key, path } => {
+            if let Some(live) = live.get_mut(&key) {
+                live.reply = Some(path.into());
+            }
         }
     }
 }

@@ -110,10 +110,13 @@ pub struct Loaded {
     /// [`Loaded::activity_journaled`]; see [`restored_last_seen`]. Empty after
     /// [`super::PinStore::open_into`], which hands them to its sink instead.
     pub pins: Vec<(SessionKey, PinOwner, StoredPin)>,
-    /// Whether the journal was written with activity re-appends (format 2). A
-    /// version 1 journal is rewritten as version 2 by the load that holds the data
-    /// directory, but the pins it held carry no activity.
+    /// Whether the journal was written with activity re-appends (format 2 or later).
+    /// A version 1 journal is rewritten in the current version by the load that holds
+    /// the data directory, but the pins it held carry no activity.
     pub activity_journaled: bool,
+    /// The upload-reply path of each pin in [`Loaded::pins`] that has one (empty
+    /// after [`super::PinStore::open_into`], which hands them to its sink).
+    pub replies: Vec<(SessionKey, Box<str>)>,
     /// Complete records replayed.
     pub records: u64,
     /// Bytes cut off the end because they were not a complete, valid record.

@@ -156,7 +156,7 @@ fn a_newer_format_version_is_refused_with_both_versions_named() {
     );
     assert!(
         err.to_string()
-            .contains("format v3, this bitsgate reads v2"),
+            .contains("format v4, this bitsgate reads v3"),
         "{err}"
     );
     assert_eq!(fs::read(journal(dir.path())).unwrap(), bytes);

@@ -295,6 +295,7 @@ impl super::PinSink for MapSink {
     fn unpin(&mut self, key: &SessionKey) {
         self.0.remove(&key.to_string());
     }
+    fn reply(&mut self, _key: &SessionKey, _path: &str) {}
 }
 
 #[tokio::test]
