@@ -14,11 +14,11 @@ pub(crate) struct Farm {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) backends: Vec<ServerHandle>,
     pub(crate) proxy: SocketAddr,
-    admin: SocketAddr,
-    config: PathBuf,
+    pub(crate) admin: SocketAddr,
+    pub(crate) config: PathBuf,
     /// The config text without its [[backends]] tables, and those tables one by one.
-    header: String,
-    backend_tables: Vec<String>,
+    pub(crate) header: String,
+    pub(crate) backend_tables: Vec<String>,
 }
 
 fn free_port() -> SocketAddr {
@@ -34,7 +34,7 @@ async fn farm(backends: usize) -> Farm {
 
 /// A farm of `backends` reference servers of which the config lists the first
 /// `configured`.
-async fn farm_with(backends: usize, configured: usize) -> Farm {
+pub(crate) async fn farm_with(backends: usize, configured: usize) -> Farm {
     farm_of(backends, configured, |_, _| {}).await
 }
 
@@ -135,7 +135,7 @@ pub(crate) fn wait_listening(addr: SocketAddr) {
     }
 }
 
-fn signal(child: &Child, name: &str) {
+pub(crate) fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])
         .status()
@@ -149,7 +149,7 @@ pub(crate) fn stop_gracefully(child: &mut Child) {
     tokio::task::block_in_place(|| wait_exit(child, Duration::from_secs(20)));
 }
 
-fn wait_exit(child: &mut Child, limit: Duration) {
+pub(crate) fn wait_exit(child: &mut Child, limit: Duration) {
     let deadline = Instant::now() + limit;
     while child.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "bitsgate did not exit");
@@ -157,7 +157,7 @@ fn wait_exit(child: &mut Child, limit: Duration) {
     }
 }
 
-fn options() -> UploadOptions {
+pub(crate) fn options() -> UploadOptions {
     UploadOptions {
         fragment_size: 32 << 10,
         new_connection_per_packet: true,
@@ -170,7 +170,7 @@ fn options() -> UploadOptions {
     }
 }
 
-type Uploads = Vec<tokio::task::JoinHandle<(String, String, UploadReport)>>;
+pub(crate) type Uploads = Vec<tokio::task::JoinHandle<(String, String, UploadReport)>>;
 
 fn start_uploads(farm: &Farm, prefix: &str, count: u64, size: usize) -> Uploads {
     (0..count)
@@ -193,11 +193,11 @@ fn start_uploads(farm: &Farm, prefix: &str, count: u64, size: usize) -> Uploads 
         .collect()
 }
 
-async fn bytes_received(farm: &Farm) -> u64 {
+pub(crate) async fn bytes_received(farm: &Farm) -> u64 {
     farm.backends.iter().map(|b| b.stats().bytes_received).sum()
 }
 
-async fn check_uploads(farm: &Farm, uploads: Uploads) -> Vec<UploadReport> {
+pub(crate) async fn check_uploads(farm: &Farm, uploads: Uploads) -> Vec<UploadReport> {
     let mut reports = Vec::new();
     for task in uploads {
         let (path, expected, report) = task.await.expect("upload task");
@@ -212,7 +212,7 @@ async fn check_uploads(farm: &Farm, uploads: Uploads) -> Vec<UploadReport> {
     reports
 }
 
-async fn wait_for_progress(farm: &Farm, bytes: u64) {
+pub(crate) async fn wait_for_progress(farm: &Farm, bytes: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while bytes_received(farm).await < bytes {
         assert!(Instant::now() < deadline, "uploads made no progress");
@@ -220,7 +220,7 @@ async fn wait_for_progress(farm: &Farm, bytes: u64) {
     }
 }
 
-fn log_of(farm: &Farm, name: &str) -> String {
+pub(crate) fn log_of(farm: &Farm, name: &str) -> String {
     std::fs::read_to_string(farm.dir.path().join(name)).unwrap_or_default()
 }
 
