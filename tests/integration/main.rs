@@ -22,6 +22,7 @@ mod process;
 mod prometheus_rules;
 mod promql;
 mod sessions;
+mod soak;
 mod status_page;
 mod systemd_notify;
 mod tls;

@@ -115,7 +115,10 @@ pub(crate) fn start(farm: &Farm, upgrade: bool, log: &str) -> Proc {
         command.arg("--upgrade");
     }
     command
-        .env("BITSGATE_LOG", "info")
+        .env(
+            "BITSGATE_LOG",
+            std::env::var("BITSGATE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -201,15 +204,21 @@ pub(crate) async fn check_uploads(farm: &Farm, uploads: Uploads) -> Vec<UploadRe
     let mut reports = Vec::new();
     for task in uploads {
         let (path, expected, report) = task.await.expect("upload task");
-        assert_eq!(report.restarts, 0, "{path} restarted from byte 0");
-        let copies: Vec<String> = (0..farm.backends.len())
-            .filter_map(|i| std::fs::read(farm.dir.path().join(format!("b{i}")).join(&path)).ok())
-            .map(|bytes| sha256(&bytes))
-            .collect();
-        assert_eq!(copies, vec![expected], "{path}");
+        check_upload(farm, &path, &expected, &report);
         reports.push(report);
     }
     reports
+}
+
+/// One upload finished without restarting, and exactly one backend holds the file,
+/// with the bytes that were sent.
+pub(crate) fn check_upload(farm: &Farm, path: &str, expected: &str, report: &UploadReport) {
+    assert_eq!(report.restarts, 0, "{path} restarted from byte 0");
+    let copies: Vec<String> = (0..farm.backends.len())
+        .filter_map(|i| std::fs::read(farm.dir.path().join(format!("b{i}")).join(path)).ok())
+        .map(|bytes| sha256(&bytes))
+        .collect();
+    assert_eq!(copies, vec![expected.to_owned()], "{path}");
 }
 
 pub(crate) async fn wait_for_progress(farm: &Farm, bytes: u64) {
@@ -670,7 +679,10 @@ fn start_on_a_small_disk(farm: &Farm, log: &str) -> Proc {
         .arg(&data)
         .arg(env!("CARGO_BIN_EXE_bitsgate"))
         .arg(&farm.config)
-        .env("BITSGATE_LOG", "info")
+        .env(
+            "BITSGATE_LOG",
+            std::env::var("BITSGATE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
