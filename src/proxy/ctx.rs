@@ -1,5 +1,6 @@
 //! Per-request state, as named parts.
 
+use super::binding::AuthCtx;
 use crate::backend::BackendSlot;
 use crate::metrics::PacketLabel;
 use crate::session::SessionKey;
@@ -92,6 +93,8 @@ pub struct RequestCtx {
     pub local: Option<LocalReason>,
     /// Status sent downstream.
     pub status: u16,
+    /// Connection-bound authentication of the client connection.
+    pub auth: AuthCtx,
 }
 
 impl RequestCtx {
@@ -104,6 +107,7 @@ impl RequestCtx {
             tried: Vec::new(),
             local: None,
             status: 0,
+            auth: AuthCtx::default(),
         }
     }
 

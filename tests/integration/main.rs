@@ -27,4 +27,5 @@ mod systemd_notify;
 mod tls;
 mod uploads;
 mod webdriver;
+mod windows_auth;
 mod wire;
