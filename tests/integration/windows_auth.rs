@@ -380,3 +380,73 @@ async fn a_404_at_the_default_path_is_alive_but_not_at_a_configured_bits_path() 
         .await;
     }
 }
+
+/// A bound client connection that sends a packet of a session pinned to another node:
+/// the packet goes to the owner over a fresh private connection, the owner asks for
+/// credentials, and the client's handshake on the same client connection then binds
+/// it to the owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packet_of_a_session_pinned_elsewhere_moves_the_binding_to_its_owner() {
+    let cluster = Cluster::new()
+        .backends(2)
+        .server(auth(AuthMode::Ntlm))
+        .start()
+        .await;
+    let create = RawRequest::bits(PacketType::CreateSession, "/up/moved.bin")
+        .header("BITS-Supported-Protocols", bits_proto::BITS_1_5_PROTOCOL);
+    // Two authenticated client connections on different nodes: the anonymous Ping's
+    // 401 binds each to the node that answered it.
+    let mut clients: Vec<(String, KeptAlive)> = Vec::new();
+    for _ in 0..10 {
+        let mut client = KeptAlive::connect(cluster.proxy_addr()).await;
+        let anonymous = client
+            .send(&RawRequest::bits(PacketType::Ping, "/up/x"))
+            .await
+            .expect("an answer");
+        let node = anonymous.header("server").unwrap_or_default().to_owned();
+        if clients.iter().any(|(n, _)| *n == node) {
+            continue;
+        }
+        let (_, done) = client.authenticate("/up/x", "gina").await;
+        assert_eq!(done.status, 200, "{done:?}");
+        assert_eq!(done.header("server"), Some(node.as_str()));
+        clients.push((node, client));
+        if clients.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(clients.len(), 2, "Pings reach both nodes");
+    let (owner, mut owning) = clients.pop().expect("two");
+    let (other, mut elsewhere) = clients.pop().expect("two");
+    let created = owning.send(&create).await.expect("an answer");
+    assert_eq!(created.status, 200, "{created:?}");
+    assert_eq!(created.header("server"), Some(owner.as_str()));
+    let session = created
+        .header("bits-session-id")
+        .expect("a session id")
+        .to_owned();
+    let data = Bytes::from_static(b"hello");
+    let fragment = RawRequest::fragment("/up/moved.bin", &session, 0, data, 5);
+    let refused = elsewhere.send(&fragment).await.expect("an answer");
+    assert_eq!(
+        refused.status, 401,
+        "the owner wants credentials: {refused:?}"
+    );
+    assert_eq!(refused.header("server"), Some(owner.as_str()));
+    let (challenged, done) = elsewhere.authenticate("/up/x", "gina").await;
+    assert_eq!(challenged.header("server"), Some(owner.as_str()));
+    assert_eq!(done.status, 200, "{done:?}");
+    assert_eq!(done.header("server"), Some(owner.as_str()), "not {other}");
+    let sent = elsewhere.send(&fragment).await.expect("an answer");
+    assert_eq!(sent.status, 200, "{sent:?}");
+    let ping = elsewhere
+        .send(&RawRequest::bits(PacketType::Ping, "/up/x"))
+        .await
+        .expect("an answer");
+    assert_eq!(ping.status, 200);
+    assert_eq!(
+        ping.header("server"),
+        Some(owner.as_str()),
+        "bound to the owner now"
+    );
+}
