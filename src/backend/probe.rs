@@ -1,9 +1,14 @@
 //! Active probes, on Pingora's health-check machinery: a TCP connect, or a BITS Ping
-//! (`BITS_POST` with `BITS-Packet-Type: Ping`) that passes on any BITS Ack.
+//! (`BITS_POST` with `BITS-Packet-Type: Ping`).
 //!
-//! Any Ack counts, whatever its status: a 401 or 403 Ack comes from a node that is
-//! alive and speaks BITS (it only wants credentials the probe does not have). A refused
-//! connection, a timeout, or an answer without `BITS-Packet-Type: Ack` is a failure.
+//! What a Ping's answer must be depends on whether `[health_check] path` is set. Unset,
+//! the Ping goes to `/`, where a real farm rarely serves BITS (IIS enables it per
+//! virtual directory and answers `/` with an HTML 404 or 501): any well-formed HTTP
+//! answer, whatever its status, proves the node alive. Set, the path is where BITS is
+//! served, and the answer must be a BITS Ack of any status, or a 401/403 carrying
+//! `WWW-Authenticate` (an IIS site with Windows authentication answers the anonymous
+//! Ping with an HTML 401 without BITS headers: alive, it only wants credentials). A
+//! refused connection, a timeout, or a malformed answer always fails.
 
 use crate::config::{HealthCheckConfig, HealthCheckKind};
 use bits_proto::headers as h;
@@ -32,6 +37,7 @@ pub enum ProbeError {
 /// request carries the backend's address as `Host`.
 pub struct Probes {
     path: String,
+    require_ack: bool,
     timeout: Duration,
     tcp: Arc<TcpHealthCheck>,
     ping: HashMap<SocketAddr, Arc<HttpHealthCheck>>,
@@ -44,6 +50,7 @@ impl Probes {
         tcp.peer_template.options.connection_timeout = Some(config.timeout);
         Probes {
             path: config.path.clone(),
+            require_ack: config.require_ack,
             timeout: config.timeout,
             tcp: Arc::new(tcp),
             ping: HashMap::new(),
@@ -52,7 +59,9 @@ impl Probes {
 
     /// Whether these probes were built for this config.
     pub fn matches(&self, config: &HealthCheckConfig) -> bool {
-        self.path == config.path && self.timeout == config.timeout
+        self.path == config.path
+            && self.require_ack == config.require_ack
+            && self.timeout == config.timeout
     }
 
     /// A probe of `kind` for the backend at `address`, ready to run on its own task.
@@ -62,10 +71,10 @@ impl Probes {
             HealthCheckKind::None => return None,
             HealthCheckKind::Tcp => self.tcp.clone(),
             HealthCheckKind::BitsPing => {
-                let (path, timeout) = (&self.path, self.timeout);
+                let (path, timeout, require_ack) = (&self.path, self.timeout, self.require_ack);
                 self.ping
                     .entry(address)
-                    .or_insert_with(|| Arc::new(bits_ping(address, path, timeout)))
+                    .or_insert_with(|| Arc::new(bits_ping(address, path, timeout, require_ack)))
                     .clone()
             }
         };
@@ -99,8 +108,28 @@ impl Probe {
     }
 }
 
+/// The rule in force, in one line, for `bitsgate check` and the start-up log.
+pub fn rule_summary(config: &HealthCheckConfig) -> String {
+    if config.require_ack {
+        format!(
+            "health probe: BITS Ping to {} must get a BITS Ack or a 401/403 with WWW-Authenticate ([health_check] path is set)",
+            config.path
+        )
+    } else {
+        format!(
+            "health probe: BITS Ping to {} passes on any HTTP answer ([health_check] path is not set; set it to the BITS directory to require a BITS Ack)",
+            config.path
+        )
+    }
+}
+
 /// A BITS Ping to `path` on `address`.
-fn bits_ping(address: SocketAddr, path: &str, timeout: Duration) -> HttpHealthCheck {
+fn bits_ping(
+    address: SocketAddr,
+    path: &str,
+    timeout: Duration,
+    require_ack: bool,
+) -> HttpHealthCheck {
     let host = address.to_string();
     let mut check = HttpHealthCheck::new(&host, false);
     check.peer_template.options.connection_timeout = Some(timeout);
@@ -119,7 +148,12 @@ fn bits_ping(address: SocketAddr, path: &str, timeout: Duration) -> HttpHealthCh
             return check;
         }
     }
-    check.validator = Some(Box::new(validate_ack));
+    if require_ack {
+        check.validator = Some(Box::new(validate_ack));
+    } else {
+        // Reading a complete, parsable answer is the whole test.
+        check.validator = Some(Box::new(|_| Ok(())));
+    }
     check
 }
 
@@ -131,14 +165,18 @@ fn ping_request(host: &str, path: &str) -> pingora::Result<RequestHeader> {
     Ok(req)
 }
 
-/// Any response that is a BITS Ack, whatever its status.
+/// A BITS Ack of any status, or a 401/403 asking for credentials.
 fn validate_ack(response: &ResponseHeader) -> pingora::Result<()> {
     let is_ack = response
         .headers
         .get(h::PACKET_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("Ack"));
-    if is_ack {
+    let wants_credentials = matches!(response.status.as_u16(), 401 | 403)
+        && response
+            .headers
+            .contains_key(http::header::WWW_AUTHENTICATE);
+    if is_ack || wants_credentials {
         Ok(())
     } else {
         Error::e_explain(
@@ -185,6 +223,7 @@ mod tests {
             interval: Duration::from_secs(1),
             timeout,
             path: "/uploads/".into(),
+            require_ack: true,
             healthy_threshold: 1,
             unhealthy_threshold: 1,
             passive_failures: 0,
@@ -194,6 +233,18 @@ mod tests {
     async fn probe(kind: HealthCheckKind, address: SocketAddr) -> Result<(), ProbeError> {
         let mut probes = Probes::new(&config(Duration::from_millis(500)));
         probes.prepare(kind, address).expect("a probe").run().await
+    }
+
+    /// A BITS Ping with the default rule: no path configured.
+    async fn default_ping(address: SocketAddr) -> Result<(), ProbeError> {
+        let config = HealthCheckConfig {
+            path: "/".into(),
+            require_ack: false,
+            ..config(Duration::from_millis(500))
+        };
+        let mut probes = Probes::new(&config);
+        let probe = probes.prepare(HealthCheckKind::BitsPing, address);
+        probe.expect("a probe").run().await
     }
 
     fn closed_port() -> SocketAddr {
@@ -222,6 +273,61 @@ mod tests {
         )
         .await;
         assert_eq!(probe(HealthCheckKind::BitsPing, address).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_401_or_403_asking_for_credentials_proves_the_node_alive_without_bits_headers() {
+        for status in ["401 Unauthorized", "403 Forbidden"] {
+            let response: &'static str = Box::leak(
+                format!("HTTP/1.1 {status}\r\nWWW-Authenticate: Negotiate\r\nWWW-Authenticate: NTLM\r\nContent-Type: text/html\r\nContent-Length: 2\r\n\r\nno")
+                    .into_boxed_str(),
+            );
+            let (address, _) = canned(response).await;
+            assert_eq!(
+                probe(HealthCheckKind::BitsPing, address).await,
+                Ok(()),
+                "{status}"
+            );
+        }
+        let (address, _) = canned("HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n").await;
+        assert!(
+            probe(HealthCheckKind::BitsPing, address).await.is_err(),
+            "a 401 without an offer is not a BITS server asking for credentials"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_configured_path_any_http_answer_proves_the_node_alive() {
+        let (address, mut requests) = canned(
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: 2\r\n\r\nno",
+        )
+        .await;
+        assert_eq!(default_ping(address).await, Ok(()));
+        let request = requests.recv().await.unwrap().to_ascii_lowercase();
+        assert!(request.starts_with("bits_post / http/1.1\r\n"), "{request}");
+        let (address, _) = canned("garbage\r\n\r\n").await;
+        assert!(default_ping(address).await.is_err(), "not HTTP");
+        assert!(default_ping(closed_port()).await.is_err());
+    }
+
+    #[test]
+    fn the_rule_in_force_is_named_in_one_line() {
+        let configured = config(Duration::from_secs(1));
+        let line = rule_summary(&configured);
+        assert!(
+            line.contains("/uploads/") && line.contains("BITS Ack"),
+            "{line}"
+        );
+        let default = HealthCheckConfig {
+            path: "/".into(),
+            require_ack: false,
+            ..configured
+        };
+        let line = rule_summary(&default);
+        assert!(
+            line.contains("any HTTP answer") && !line.contains('\n'),
+            "{line}"
+        );
     }
 
     #[tokio::test]
@@ -266,6 +372,11 @@ mod tests {
         assert!(probes.matches(&base));
         let other = HealthCheckConfig {
             path: "/".into(),
+            ..base.clone()
+        };
+        assert!(!probes.matches(&other));
+        let other = HealthCheckConfig {
+            require_ack: false,
             ..base
         };
         assert!(!probes.matches(&other));

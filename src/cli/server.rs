@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use bitsgate::app::{self, ProcessOptions};
+use bitsgate::backend::probe;
 use bitsgate::config;
 use bitsgate::systemd::SystemdNotifier;
 use pingora::services::background::background_service;
@@ -21,6 +22,7 @@ pub fn check(path: &Path) -> ExitCode {
                 config.listener.address,
                 config.admin.address
             );
+            println!("  {}", probe::rule_summary(&config.health_check));
             for warning in config::warnings(&config) {
                 println!("  warning: {warning}");
             }
@@ -40,6 +42,7 @@ pub fn run(path: &Path, upgrade: bool) -> anyhow::Result<()> {
     let config = config::load_file(path)
         .map_err(|errors| anyhow::anyhow!("invalid configuration:\n{errors}"))?;
     tracing::info!(target: "bitsgate", listener = %config.listener.address, admin = %config.admin.address, backends = config.backends.len(), "starting");
+    tracing::info!(target: "bitsgate::health", "{}", probe::rule_summary(&config.health_check));
     for warning in config::warnings(&config) {
         tracing::warn!(target: "bitsgate::config", key = warning.key, "{}", warning.message);
     }

@@ -67,7 +67,8 @@ pub const HEALTH_CHECK_KIND: &str = "bits_ping";
 pub const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// A probe slower than this counts as failed.
 pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
-/// URL path of the BITS Ping probe.
+/// URL path of the BITS Ping probe. Unset, any HTTP answer to it proves a node alive;
+/// a configured path must answer with a BITS Ack.
 pub const HEALTH_CHECK_PATH: &str = "/";
 /// Consecutive successful probes that bring a down backend back.
 pub const HEALTH_CHECK_HEALTHY_THRESHOLD: u32 = 2;

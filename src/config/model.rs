@@ -239,6 +239,10 @@ pub struct HealthCheckConfig {
     pub timeout: Duration,
     /// URL path of the BITS Ping.
     pub path: String,
+    /// `path` was configured: the Ping's answer must be a BITS Ack (or a 401/403 with
+    /// `WWW-Authenticate`). Without it any well-formed HTTP answer proves the node alive,
+    /// since the default path is rarely where a farm serves BITS.
+    pub require_ack: bool,
     /// Successes that bring a backend up.
     pub healthy_threshold: u32,
     /// Failures that take it down.

@@ -115,6 +115,7 @@ impl Validator {
             kind,
             interval,
             timeout,
+            require_ack: raw.path.is_some(),
             path,
             healthy_threshold,
             unhealthy_threshold,

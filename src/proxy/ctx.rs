@@ -1,5 +1,6 @@
 //! Per-request state, as named parts.
 
+use super::binding::AuthCtx;
 use crate::backend::BackendSlot;
 use crate::metrics::PacketLabel;
 use crate::session::SessionKey;
@@ -94,6 +95,8 @@ pub struct RequestCtx {
     pub reply: bool,
     /// Status sent downstream.
     pub status: u16,
+    /// Connection-bound authentication of the client connection.
+    pub auth: AuthCtx,
 }
 
 impl RequestCtx {
@@ -107,6 +110,7 @@ impl RequestCtx {
             local: None,
             reply: false,
             status: 0,
+            auth: AuthCtx::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! `routing`, state in `session`; this module only wires them to the request.
 
 mod acks;
+mod binding;
 mod ctx;
 mod learn;
 mod linger;

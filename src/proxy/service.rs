@@ -4,6 +4,7 @@
 //! `logging`.
 
 use super::acks::{self, Answer};
+use super::binding::{self, AuthCtx, Binding};
 use super::ctx::{Chosen, LocalReason, PacketInfo, RequestCtx};
 use super::learn::{learn_from_ack, settle_new_pin, RequestUrl};
 use crate::log_gate::LogGate;
@@ -21,6 +22,7 @@ use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
+use std::any::Any;
 use std::sync::Arc;
 
 /// A full table refuses every Create-Session; one line a minute says so.
@@ -130,14 +132,25 @@ impl BitsProxy {
             exclude: &ctx.tried,
         };
         ctx.reply = matches!(target, Target::Reply { .. });
-        match route(
-            &request,
-            &generation.farm,
-            generation.config.balancing,
-            &|slot| shared.table.sessions_of(slot),
-        ) {
+        // A connection bound by Windows authentication keeps its backend when it may.
+        let bound = ctx
+            .auth
+            .binding
+            .as_ref()
+            .and_then(|b| generation.farm.index_of(b.backend));
+        let decision = match crate::routing::bound_choice(&request, &generation.farm, bound) {
+            Some(index) => Route::Forward(index),
+            None => route(
+                &request,
+                &generation.farm,
+                generation.config.balancing,
+                &|slot| shared.table.sessions_of(slot),
+            ),
+        };
+        match decision {
             Route::Forward(index) => {
                 let backend = &generation.farm.backends[index];
+                ctx.auth.route_to(backend.slot, &req.headers);
                 ctx.chosen = Some(Chosen {
                     index,
                     slot: backend.slot,
@@ -174,12 +187,13 @@ impl BitsProxy {
             .clone()
     }
 
-    fn build_peer(&self, generation: &Generation, index: usize) -> Box<HttpPeer> {
+    fn build_peer(&self, generation: &Generation, index: usize, auth: &AuthCtx) -> Box<HttpPeer> {
         let backend = &generation.farm.backends[index];
-        Box::new(crate::backend::peer::upstream_peer(
-            backend.address,
-            &generation.config.upstream,
-        ))
+        let upstream = &generation.config.upstream;
+        let mut peer = crate::backend::peer::upstream_peer(backend.address, upstream);
+        let keepalive = generation.config.listener.keepalive_timeout;
+        binding::apply_to_peer(auth, &mut peer, upstream.idle_timeout, keepalive);
+        Box::new(peer)
     }
 }
 
@@ -267,7 +281,7 @@ impl ProxyHttp for BitsProxy {
             .as_ref()
             .map(|c| c.index)
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no backend chosen"))?;
-        Ok(self.build_peer(&generation, index))
+        Ok(self.build_peer(&generation, index, &ctx.auth))
     }
 
     fn fail_to_connect(
@@ -306,6 +320,12 @@ impl ProxyHttp for BitsProxy {
             }
             e.set_retry(retry);
         }
+        if ctx.auth.bound_connection_lost(false) {
+            // The authenticated connection is gone with its backend: the client must
+            // start over on a new connection.
+            ctx.auth.lost = true;
+            e.set_retry(false);
+        }
         e
     }
 
@@ -324,6 +344,17 @@ impl ProxyHttp for BitsProxy {
             generation.series[chosen.index]
                 .upstream_connection(&self.shared.metrics, reused)
                 .inc();
+        }
+        if ctx.auth.bound_connection_lost(reused) {
+            // The backend closed the authenticated connection: sending the request on
+            // a new one would reach it anonymous. Closing the client connection makes
+            // the client start its handshake again.
+            ctx.auth.lost = true;
+            tracing::debug!(target: "bitsgate::proxy", backend = ctx.chosen.as_ref().map(|c| &*c.id), "bound upstream connection closed by the backend; closing the client connection");
+            return Err(Error::explain(
+                ErrorType::ConnectionClosed,
+                "the backend closed the bound connection",
+            ));
         }
         Ok(())
     }
@@ -356,6 +387,14 @@ impl ProxyHttp for BitsProxy {
             return Ok(());
         }
         ctx.status = upstream_response.status.as_u16();
+        if let Some(chosen) = &ctx.chosen {
+            ctx.auth
+                .answered(chosen.slot, ctx.status, &upstream_response.headers);
+            if ctx.auth.binding.is_some() && binding::closes_after(&upstream_response.headers) {
+                // The bound connection ends with this answer: so does the client's.
+                session.set_keepalive(None);
+            }
+        }
         // Passive health: an answer ends any run of connect failures.
         if let (Some(chosen), Some(generation)) = (&ctx.chosen, &ctx.generation) {
             crate::health_service::responded(&self.shared, generation, chosen.index);
@@ -408,8 +447,9 @@ impl ProxyHttp for BitsProxy {
             error_code,
             can_reuse_downstream: false,
         };
-        if session.response_written().is_some() {
-            // Mid-response: the status is out, all that is left is to close.
+        if session.response_written().is_some() || ctx.auth.lost {
+            // Mid-response: the status is out, all that is left is to close. A lost
+            // bound connection closes the client's without an answer too.
             return no_reuse(0);
         }
         let (ack, reason) = match ctx.local {
@@ -452,6 +492,28 @@ impl ProxyHttp for BitsProxy {
             tracing::debug!(target: "bitsgate::proxy", error = %write_error, "could not write the error Ack");
         }
         no_reuse(status)
+    }
+
+    fn persist_connection_context(
+        &self,
+        _session: &Session,
+        ctx: &RequestCtx,
+    ) -> Option<Box<dyn Any + Send + Sync>> {
+        // The binding lives with the client connection: carried to its next request,
+        // dropped with it.
+        let binding = ctx.auth.binding.as_ref().filter(|_| !ctx.auth.lost)?;
+        Some(Box::new(binding.clone()))
+    }
+
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+        previous: Box<dyn Any + Send + Sync>,
+    ) {
+        if let Ok(binding) = previous.downcast::<Binding>() {
+            ctx.auth.binding = Some(*binding);
+        }
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {

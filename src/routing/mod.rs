@@ -2,6 +2,7 @@
 //! the current farm. No I/O, no Pingora types; every rule has a unit test.
 
 mod balance;
+mod bound;
 #[cfg(test)]
 mod tests;
 
@@ -9,6 +10,7 @@ use crate::backend::{BackendSlot, Farm};
 use crate::config::BalancingPolicy;
 
 pub use balance::{fnv1a, pick_ready};
+pub use bound::bound_choice;
 
 /// What kind of request is being routed, with the table's answer for session packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

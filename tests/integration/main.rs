@@ -29,4 +29,5 @@ mod tls;
 mod upload_reply;
 mod uploads;
 mod webdriver;
+mod windows_auth;
 mod wire;
