@@ -51,16 +51,22 @@ impl IdleSweeper {
         let sessions = &generation.config.sessions;
         let idle_secs = u32::try_from(sessions.idle_timeout.as_secs()).unwrap_or(u32::MAX);
         let expired = self.shared.table.take_idle(now, idle_secs);
+        // With a shared store the table is a cache: the session may be busy at another
+        // replica, and Redis's TTL is what expires it (see `session::shared_store`).
+        let cached = self.shared.redis.get().is_some();
         for (key, pin) in expired.iter() {
-            self.shared.journal_unpin(key);
+            if !cached {
+                self.shared.journal_unpin(key);
+            }
             let id = self.shared.backend_name(pin.backend);
             self.shared.metrics.session_ended(&id, EndReason::Expired);
             tracing::info!(target: "bitsgate::expiry", session = %key, backend = %id, "idle session expired");
         }
         // In passthrough mode clients talk to the backend directly and bitsgate sees
         // none of their packets: an expired pin may be an upload that is progressing.
-        let cancel =
-            sessions.cancel_on_expiry && generation.config.host_id.mode != HostIdMode::Passthrough;
+        let cancel = !cached
+            && sessions.cancel_on_expiry
+            && generation.config.host_id.mode != HostIdMode::Passthrough;
         let mut report = SweepReport {
             expired: expired.len(),
             ..SweepReport::default()

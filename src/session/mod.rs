@@ -2,6 +2,7 @@
 
 pub mod key;
 pub mod retired;
+pub mod shared_store;
 pub mod store;
 pub mod table;
 pub mod urls;

@@ -21,7 +21,7 @@ struct Farm {
     backend_tables: Vec<String>,
 }
 
-fn free_port() -> SocketAddr {
+pub(crate) fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -73,7 +73,7 @@ async fn farm_with(backends: usize, configured: usize) -> Farm {
 }
 
 /// A bitsgate process that is killed when the test ends, passed or failed.
-struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl std::ops::Deref for Proc {
     type Target = Child;
@@ -114,7 +114,7 @@ fn start(farm: &Farm, upgrade: bool, log: &str) -> Proc {
         .expect("bitsgate starts")
 }
 
-fn wait_listening(addr: SocketAddr) {
+pub(crate) fn wait_listening(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
         assert!(
@@ -125,7 +125,7 @@ fn wait_listening(addr: SocketAddr) {
     }
 }
 
-fn signal(child: &Child, name: &str) {
+pub(crate) fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])
         .status()
@@ -139,7 +139,7 @@ fn stop_gracefully(child: &mut Child) {
     tokio::task::block_in_place(|| wait_exit(child, Duration::from_secs(20)));
 }
 
-fn wait_exit(child: &mut Child, limit: Duration) {
+pub(crate) fn wait_exit(child: &mut Child, limit: Duration) {
     let deadline = Instant::now() + limit;
     while child.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "bitsgate did not exit");
@@ -147,7 +147,7 @@ fn wait_exit(child: &mut Child, limit: Duration) {
     }
 }
 
-fn options() -> UploadOptions {
+pub(crate) fn options() -> UploadOptions {
     UploadOptions {
         fragment_size: 32 << 10,
         new_connection_per_packet: true,
