@@ -98,10 +98,12 @@ impl Redis {
 }
 
 /// Hands each accepted connection to the next replica in turn, skipping replicas that
-/// refuse connections (what a load balancer with health checks does).
+/// refuse connections (what a load balancer with health checks does). While held, new
+/// connections wait before they are handed on.
 struct Spreader {
     addr: SocketAddr,
     replicas: Arc<Mutex<Vec<SocketAddr>>>,
+    hold: tokio::sync::watch::Sender<bool>,
     /// Connections forwarded, by replica address.
     forwarded: Arc<Mutex<Vec<(SocketAddr, u64)>>>,
 }
@@ -114,10 +116,13 @@ impl Spreader {
         let forwarded = Arc::new(Mutex::new(Vec::new()));
         let next = Arc::new(AtomicUsize::new(0));
         let (list, counts) = (replicas.clone(), forwarded.clone());
+        let (hold, held) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             while let Ok((mut downstream, _)) = listener.accept().await {
                 let (list, counts, next) = (list.clone(), counts.clone(), next.clone());
+                let mut held = held.clone();
                 tokio::spawn(async move {
+                    let _ = held.wait_for(|held| !held).await;
                     let targets = list.lock().unwrap().clone();
                     for _ in 0..targets.len() {
                         let target = targets[next.fetch_add(1, Ordering::Relaxed) % targets.len()];
@@ -140,8 +145,13 @@ impl Spreader {
         Spreader {
             addr,
             replicas,
+            hold,
             forwarded,
         }
+    }
+
+    fn hold(&self, held: bool) {
+        self.hold.send_replace(held);
     }
 
     fn add(&self, replica: SocketAddr) {
@@ -322,21 +332,29 @@ async fn uploads_alternating_between_replicas_complete_through_a_new_and_a_kille
 
     // 64 fragments each: in flight for long enough to see the replicas change.
     let size = 512 << 10;
-    let total = 100 * size as u64;
     let uploads = start_uploads(spreader.addr, "r", 100, size);
-    farm.wait_for_bytes(total / 10).await;
+    farm.wait_for_bytes(100 * size as u64 / 10).await;
 
-    // A replica that saw none of these Create-Sessions joins and routes their packets.
+    // A replica that saw none of these Create-Sessions starts and routes their packets.
+    // New connections wait meanwhile, so the uploads are still under way when it joins.
+    spreader.hold(true);
     let c = start_replica(&farm, &redis, "c", "");
     spreader.add(c.proxy);
-    let joined_at = farm.bytes_received();
-    farm.wait_for_bytes(joined_at + total / 10).await;
-    assert!(
-        farm.bytes_received() < total * 9 / 10,
-        "the uploads were nearly done before a replica was killed"
-    );
+    spreader.hold(false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while spreader.forwarded_to(c.proxy) < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the new replica got no connection"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 
-    // One replica dies without a word; the others carry on.
+    // One replica dies without a word while uploads run; the others carry on.
+    assert!(
+        uploads.iter().any(|u| !u.is_finished()),
+        "every upload was done before a replica was killed"
+    );
     a.process.kill().unwrap();
     a.process.wait().unwrap();
 
