@@ -50,7 +50,8 @@ fn open_store(
     restored: &mut Restored,
 ) -> anyhow::Result<(Option<PinStore>, Option<crate::session::store::Loaded>)> {
     match storage.mode {
-        StorageMode::Memory => Ok((None, None)),
+        // Redis mode: the replica starts with an empty table, a cache of the store.
+        StorageMode::Memory | StorageMode::Redis => Ok((None, None)),
         StorageMode::Durable => {
             // During an upgrade the old process still appends to the journal.
             let (store, loaded) =
@@ -115,6 +116,7 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
     let mut restored = Restored::new(&config);
     let (store, loaded) = open_store(&config.storage, process.upgrade, &mut restored)?;
     let shared = Shared::from_restored(config, process.config_path.clone(), store, restored)?;
+    crate::session::shared_store::start_for(&shared)?;
     if let Some(loaded) = loaded {
         let restored = shared.table.len();
         tracing::info!(target: "bitsgate::store", restored, records = loaded.records, truncated_bytes = loaded.truncated_bytes, "pins loaded from the journal");

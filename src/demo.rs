@@ -21,6 +21,9 @@ pub struct DemoOptions {
     pub backends: usize,
     /// Keep uploads here instead of a temporary directory removed at exit.
     pub data_dir: Option<PathBuf>,
+    /// Proxy replicas; more than one shares pins through a redis-server the demo
+    /// starts, replica `i` listening on the ports of `listen` and `admin` plus `i`.
+    pub replicas: usize,
 }
 
 /// Runs the demo until Ctrl-C.
@@ -38,8 +41,33 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let backends = runtime.block_on(start_backends(&base, options.backends))?;
-    let config = demo_config(&options, &backends, &base.join("data"))?;
-    let proxy = runner::spawn(config).context("starting the proxy")?;
+    let redis = if options.replicas > 1 {
+        Some(crate::demo_redis::DemoRedis::start(&base)?)
+    } else {
+        None
+    };
+    let mut proxies = Vec::new();
+    for i in 0..options.replicas.max(1) {
+        let data_dir = base.join(if i == 0 {
+            "data".into()
+        } else {
+            format!("data{i}")
+        });
+        let storage = match &redis {
+            Some(redis) => format!(
+                "[storage]\nmode = \"redis\"\nredis_url = \"redis://{}/0\"\n",
+                redis.addr
+            ),
+            None => format!(
+                "[storage]\ndata_dir = {:?}\n",
+                data_dir.display().to_string()
+            ),
+        };
+        std::fs::create_dir_all(&data_dir)?;
+        let config = demo_config(&options, i, &storage, &backends, &data_dir)?;
+        proxies.push(runner::spawn(config).context("starting the proxy")?);
+    }
+    let proxy = &proxies[0];
     let sample = write_sample(&base)?;
 
     println!("bitsgate demo is running.");
@@ -52,8 +80,16 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
             base.join(backend.name()).display()
         );
     }
-    println!("  proxy        http://{}/", proxy.proxy_addr);
-    println!("  metrics      http://{}/metrics", proxy.admin_addr);
+    if let Some(redis) = &redis {
+        println!(
+            "  redis        redis://{}/0  (keys bitsgate:pin:*)",
+            redis.addr
+        );
+    }
+    for (i, replica) in proxies.iter().enumerate() {
+        println!("  proxy {i:<6} http://{}/", replica.proxy_addr);
+        println!("  metrics {i:<4} http://{}/metrics", replica.admin_addr);
+    }
     println!();
     println!("Upload a file through the proxy (in another terminal):");
     println!(
@@ -61,6 +97,21 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
         proxy.proxy_addr,
         sample.display()
     );
+    if let Some(second) = proxies.get(1) {
+        let (a, b) = (proxy.proxy_addr, second.proxy_addr);
+        println!("One upload through both replicas: create the session at one, send its");
+        println!("fragment to the other (which finds the pin in Redis), close it at the first:");
+        println!("  P='{{7df0354d-249b-430f-820d-3d2a9bef4931}}'");
+        println!(
+            "  ID=$(curl -si -X BITS_POST -H 'BITS-Packet-Type: Create-Session' -H \"BITS-Supported-Protocols: $P\" http://{a}/uploads/both.txt | tr -d '\\r' | awk -F': ' 'tolower($1)==\"bits-session-id\"{{print $2}}')"
+        );
+        println!(
+            "  curl -si -X BITS_POST -H 'BITS-Packet-Type: Fragment' -H \"BITS-Session-Id: $ID\" -H 'Content-Range: bytes 0-4/5' --data-binary hello http://{b}/uploads/both.txt"
+        );
+        println!(
+            "  curl -si -X BITS_POST -H 'BITS-Packet-Type: Close-Session' -H \"BITS-Session-Id: $ID\" -H 'Content-Length: 0' http://{a}/uploads/both.txt"
+        );
+    }
     println!("Each backend's view: curl http://<backend>/_bits/stats");
     println!();
     println!("Press Ctrl-C to stop.");
@@ -68,7 +119,10 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
 
     runtime.block_on(tokio::signal::ctrl_c())?;
     println!("stopping");
-    proxy.stop();
+    for proxy in proxies {
+        proxy.stop();
+    }
+    drop(redis);
     runtime.block_on(async {
         for backend in backends {
             backend.shutdown().await;
@@ -98,14 +152,20 @@ async fn start_backends(base: &Path, count: usize) -> anyhow::Result<Vec<ServerH
 
 fn demo_config(
     options: &DemoOptions,
+    replica: usize,
+    storage: &str,
     backends: &[ServerHandle],
     data_dir: &Path,
 ) -> anyhow::Result<Config> {
+    let offset = |addr: SocketAddr| {
+        let port = addr.port().checked_add(u16::try_from(replica)?);
+        port.map(|port| SocketAddr::new(addr.ip(), port))
+            .ok_or_else(|| anyhow::anyhow!("no port left above {addr} for replica {replica}"))
+    };
     let mut text = format!(
-        "[listener]\naddress = \"{}\"\n[admin]\naddress = \"{}\"\n[sessions]\nsweep_interval = \"10s\"\n[storage]\ndata_dir = {:?}\n[server]\nupgrade_sock = {:?}\npid_file = {:?}\n",
-        options.listen,
-        options.admin,
-        data_dir.display().to_string(),
+        "[listener]\naddress = \"{}\"\n[admin]\naddress = \"{}\"\n[sessions]\nsweep_interval = \"10s\"\n{storage}[server]\nupgrade_sock = {:?}\npid_file = {:?}\n",
+        offset(options.listen)?,
+        offset(options.admin)?,
         data_dir.join("upgrade.sock").display().to_string(),
         data_dir.join("bitsgate.pid").display().to_string(),
     );

@@ -12,6 +12,8 @@ pub mod cancels;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
+#[cfg(feature = "demo")]
+pub mod demo_redis;
 pub mod health_service;
 pub mod log_gate;
 pub mod metrics;

@@ -184,8 +184,10 @@ pub struct Shared {
     pub cancels: Cancels,
     /// This instance's metrics.
     pub metrics: Metrics,
-    /// The durable pin journal (none in memory mode).
+    /// The durable pin journal (none in memory and redis mode).
     pub store: Option<PinStore>,
+    /// The pin store shared by replicas (`[storage] mode = "redis"`), set once at start.
+    pub redis: std::sync::OnceLock<crate::session::shared_store::RedisPins>,
     /// The file the config came from, for reloads (none for in-memory configs).
     pub config_path: Option<PathBuf>,
     /// Serialises reloads and retired-backend pruning (never taken on the request path).
@@ -247,6 +249,7 @@ impl Shared {
             cancels: Cancels::new(metrics.cancels_sent.clone()),
             metrics,
             store,
+            redis: std::sync::OnceLock::new(),
             config_path,
             swap_lock: Mutex::new(()),
             compaction_allowed: std::sync::atomic::AtomicBool::new(true),
@@ -479,6 +482,9 @@ impl Shared {
     pub fn journal_unpin(&self, key: &SessionKey) {
         if let Some(store) = &self.store {
             drop(store.unpin(key));
+        }
+        if let Some(redis) = self.redis.get() {
+            redis.unpin(key);
         }
         if self.replies.remove_session(key) {
             self.publish_reply_routes();

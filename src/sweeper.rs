@@ -51,16 +51,22 @@ impl IdleSweeper {
         let sessions = &generation.config.sessions;
         let idle_secs = u32::try_from(sessions.idle_timeout.as_secs()).unwrap_or(u32::MAX);
         let expired = self.shared.table.take_idle(now, idle_secs);
+        // With a shared store the table is a cache: the session may be busy at another
+        // replica, and Redis's TTL is what expires it (see `session::shared_store`).
+        let cached = self.shared.redis.get().is_some();
         for (key, pin) in expired.iter() {
-            self.shared.journal_unpin(key);
+            if !cached {
+                self.shared.journal_unpin(key);
+            }
             let id = self.shared.backend_name(pin.backend);
             self.shared.metrics.session_ended(&id, EndReason::Expired);
             tracing::info!(target: "bitsgate::expiry", session = %key, backend = %id, "idle session expired");
         }
         // In passthrough mode clients talk to the backend directly and bitsgate sees
         // none of their packets: an expired pin may be an upload that is progressing.
-        let cancel =
-            sessions.cancel_on_expiry && generation.config.host_id.mode != HostIdMode::Passthrough;
+        let cancel = !cached
+            && sessions.cancel_on_expiry
+            && generation.config.host_id.mode != HostIdMode::Passthrough;
         let mut report = SweepReport {
             expired: expired.len(),
             ..SweepReport::default()
@@ -320,5 +326,49 @@ mod tests {
         );
         assert_eq!(shared.urls.get(kept).path, "/kept.bin");
         assert_ne!(kept, UrlId(0));
+    }
+}
+
+#[cfg(test)]
+mod shared_store_tests {
+    use super::*;
+    use crate::session::SessionKey;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// With pins shared through Redis, a replica's table is a cache: a pin idle here
+    /// may be busy at another replica, so its expiry here cancels nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_cached_pin_is_forgotten_without_a_cancel() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while listener.accept().await.is_ok() {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        // Nothing listens at the Redis address: the store connects on first use only.
+        let config = crate::config::load_str(&format!(
+            "[storage]\nmode = \"redis\"\nredis_url = \"redis://127.0.0.1:1/0\"\n[health_check]\nkind = \"none\"\n[sessions]\nidle_timeout = \"1h\"\n[[backends]]\nid = \"b1\"\naddress = \"{address}\"\n"
+        ))
+        .unwrap();
+        let shared = Shared::new(config, None, None).unwrap();
+        crate::session::shared_store::start_for(&shared).unwrap();
+        assert!(shared.redis.get().is_some());
+        let (slot, _) = shared.slots.slot("b1").unwrap();
+        let url = shared.urls.intern(Some("bits.example"), "/u/a.bin");
+        let key = SessionKey::new("{00000000-0000-4000-8000-000000000001}");
+        shared.table.pin(key, slot, url, 1_000).unwrap();
+
+        let report = IdleSweeper::new(shared.clone()).sweep(1_000 + 3_600).await;
+        assert_eq!((report.expired, report.cancels), (1, 0));
+        assert!(shared.table.is_empty());
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(
+            accepted.load(Ordering::Relaxed),
+            0,
+            "a Cancel-Session was sent"
+        );
     }
 }

@@ -130,6 +130,10 @@ impl AdminApp {
             }
             Some(StoreHealth::Healthy) | None => {}
         }
+        if let Some(error) = self.shared.redis.get().and_then(|r| r.outage()) {
+            let body = format!("shared pin store (Redis) failing: {error}\n");
+            return Reply::text(StatusCode::SERVICE_UNAVAILABLE, &body);
+        }
         let generation = self.shared.generation();
         if generation.farm.backends.iter().any(|b| b.is_ready()) {
             Reply::text(StatusCode::OK, "ready\n")

@@ -51,6 +51,10 @@ pub enum Command {
         /// Keep uploaded files in this directory instead of a temporary one.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Proxy replicas; 2 or more share their pins through a redis-server the demo
+        /// starts (replica i listens on --listen and --admin ports + i).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=8))]
+        replicas: u16,
     },
     /// Ask a running bitsgate whether it is alive (GET /livez) or ready (GET /readyz):
     /// exit 0 when it answers 200, 1 otherwise. Needs no token.

@@ -29,6 +29,7 @@ pub fn main() -> ExitCode {
             admin,
             backends,
             data_dir,
+            replicas,
         } => {
             server::init_logging(bitsgate::config::LogFormat::Text);
             report(bitsgate::demo::run(bitsgate::demo::DemoOptions {
@@ -36,6 +37,7 @@ pub fn main() -> ExitCode {
                 admin,
                 backends: usize::from(backends),
                 data_dir,
+                replicas: usize::from(replicas),
             }))
         }
         Command::Probe {

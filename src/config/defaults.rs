@@ -92,6 +92,12 @@ pub const STORAGE_DATA_DIR: &str = "data";
 /// When a pin write is durable: `write` survives a crash of bitsgate, `fsync` also a
 /// power cut (at a latency cost on Create-Session).
 pub const STORAGE_SYNC: &str = "write";
+/// Prefix of every Redis key, so several farms can share one Redis.
+pub const STORAGE_REDIS_KEY_PREFIX: &str = "bitsgate:";
+/// How long connecting to Redis may take.
+pub const STORAGE_REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one Redis command may take (a Create-Session waits for one).
+pub const STORAGE_REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 /// Pingora's zero-downtime upgrade socket.
 pub const SERVER_UPGRADE_SOCK: &str = "/tmp/bitsgate_upgrade.sock";
 /// Pingora's pid file.

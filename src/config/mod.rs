@@ -6,6 +6,7 @@
 pub mod defaults;
 pub mod model;
 pub mod raw;
+pub mod redis;
 mod validate;
 mod validate_ops;
 mod warnings;

@@ -276,6 +276,9 @@ pub enum StorageMode {
     Durable,
     /// Memory only: a restart forgets every pin.
     Memory,
+    /// In Redis (or Valkey), shared by every replica that uses the same server and
+    /// key prefix.
+    Redis,
 }
 
 /// When a pin write counts as done.
@@ -296,6 +299,8 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// Durability of each write.
     pub sync: StorageSync,
+    /// The shared store, in `redis` mode.
+    pub redis: Option<crate::config::redis::RedisConfig>,
 }
 
 /// One backend.

@@ -148,6 +148,11 @@ pub struct RawStorage {
     pub mode: Option<String>,
     pub data_dir: Option<String>,
     pub sync: Option<String>,
+    pub redis_url: Option<String>,
+    pub redis_password_file: Option<String>,
+    pub redis_key_prefix: Option<String>,
+    pub redis_connect_timeout: Option<String>,
+    pub redis_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

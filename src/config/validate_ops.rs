@@ -152,11 +152,12 @@ impl Validator {
         let mode = match raw.mode.as_deref().unwrap_or(d::STORAGE_MODE) {
             "durable" => StorageMode::Durable,
             "memory" => StorageMode::Memory,
+            "redis" => StorageMode::Redis,
             other => {
                 self.push(
                     "storage.mode",
                     format!("{other:?} is not a mode"),
-                    "use \"durable\" (pins survive restarts) or \"memory\"",
+                    "use \"durable\" (pins survive restarts), \"memory\" or \"redis\" (shared by replicas)",
                 );
                 StorageMode::Durable
             }
@@ -181,10 +182,12 @@ impl Validator {
                 "name a directory, e.g. \"/var/lib/bitsgate\"",
             );
         }
+        let redis = self.redis_storage(raw, mode);
         StorageConfig {
             mode,
             data_dir: PathBuf::from(data_dir),
             sync,
+            redis,
         }
     }
 }

@@ -169,6 +169,16 @@ fn record_activity(
             &StoredPin::from(&pin),
         ));
     }
+    if let Some(redis) = shared.redis.get() {
+        let owner = shared.pin_owner(&pin);
+        redis.refresh(
+            key,
+            &owner.backend,
+            owner.host.as_deref(),
+            &owner.path,
+            pin.created,
+        );
+    }
 }
 
 /// Pins the session of a Create-Session Ack. `Err(Some((id, why)))`: the backend
@@ -210,10 +220,12 @@ fn pin_new_session(
             shared.metrics.session_created(&chosen.id);
             tracing::debug!(target: "bitsgate::learn", session = id, backend = %chosen.id, "pinned");
             let url = shared.urls.get(url);
-            let write = shared
-                .store
-                .as_ref()
-                .map(|store| store.pin(&key, &chosen.id, url.host.as_deref(), &url.path, now));
+            let host = url.host.as_deref();
+            let write = match (&shared.store, shared.redis.get()) {
+                (Some(store), _) => Some(store.pin(&key, &chosen.id, host, &url.path, now)),
+                (None, Some(redis)) => Some(redis.pin(&key, &chosen.id, host, &url.path, now)),
+                (None, None) => None,
+            };
             Ok(write.map(|write| NewPin { key, url, write }))
         }
         Err(PinError::Taken { owner }) => {

@@ -10,6 +10,7 @@ use super::learn::{learn_from_ack, settle_new_pin, RequestUrl};
 use crate::log_gate::LogGate;
 use crate::metrics::EndReason;
 use crate::routing::{route, LocalReply, Route, RouteRequest, Target};
+use crate::session::shared_store::lookup::Lookup;
 use crate::session::{unix_now, SessionKey};
 use crate::state::{Generation, Shared};
 use async_trait::async_trait;
@@ -52,13 +53,15 @@ impl BitsProxy {
         &self,
         req: &RequestHeader,
         framing_conflict: bool,
+        lookup: Lookup,
         generation: &Generation,
         ctx: &mut RequestCtx,
     ) -> Verdict {
         let shared = &*self.shared;
         let limits = &generation.config.limits;
-        // During an upgrade, an id neither process is known to have created yet.
-        let mut unsettled = false;
+        // During an upgrade, an id neither process is known to have created yet; with
+        // a shared store, one the store could not rule out.
+        let mut unsettled = lookup == Lookup::Unsettled;
         let packet =
             match bits_proto::classify(req.method.as_str(), &req.headers, &generation.classify) {
                 Err(reject) => {
@@ -247,7 +250,15 @@ impl ProxyHttp for BitsProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let generation = self.generation(ctx);
         let framing_conflict = te_with_content_length(session);
-        match self.decide(session.req_header(), framing_conflict, &generation, ctx) {
+        // The one await before deciding: a session another replica created.
+        let lookup = self.shared.look_up_shared_pin(session.req_header()).await;
+        match self.decide(
+            session.req_header(),
+            framing_conflict,
+            lookup,
+            &generation,
+            ctx,
+        ) {
             Verdict::Forward => Ok(false),
             Verdict::Local(answer, reason) => {
                 let listener = &generation.config.listener;
@@ -265,7 +276,8 @@ impl ProxyHttp for BitsProxy {
         let generation = self.generation(ctx);
         if ctx.chosen.is_none() {
             // A retry after a failed connect: route again without the failed backends.
-            match self.decide(session.req_header(), false, &generation, ctx) {
+            let lookup = Lookup::Settled;
+            match self.decide(session.req_header(), false, lookup, &generation, ctx) {
                 Verdict::Forward => {}
                 Verdict::Local(_, reason) => {
                     ctx.local = Some(reason);

@@ -3,6 +3,7 @@
 pub mod key;
 pub mod replies;
 pub mod retired;
+pub mod shared_store;
 pub mod store;
 pub mod table;
 pub mod urls;

@@ -21,6 +21,7 @@ mod packaging;
 mod process;
 mod prometheus_rules;
 mod promql;
+mod replicas;
 mod sessions;
 mod soak;
 mod status_page;

@@ -21,7 +21,7 @@ pub(crate) struct Farm {
     pub(crate) backend_tables: Vec<String>,
 }
 
-fn free_port() -> SocketAddr {
+pub(crate) fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -83,7 +83,7 @@ pub(crate) async fn farm_of(
 }
 
 /// A bitsgate process that is killed when the test ends, passed or failed.
-pub(crate) struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl std::ops::Deref for Proc {
     type Target = Child;

@@ -87,6 +87,9 @@ pub enum StoreError {
     /// The writer thread is gone.
     #[error("the pin journal writer has stopped")]
     Closed,
+    /// The shared store (Redis) refused or did not answer a write.
+    #[error("the shared pin store (Redis) failed: {0}")]
+    Remote(String),
     /// Another process holds the data directory.
     #[error(
         "{} is in use by another bitsgate process ({holder}); two processes on one data \
