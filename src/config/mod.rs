@@ -8,6 +8,7 @@ pub mod model;
 pub mod raw;
 mod validate;
 mod validate_ops;
+mod validate_tls;
 mod warnings;
 
 pub use model::*;

@@ -169,7 +169,7 @@ impl BitsProxy {
     fn build_peer(&self, generation: &Generation, index: usize) -> Box<HttpPeer> {
         let backend = &generation.farm.backends[index];
         Box::new(crate::backend::peer::upstream_peer(
-            backend.address,
+            backend,
             &generation.config.upstream,
         ))
     }
@@ -277,6 +277,10 @@ impl ProxyHttp for BitsProxy {
             .connect_failures
             .with_label_values(&[&chosen.id])
             .inc();
+        if let Some(failure) = crate::backend::tls::TlsFailure::of(&e) {
+            let metrics = &self.shared.metrics;
+            crate::backend::tls_failures::report(metrics, &chosen.id, failure, "proxy", &e);
+        }
         ctx.tried.push(chosen.index);
         // Passive health: enough consecutive failures take the backend down.
         if let Some(generation) = &ctx.generation {
