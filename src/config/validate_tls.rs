@@ -101,6 +101,83 @@ fn host_part(address: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::host_part;
+    use crate::config::load_str;
+    use rcgen::{CertificateParams, KeyPair};
+    use std::path::Path;
+
+    /// A self-signed certificate and its key, and a second, unrelated key.
+    fn files(dir: &Path) {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+        let other = KeyPair::generate().unwrap();
+        std::fs::write(dir.join("other-key.pem"), other.serialize_pem()).unwrap();
+        std::fs::write(dir.join("garbage.pem"), "not a certificate\n").unwrap();
+    }
+
+    fn config(
+        dir: &Path,
+        upstream: &str,
+        backend: &str,
+    ) -> Result<crate::config::Config, Vec<String>> {
+        let text = format!(
+            "[upstream]\n{upstream}\n[[backends]]\nid = \"b\"\naddress = \"127.0.0.1:8443\"\n{backend}\n"
+        )
+        .replace("DIR", dir.to_str().unwrap());
+        load_str(&text).map_err(|e| e.0.into_iter().map(|e| e.key).collect())
+    }
+
+    #[test]
+    fn certificate_files_are_loaded_and_a_backend_defaults_to_its_address_as_name() {
+        let dir = tempfile::tempdir().unwrap();
+        files(dir.path());
+        let upstream = "ca_file = \"DIR/cert.pem\"\nclient_cert = \"DIR/cert.pem\"\nclient_key = \"DIR/key.pem\"";
+        let config = config(dir.path(), upstream, "tls = true").unwrap();
+        assert_eq!(config.upstream.tls.ca.as_ref().map(|ca| ca.len()), Some(1));
+        assert!(config.upstream.tls.client.is_some());
+        let tls = config.backends[0].tls.as_ref().expect("tls");
+        assert_eq!(tls.server_name, "127.0.0.1");
+    }
+
+    #[test]
+    fn every_bad_file_and_setting_is_reported_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        files(dir.path());
+        let cases = [
+            ("ca_file = \"DIR/missing.pem\"", "", "upstream.ca_file"),
+            ("ca_file = \"DIR/garbage.pem\"", "", "upstream.ca_file"),
+            ("client_cert = \"DIR/cert.pem\"", "", "upstream.client_key"),
+            ("client_key = \"DIR/key.pem\"", "", "upstream.client_cert"),
+            (
+                "client_cert = \"DIR/cert.pem\"\nclient_key = \"DIR/other-key.pem\"",
+                "",
+                "upstream.client_key",
+            ),
+            (
+                "client_cert = \"DIR/garbage.pem\"\nclient_key = \"DIR/key.pem\"",
+                "",
+                "upstream.client_cert",
+            ),
+            (
+                "",
+                "tls_server_name = \"iis1.corp.example\"",
+                "backends[0].tls_server_name",
+            ),
+            (
+                "",
+                "tls = true\ntls_server_name = \"not a name\"",
+                "backends[0].tls_server_name",
+            ),
+        ];
+        for (upstream, backend, key) in cases {
+            let errors = config(dir.path(), upstream, backend).expect_err(key);
+            assert_eq!(errors, vec![key.to_owned()], "{upstream} {backend}");
+        }
+    }
 
     #[test]
     fn the_default_server_name_is_the_host_part_of_the_address() {
