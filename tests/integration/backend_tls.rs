@@ -215,3 +215,47 @@ async fn a_wrong_server_name_fails_verification_and_a_client_certificate_loads()
     let tls = &cluster.proxy.shared.generation().config.upstream.tls;
     assert!(tls.client.is_some(), "the client certificate is loaded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_requires_a_client_certificate_gets_bitsgates() {
+    let pki = Pki::new();
+    let client = format!(
+        "client_cert = {:?}\nclient_key = {:?}",
+        path_text(&pki.path("client.pem")),
+        path_text(&pki.path("client-key.pem"))
+    );
+    // b0 asks for a client certificate from the farm's CA; bitsgate presents one.
+    let start = |upstream: String| {
+        let (files, ca) = (pki.files("good"), pki.path("ca.pem"));
+        Cluster::new()
+            .backends(1)
+            .server(move |_, config| {
+                config.tls = Some(files.clone());
+                config.tls_client_ca = Some(ca.clone());
+            })
+            .upstream_config(&upstream)
+            .backend_keys(|_| "tls = true".into())
+            .start()
+    };
+    let cluster = start(format!("{}\n{client}", pki.upstream())).await;
+    let data = random_bytes(3000, 5);
+    cluster
+        .upload("/uploads/mtls.bin", &data, &options(1000))
+        .await
+        .expect("upload with a client certificate");
+    assert_eq!(
+        cluster.committed_sha256("/uploads/mtls.bin"),
+        vec![sha256(&data)]
+    );
+    drop(cluster);
+
+    // Without one, the backend serves nothing. With TLS 1.3 the backend refuses the
+    // certificate only after bitsgate's side of the handshake is done, so this shows
+    // as a failed exchange (502), not as a failed connect.
+    let cluster = start(pki.upstream()).await;
+    let ping = cluster
+        .send(&RawRequest::bits(PacketType::Ping, "/uploads/"))
+        .await;
+    assert_eq!(ping.status, 502, "{ping:?}");
+    assert_eq!(cluster.stats(0).requests_total, 0, "b0 served nothing");
+}
