@@ -10,17 +10,20 @@
 # paid once per pooled connection). See docs/benchmarks.md ("HTTPS to the backends").
 #
 # Usage: benches/e2e/backend-tls-cost.sh [PINGS_CALLGRIND] [PINGS_CPU] [ROUNDS]
-#        (defaults 3000, 30000, 2)
+#        (defaults 3000, 30000, 2); PINGS_CALLGRIND=0 skips callgrind.
+#        BENCH_BIN=DIR uses the binaries in DIR as they are (no release build).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cg_pings=${1:-3000}
 cpu_pings=${2:-30000}
 rounds=${3:-2}
-bin=${CARGO_TARGET_DIR:-target}/release
-command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
+bin=${BENCH_BIN:-${CARGO_TARGET_DIR:-target}/release}
+[ "$cg_pings" = 0 ] || command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 command -v openssl >/dev/null || { echo "needs openssl (the command)" >&2; exit 1; }
-cargo build --release --locked -p bitsgate -p bits-testkit --bins >/dev/null 2>&1 \
-  || cargo build --release --locked -p bitsgate -p bits-testkit --bins
+if [ -z "${BENCH_BIN:-}" ]; then
+  cargo build --release --locked -p bitsgate -p bits-testkit --bins >/dev/null 2>&1 \
+    || cargo build --release --locked -p bitsgate -p bits-testkit --bins
+fi
 
 work=$(mktemp -d /tmp/bitsgate-btls.XXXXXX)
 pids=()
@@ -70,8 +73,9 @@ config() {
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 echo "== $(date -u '+%F %T') UTC, commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo ' (+ local changes)'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== instructions per Ping (callgrind, $cg_pings Pings, keep-alive, concurrency 8)"
+[ "$cg_pings" = 0 ] || echo "== instructions per Ping (callgrind, $cg_pings Pings, keep-alive, concurrency 8)"
 for setting in plain tls; do
+  [ "$cg_pings" = 0 ] && break
   config "$setting"
   BITSGATE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
     "$bin/bitsgate" run --config "$work/bitsgate.toml" >"$work/bitsgate.log" 2>&1 &
