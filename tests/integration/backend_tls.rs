@@ -259,3 +259,20 @@ async fn a_backend_that_requires_a_client_certificate_gets_bitsgates() {
     assert_eq!(ping.status, 502, "{ping:?}");
     assert_eq!(cluster.stats(0).requests_total, 0, "b0 served nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitsgates_own_cancel_session_travels_over_verified_tls() {
+    let pki = Pki::new();
+    let cluster = cluster(&pki, "good", "").await;
+    let session = cluster.create_session("/uploads/cancelled.bin").await;
+    let owner = cluster.owners_of(&session)[0];
+    let encoded = session.replace('{', "%7B").replace('}', "%7D");
+    let (status, body) = cluster
+        .admin_json("DELETE", &format!("/sessions/{encoded}"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cancel"]["status"], 200, "{body}");
+    let stats = cluster.stats(owner);
+    assert_eq!(stats.sessions[&session].state, "cancelled");
+    assert!(stats.connections.values().all(|c| c.tls), "{stats:?}");
+}
