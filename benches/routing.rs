@@ -23,6 +23,7 @@ fn farm(backends: usize, registry: &SlotRegistry) -> Farm {
             public_host_id: None,
             drain: false,
             health_check: None,
+            tls: None,
         })
         .collect();
     Farm::build(&configs, HostIdMode::Strip, registry).expect("farm")

@@ -157,7 +157,7 @@ impl Cancels {
         }
         let config = &generation.config;
         Some(Prepared {
-            peer: upstream_peer(backend.address, &config.upstream),
+            peer: upstream_peer(backend, &config.upstream),
             request: CancelRequest {
                 // Without the client's Host (an old journal), the backend's address.
                 host: job

@@ -7,7 +7,8 @@
 //! down is probed with a TCP connect while it is down, since nothing else would ever
 //! bring it back; once up again it is not probed at all.
 
-use crate::backend::probe::Probes;
+use crate::backend::probe::{ProbeError, Probes};
+use crate::backend::tls_failures;
 use crate::backend::{Backend, Outcome, Thresholds, Transition};
 use crate::config::HealthCheckKind;
 use crate::state::{Generation, Shared};
@@ -39,9 +40,10 @@ impl HealthService {
     pub async fn round(&self, probes: &mut Option<Probes>) -> usize {
         let generation = self.shared.generation();
         let config = &generation.config.health_check;
+        let upstream = &generation.config.upstream;
         let probes = match probes {
-            Some(p) if p.matches(config) => p,
-            _ => probes.insert(Probes::new(config)),
+            Some(p) if p.matches(config, upstream) => p,
+            _ => probes.insert(Probes::new(config, upstream)),
         };
         let mut running = JoinSet::new();
         // The farm lists configured backends, then retired ones (still serving their
@@ -54,7 +56,7 @@ impl HealthService {
                 backend_config.health_check.unwrap_or(config.kind),
                 backend.status.is_up(),
             );
-            if let Some(probe) = probes.prepare(kind, backend.address) {
+            if let Some(probe) = probes.prepare(kind, backend) {
                 running.spawn(async move { (index, probe.run().await) });
             }
         }
@@ -71,6 +73,10 @@ impl HealthService {
             let Some(backend) = generation.farm.backends.get(index) else {
                 continue;
             };
+            if let Err(ProbeError::Tls(failure, detail)) = &result {
+                let metrics = &self.shared.metrics;
+                tls_failures::report(metrics, &backend.id, *failure, "probe", detail);
+            }
             let transition = match &result {
                 Ok(()) => record(
                     &self.shared,

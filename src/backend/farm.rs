@@ -25,6 +25,8 @@ pub struct Backend {
     pub status: Arc<BackendStatus>,
     /// Left the config; kept only until its sessions end.
     pub retired: bool,
+    /// HTTPS settings; `None` is plain HTTP.
+    pub tls: Option<crate::config::BackendTls>,
 }
 
 impl Backend {
@@ -88,6 +90,7 @@ impl Farm {
                 public_host_id: config.public_host_id.clone(),
                 status,
                 retired: is_retired,
+                tls: config.tls.clone(),
             });
         }
         Ok(farm)
@@ -142,6 +145,7 @@ mod tests {
             public_host_id: public.map(Into::into),
             drain: false,
             health_check: None,
+            tls: None,
         }
     }
 

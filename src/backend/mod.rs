@@ -5,6 +5,8 @@ pub mod cancel;
 mod farm;
 pub mod peer;
 mod slots;
+pub mod tls;
+pub mod tls_failures;
 
 // Health checking.
 pub mod health;

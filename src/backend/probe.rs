@@ -10,11 +10,17 @@
 //! Ping with an HTML 401 without BITS headers: alive, it only wants credentials). A
 //! refused connection, a timeout, or a malformed answer always fails.
 
-use crate::config::{HealthCheckConfig, HealthCheckKind};
+use super::peer::probe_peer;
+use super::tls::TlsFailure;
+use super::Backend;
+use crate::config::{BackendTls, HealthCheckConfig, HealthCheckKind, UpstreamConfig};
+use async_trait::async_trait;
 use bits_proto::headers as h;
+use pingora::connectors::TransportConnector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::Backend as LbBackend;
+use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorType};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,61 +33,92 @@ pub enum ProbeError {
     /// No answer within `health_check.timeout`.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    /// The TLS handshake failed (certificate not verified, or not TLS at all).
+    #[error("{1}")]
+    Tls(TlsFailure, String),
     /// Connect, write, read or validation failed.
     #[error("{0}")]
     Failed(String),
 }
 
-/// The probes of one config (path and timeout), reused across rounds and rebuilt
-/// when a reload changes either. The BITS Ping check is per address because its
-/// request carries the backend's address as `Host`.
+/// What a cached check was built for: the backend's address and TLS settings.
+type CheckKey = (SocketAddr, Option<BackendTls>);
+
+/// The probes of one config (health check and upstream sections), reused across
+/// rounds and rebuilt when a reload changes either. The checks of TLS backends and
+/// the BITS Ping (whose request carries the backend's address as `Host`) are per
+/// backend.
 pub struct Probes {
-    path: String,
-    require_ack: bool,
-    timeout: Duration,
+    health: HealthCheckConfig,
+    upstream: UpstreamConfig,
     tcp: Arc<TcpHealthCheck>,
-    ping: HashMap<SocketAddr, Arc<HttpHealthCheck>>,
+    tls_connect: HashMap<CheckKey, Arc<TlsConnectCheck>>,
+    ping: HashMap<CheckKey, Arc<HttpHealthCheck>>,
 }
 
 impl Probes {
     /// Probes for a config.
-    pub fn new(config: &HealthCheckConfig) -> Self {
+    pub fn new(health: &HealthCheckConfig, upstream: &UpstreamConfig) -> Self {
         let mut tcp = TcpHealthCheck::default();
-        tcp.peer_template.options.connection_timeout = Some(config.timeout);
+        tcp.peer_template.options.connection_timeout = Some(health.timeout);
         Probes {
-            path: config.path.clone(),
-            require_ack: config.require_ack,
-            timeout: config.timeout,
+            health: health.clone(),
+            upstream: upstream.clone(),
             tcp: Arc::new(tcp),
+            tls_connect: HashMap::new(),
             ping: HashMap::new(),
         }
     }
 
     /// Whether these probes were built for this config.
-    pub fn matches(&self, config: &HealthCheckConfig) -> bool {
-        self.path == config.path
-            && self.require_ack == config.require_ack
-            && self.timeout == config.timeout
+    pub fn matches(&self, health: &HealthCheckConfig, upstream: &UpstreamConfig) -> bool {
+        self.health.path == health.path
+            && self.health.require_ack == health.require_ack
+            && self.health.timeout == health.timeout
+            && &self.upstream == upstream
     }
 
-    /// A probe of `kind` for the backend at `address`, ready to run on its own task.
-    /// `None` for [`HealthCheckKind::None`].
-    pub fn prepare(&mut self, kind: HealthCheckKind, address: SocketAddr) -> Option<Probe> {
+    /// A probe of `kind` for `backend`, ready to run on its own task. `None` for
+    /// [`HealthCheckKind::None`].
+    pub fn prepare(&mut self, kind: HealthCheckKind, backend: &Backend) -> Option<Probe> {
+        let key = (backend.address, backend.tls.clone());
+        let timeout = self.health.timeout;
         let check: Arc<dyn HealthCheck + Send + Sync> = match kind {
             HealthCheckKind::None => return None,
-            HealthCheckKind::Tcp => self.tcp.clone(),
+            HealthCheckKind::Tcp if backend.tls.is_none() => self.tcp.clone(),
+            // A TCP probe of an HTTPS backend completes the TLS handshake: a node
+            // whose certificate fails verification would get no request anyway.
+            HealthCheckKind::Tcp => {
+                let upstream = &self.upstream;
+                self.tls_connect
+                    .entry(key)
+                    .or_insert_with(|| {
+                        Arc::new(TlsConnectCheck {
+                            peer: probe_peer(backend, upstream, timeout),
+                            connector: TransportConnector::new(None),
+                        })
+                    })
+                    .clone()
+            }
             HealthCheckKind::BitsPing => {
-                let (path, timeout, require_ack) = (&self.path, self.timeout, self.require_ack);
+                let (path, upstream) = (&self.health.path, &self.upstream);
+                let require_ack = self.health.require_ack;
                 self.ping
-                    .entry(address)
-                    .or_insert_with(|| Arc::new(bits_ping(address, path, timeout, require_ack)))
+                    .entry(key)
+                    .or_insert_with(|| {
+                        Arc::new(bits_ping(
+                            probe_peer(backend, upstream, timeout),
+                            path,
+                            require_ack,
+                        ))
+                    })
                     .clone()
             }
         };
         Some(Probe {
             check,
-            address,
-            timeout: self.timeout,
+            address: backend.address,
+            timeout,
         })
     }
 }
@@ -102,7 +139,10 @@ impl Probe {
             .map_err(|e| ProbeError::Failed(e.to_string()))?;
         match tokio::time::timeout(self.timeout, self.check.check(&target)).await {
             Err(_) => Err(ProbeError::Timeout(self.timeout)),
-            Ok(Err(e)) => Err(ProbeError::Failed(e.to_string())),
+            Ok(Err(e)) => Err(match TlsFailure::of(&e) {
+                Some(failure) => ProbeError::Tls(failure, e.to_string()),
+                None => ProbeError::Failed(e.to_string()),
+            }),
             Ok(Ok(())) => Ok(()),
         }
     }
@@ -123,19 +163,30 @@ pub fn rule_summary(config: &HealthCheckConfig) -> String {
     }
 }
 
-/// A BITS Ping to `path` on `address`.
-fn bits_ping(
-    address: SocketAddr,
-    path: &str,
-    timeout: Duration,
-    require_ack: bool,
-) -> HttpHealthCheck {
-    let host = address.to_string();
+/// A TCP probe of an HTTPS backend: connect and complete the handshake with the
+/// backend's peer settings (Pingora's own TCP check has no per-peer roots or client
+/// certificate).
+struct TlsConnectCheck {
+    peer: HttpPeer,
+    connector: TransportConnector,
+}
+
+#[async_trait]
+impl HealthCheck for TlsConnectCheck {
+    async fn check(&self, _target: &LbBackend) -> pingora::Result<()> {
+        self.connector.new_stream(&self.peer).await.map(|_| ())
+    }
+
+    fn health_threshold(&self, _success: bool) -> usize {
+        1
+    }
+}
+
+/// A BITS Ping to `path` over `peer`.
+fn bits_ping(peer: HttpPeer, path: &str, require_ack: bool) -> HttpHealthCheck {
+    let host = peer.address().to_string();
     let mut check = HttpHealthCheck::new(&host, false);
-    check.peer_template.options.connection_timeout = Some(timeout);
-    check.peer_template.options.total_connection_timeout = Some(timeout);
-    check.peer_template.options.read_timeout = Some(timeout);
-    check.peer_template.options.write_timeout = Some(timeout);
+    check.peer_template = peer;
     match ping_request(&host, path) {
         Ok(req) => check.req = req,
         // The path is validated at load (starts with '/', visible ASCII), so this is
@@ -230,9 +281,33 @@ mod tests {
         }
     }
 
+    fn upstream() -> UpstreamConfig {
+        crate::config::load_str("[[backends]]\nid = \"b\"\naddress = \"127.0.0.1:1\"\n")
+            .expect("a valid config")
+            .upstream
+    }
+
+    fn backend(address: SocketAddr) -> Backend {
+        let config = crate::config::BackendConfig {
+            id: "b".into(),
+            address,
+            weight: 1,
+            host_id: None,
+            public_host_id: None,
+            drain: false,
+            health_check: None,
+            tls: None,
+        };
+        let registry = crate::backend::SlotRegistry::default();
+        let mode = crate::config::HostIdMode::Strip;
+        let mut farm = crate::backend::Farm::build(&[config], mode, &registry).unwrap();
+        farm.backends.remove(0)
+    }
+
     async fn probe(kind: HealthCheckKind, address: SocketAddr) -> Result<(), ProbeError> {
-        let mut probes = Probes::new(&config(Duration::from_millis(500)));
-        probes.prepare(kind, address).expect("a probe").run().await
+        let mut probes = Probes::new(&config(Duration::from_millis(500)), &upstream());
+        let backend = backend(address);
+        probes.prepare(kind, &backend).expect("a probe").run().await
     }
 
     /// A BITS Ping with the default rule: no path configured.
@@ -242,8 +317,9 @@ mod tests {
             require_ack: false,
             ..config(Duration::from_millis(500))
         };
-        let mut probes = Probes::new(&config);
-        let probe = probes.prepare(HealthCheckKind::BitsPing, address);
+        let mut probes = Probes::new(&config, &upstream());
+        let backend = backend(address);
+        let probe = probes.prepare(HealthCheckKind::BitsPing, &backend);
         probe.expect("a probe").run().await
     }
 
@@ -365,20 +441,26 @@ mod tests {
     #[test]
     fn kind_none_prepares_no_probe_and_a_changed_config_is_noticed() {
         let base = config(Duration::from_secs(1));
-        let mut probes = Probes::new(&base);
+        let upstream = upstream();
+        let mut probes = Probes::new(&base, &upstream);
         assert!(probes
-            .prepare(HealthCheckKind::None, closed_port())
+            .prepare(HealthCheckKind::None, &backend(closed_port()))
             .is_none());
-        assert!(probes.matches(&base));
+        assert!(probes.matches(&base, &upstream));
         let other = HealthCheckConfig {
             path: "/".into(),
             ..base.clone()
         };
-        assert!(!probes.matches(&other));
+        assert!(!probes.matches(&other, &upstream));
         let other = HealthCheckConfig {
             require_ack: false,
-            ..base
+            ..base.clone()
         };
-        assert!(!probes.matches(&other));
+        assert!(!probes.matches(&other, &upstream));
+        let slower = UpstreamConfig {
+            connect_timeout: Duration::from_secs(9),
+            ..upstream.clone()
+        };
+        assert!(!probes.matches(&base, &slower));
     }
 }

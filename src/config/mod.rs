@@ -9,6 +9,7 @@ pub mod raw;
 pub mod redis;
 mod validate;
 mod validate_ops;
+mod validate_tls;
 mod warnings;
 
 pub use model::*;

@@ -177,6 +177,8 @@ pub struct UpstreamConfig {
     pub write_timeout: Duration,
     /// Idle pooled connections.
     pub idle_timeout: Duration,
+    /// Roots and client certificate for backends with `tls = true`.
+    pub tls: crate::backend::tls::UpstreamTls,
 }
 
 /// Request limits.
@@ -320,6 +322,15 @@ pub struct BackendConfig {
     pub drain: bool,
     /// Probe kind for this backend (the global one when not set).
     pub health_check: Option<HealthCheckKind>,
+    /// HTTPS to this backend; `None` is plain HTTP.
+    pub tls: Option<BackendTls>,
+}
+
+/// HTTPS settings of one backend.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BackendTls {
+    /// SNI and the name its certificate must carry (a DNS name or an IP address).
+    pub server_name: String,
 }
 
 /// Where the access log goes.

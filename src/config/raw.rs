@@ -103,6 +103,9 @@ pub struct RawUpstream {
     pub read_timeout: Option<String>,
     pub write_timeout: Option<String>,
     pub idle_timeout: Option<String>,
+    pub ca_file: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -173,4 +176,6 @@ pub struct RawBackend {
     pub public_host_id: Option<String>,
     pub drain: Option<bool>,
     pub health_check: Option<String>,
+    pub tls: Option<bool>,
+    pub tls_server_name: Option<String>,
 }

@@ -403,6 +403,7 @@ impl Validator {
                 raw.idle_timeout.as_deref(),
                 d::UPSTREAM_IDLE_TIMEOUT,
             ),
+            tls: self.upstream_tls(raw),
         }
     }
 
@@ -571,6 +572,7 @@ impl Validator {
                 .health_check
                 .as_deref()
                 .and_then(|kind| self.health_check_kind(&key("health_check"), kind));
+            let tls = self.backend_tls(i, backend);
             out.push(BackendConfig {
                 id,
                 address,
@@ -579,6 +581,7 @@ impl Validator {
                 public_host_id,
                 drain: backend.drain.unwrap_or(false),
                 health_check,
+                tls,
             });
         }
         out

@@ -86,6 +86,8 @@ pub struct Metrics {
     pub backend_retired: IntGaugeVec,
     /// See [`names::UPSTREAM_CONNECT_FAILURES_TOTAL`].
     pub connect_failures: IntCounterVec,
+    /// See [`names::UPSTREAM_TLS_FAILURES_TOTAL`].
+    pub upstream_tls_failures: IntCounterVec,
     /// See [`names::UPSTREAM_CONNECTS_TOTAL`].
     pub upstream_connects: IntCounterVec,
     /// See [`names::UPSTREAM_REUSES_TOTAL`].
@@ -216,6 +218,11 @@ impl Metrics {
             "Failed connection attempts to each backend.",
             &["backend"],
         );
+        let upstream_tls_failures = counter(
+            names::UPSTREAM_TLS_FAILURES_TOTAL,
+            "TLS connections to each backend that failed, by reason.",
+            &["backend", "reason"],
+        );
         let upstream_connects = counter(
             names::UPSTREAM_CONNECTS_TOTAL,
             "New connections opened to each backend.",
@@ -298,6 +305,7 @@ impl Metrics {
             backend_draining,
             backend_retired,
             connect_failures,
+            upstream_tls_failures,
             upstream_connects,
             upstream_reuses,
             backend_transitions,

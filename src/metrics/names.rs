@@ -27,6 +27,9 @@ pub const BACKEND_DRAINING: &str = "bitsgate_backend_draining";
 pub const BACKEND_RETIRED: &str = "bitsgate_backend_retired";
 /// Upstream connect failures, by backend.
 pub const UPSTREAM_CONNECT_FAILURES_TOTAL: &str = "bitsgate_upstream_connect_failures_total";
+/// TLS connections to a backend that failed (certificate or handshake), by backend
+/// and reason.
+pub const UPSTREAM_TLS_FAILURES_TOTAL: &str = "bitsgate_upstream_tls_failures_total";
 /// New TCP (or TLS) connections bitsgate opened to a backend, by backend.
 pub const UPSTREAM_CONNECTS_TOTAL: &str = "bitsgate_upstream_connects_total";
 /// Requests sent to a backend over a pooled connection opened earlier, by backend.
@@ -58,8 +61,9 @@ pub const ACCESS_LOG_DROPPED_TOTAL: &str = "bitsgate_access_log_dropped_total";
 pub const REPLY_ROUTES: &str = "bitsgate_reply_routes";
 
 /// Every name above, for the documentation check.
-pub const ALL: [&str; 24] = [
+pub const ALL: [&str; 25] = [
     REPLY_ROUTES,
+    UPSTREAM_TLS_FAILURES_TOTAL,
     ACCESS_LOG_DROPPED_TOTAL,
     SESSION_ID_COLLISIONS_TOTAL,
     MAX_PINNED_SESSIONS,

@@ -231,6 +231,7 @@ mod tests {
                 public_host_id: Some(format!("b{i}.bits.example")),
                 drain: false,
                 health_check: None,
+                tls: None,
             })
             .collect();
         // Strip: the farm's own host lookup knows no names, the reply rewrite still does.

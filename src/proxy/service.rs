@@ -193,7 +193,7 @@ impl BitsProxy {
     fn build_peer(&self, generation: &Generation, index: usize, auth: &AuthCtx) -> Box<HttpPeer> {
         let backend = &generation.farm.backends[index];
         let upstream = &generation.config.upstream;
-        let mut peer = crate::backend::peer::upstream_peer(backend.address, upstream);
+        let mut peer = crate::backend::peer::upstream_peer(backend, upstream);
         let keepalive = generation.config.listener.keepalive_timeout;
         binding::apply_to_peer(auth, &mut peer, upstream.idle_timeout, keepalive);
         Box::new(peer)
@@ -311,6 +311,10 @@ impl ProxyHttp for BitsProxy {
             .connect_failures
             .with_label_values(&[&chosen.id])
             .inc();
+        if let Some(failure) = crate::backend::tls::TlsFailure::of(&e) {
+            let metrics = &self.shared.metrics;
+            crate::backend::tls_failures::report(metrics, &chosen.id, failure, "proxy", &e);
+        }
         ctx.tried.push(chosen.index);
         // Passive health: enough consecutive failures take the backend down.
         if let Some(generation) = &ctx.generation {

@@ -45,6 +45,7 @@ mod tests {
                 public_host_id: None,
                 drain: false,
                 health_check: None,
+                tls: None,
             })
             .collect();
         Farm::build(&configs, HostIdMode::Strip, &registry).unwrap()

@@ -19,6 +19,7 @@ fn farm(mode: HostIdMode, n: usize) -> Fixture {
             public_host_id: Some(format!("b{i}.bits.example")),
             drain: false,
             health_check: None,
+            tls: None,
         })
         .collect();
     Fixture {
@@ -103,6 +104,7 @@ fn create_session_respects_weights_in_round_robin() {
         public_host_id: None,
         drain: false,
         health_check: None,
+        tls: None,
     });
     let farm = Farm::build(&configs, HostIdMode::Strip, &registry).unwrap();
     let mut counts = [0; 2];

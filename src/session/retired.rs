@@ -28,6 +28,9 @@ struct Known {
     weight: u32,
     host_id: Option<String>,
     public_host_id: Option<String>,
+    /// HTTPS with this server name; absent (older files too) is plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls_server_name: Option<String>,
 }
 
 /// Why the file could not be used.
@@ -61,6 +64,7 @@ pub fn save(dir: &Path, backends: &[BackendConfig]) -> io::Result<()> {
             weight: b.weight,
             host_id: b.host_id.clone(),
             public_host_id: b.public_host_id.clone(),
+            tls_server_name: b.tls.as_ref().map(|t| t.server_name.clone()),
         })
         .collect();
     let text = serde_json::to_vec_pretty(&list).map_err(io::Error::other)?;
@@ -116,6 +120,9 @@ pub fn load(dir: &Path) -> Result<Vec<BackendConfig>, LoadError> {
             public_host_id: k.public_host_id,
             drain: true,
             health_check: None,
+            tls: k
+                .tls_server_name
+                .map(|server_name| crate::config::BackendTls { server_name }),
         })
         .collect())
 }
@@ -133,6 +140,7 @@ mod tests {
             public_host_id: None,
             drain: false,
             health_check: None,
+            tls: None,
         }
     }
 

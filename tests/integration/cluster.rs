@@ -24,6 +24,8 @@ pub struct Cluster {
     /// Backend roots live here; removed when the cluster is dropped.
     _dir: tempfile::TempDir,
     header: String,
+    /// Extra keys of each backend's `[[backends]]` table.
+    backend_keys: Vec<String>,
 }
 
 /// Adjusts reference server `i`'s config before it starts.
@@ -36,6 +38,8 @@ pub struct ClusterBuilder {
     admin_extra: String,
     host_id_mode: &'static str,
     extra: String,
+    upstream_extra: String,
+    backend_keys: Option<Box<dyn Fn(usize) -> String>>,
     tweak: Option<Box<ServerTweak>>,
 }
 
@@ -49,6 +53,8 @@ impl Cluster {
             admin_extra: String::new(),
             host_id_mode: "strip",
             extra: String::new(),
+            upstream_extra: String::new(),
+            backend_keys: None,
             tweak: None,
         }
     }
@@ -91,6 +97,19 @@ impl ClusterBuilder {
         self
     }
 
+    /// Extra keys for the proxy's `[upstream]` section.
+    pub fn upstream_config(mut self, toml: &str) -> Self {
+        self.upstream_extra.push_str(toml);
+        self.upstream_extra.push('\n');
+        self
+    }
+
+    /// Extra keys for backend `i`'s `[[backends]]` table.
+    pub fn backend_keys(mut self, keys: impl Fn(usize) -> String + 'static) -> Self {
+        self.backend_keys = Some(Box::new(keys));
+        self
+    }
+
     /// Adjusts each reference server's config (index, config).
     pub fn server(mut self, tweak: impl Fn(usize, &mut ServerConfig) + 'static) -> Self {
         self.tweak = Some(Box::new(tweak));
@@ -128,8 +147,8 @@ impl ClusterBuilder {
         // later instance can pick up a stopped one's runtime and never accept. The
         // process tests run the binary with the default instead.
         let header = format!(
-            "[listener]\naddress = \"127.0.0.1:0\"\nkeepalive_timeout = \"5s\"\n[admin]\naddress = \"127.0.0.1:0\"\n{token}[storage]\nmode = \"memory\"\n[host_id]\nmode = \"{}\"\nfallback_timeout = \"2s\"\n[upstream]\nconnect_timeout = \"2s\"\n[server]\nthreads = 2\nwork_stealing = true\ngrace_period = \"1s\"\nshutdown_timeout = \"1s\"\n{}",
-            self.host_id_mode, self.extra
+            "[listener]\naddress = \"127.0.0.1:0\"\nkeepalive_timeout = \"5s\"\n[admin]\naddress = \"127.0.0.1:0\"\n{token}[storage]\nmode = \"memory\"\n[host_id]\nmode = \"{}\"\nfallback_timeout = \"2s\"\n[upstream]\nconnect_timeout = \"2s\"\n{}[server]\nthreads = 2\nwork_stealing = true\ngrace_period = \"1s\"\nshutdown_timeout = \"1s\"\n{}",
+            self.host_id_mode, self.upstream_extra, self.extra
         );
         // Probes would add requests to the backends' counts that tests compare; tests
         // about health set their own [health_check].
@@ -139,7 +158,15 @@ impl ClusterBuilder {
             header + "[health_check]\nkind = \"none\"\npassive_failures = 0\n"
         };
         let configured = self.configured.unwrap_or(self.backends);
-        let text = config_text(&header, &server_configs, |i| i < configured);
+        let backend_keys: Vec<String> = (0..self.backends)
+            .map(|i| {
+                self.backend_keys
+                    .as_ref()
+                    .map(|keys| keys(i))
+                    .unwrap_or_default()
+            })
+            .collect();
+        let text = config_text(&header, &server_configs, &backend_keys, |i| i < configured);
         let config_path = dir.path().join("bitsgate.toml");
         std::fs::write(&config_path, &text).expect("config file");
         let config = parse(&text);
@@ -156,26 +183,41 @@ impl ClusterBuilder {
             server_configs,
             _dir: dir,
             header,
+            backend_keys,
         }
     }
 }
 
 /// Backend `i` is called `b{i}` and answers to `b{i}.bits.example` / `NODE{i}`.
-fn build_config(header: &str, servers: &[ServerConfig], keep: impl Fn(usize) -> bool) -> Config {
-    parse(&config_text(header, servers, keep))
+fn build_config(
+    header: &str,
+    servers: &[ServerConfig],
+    keys: &[String],
+    keep: impl Fn(usize) -> bool,
+) -> Config {
+    parse(&config_text(header, servers, keys, keep))
 }
 
 fn parse(text: &str) -> Config {
     config::load_str(text).unwrap_or_else(|e| panic!("test config is invalid: {e}\n{text}"))
 }
 
-fn config_text(header: &str, servers: &[ServerConfig], keep: impl Fn(usize) -> bool) -> String {
+fn config_text(
+    header: &str,
+    servers: &[ServerConfig],
+    keys: &[String],
+    keep: impl Fn(usize) -> bool,
+) -> String {
     let mut text = header.to_owned();
     for (i, server) in servers.iter().enumerate().filter(|(i, _)| keep(*i)) {
         text.push_str(&format!(
             "[[backends]]\nid = \"b{i}\"\naddress = \"{}\"\nhost_id = \"NODE{i}\"\npublic_host_id = \"b{i}.bits.example\"\n",
             server.listen[0]
         ));
+        if let Some(keys) = keys.get(i).filter(|k| !k.is_empty()) {
+            text.push_str(keys);
+            text.push('\n');
+        }
     }
     text
 }
@@ -244,13 +286,14 @@ impl Cluster {
 
     /// Applies a config with only the backends `keep` accepts.
     pub fn reconfigure(&self, keep: impl Fn(usize) -> bool) {
-        let config = build_config(&self.header, &self.server_configs, keep);
+        let config = build_config(&self.header, &self.server_configs, &self.backend_keys, keep);
         self.proxy.shared.apply(config).expect("config applies");
     }
 
     /// Rewrites the config file with the backends `keep` accepts and `extra` appended.
     pub fn write_config(&self, keep: impl Fn(usize) -> bool, extra: &str) {
-        let text = config_text(&self.header, &self.server_configs, keep) + extra;
+        let text =
+            config_text(&self.header, &self.server_configs, &self.backend_keys, keep) + extra;
         std::fs::write(&self.config_path, text).expect("config file");
     }
 

@@ -4,6 +4,7 @@
 mod cluster;
 
 mod access_log;
+mod backend_tls;
 mod check_cli;
 mod cli;
 mod dashboard;

@@ -42,12 +42,40 @@ pub fn load_certs(path: &Path) -> io::Result<Vec<CertificateDer<'static>>> {
 /// The server side: `cert` is the chain (leaf first), `key` its private key (PKCS#8,
 /// PKCS#1 or SEC1).
 pub fn server_config(cert: &Path, key: &Path) -> io::Result<Arc<ServerConfig>> {
+    server_config_with_client_ca(cert, key, None)
+}
+
+/// [`server_config`], and with `client_ca` a client certificate signed by a CA in that
+/// PEM file is required (a handshake without one fails).
+pub fn server_config_with_client_ca(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> io::Result<Arc<ServerConfig>> {
     let chain = load_certs(cert)?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| invalid(key, "bad private key", e))?;
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(io::Error::other)?
-        .with_no_client_auth()
+        .map_err(io::Error::other)?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for cert in load_certs(path)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| invalid(path, "unusable CA certificate", e))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .build()
+            .map_err(|e| invalid(path, "no client verifier", e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|e| invalid(cert, "certificate and key do not fit", e))?;
     config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];

@@ -80,6 +80,10 @@ struct Args {
     /// PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Require a client certificate signed by a CA in this PEM file (needs
+    /// --tls-cert), as IIS does with "Require client certificates".
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 impl Args {
@@ -119,6 +123,7 @@ impl Args {
         if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
             config.tls = Some(TlsFiles { cert, key });
         }
+        config.tls_client_ca = self.tls_client_ca;
         config
     }
 }

@@ -133,6 +133,9 @@ pub struct ServerConfig {
     pub reply_host: Option<String>,
     /// Serve HTTPS with this certificate instead of plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// With `tls`: require a client certificate signed by a CA in this PEM file, as
+    /// IIS does with "Require client certificates".
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -162,6 +165,7 @@ impl ServerConfig {
             reply_delay: Duration::ZERO,
             reply_host: None,
             tls: None,
+            tls_client_ca: None,
         }
     }
 }

@@ -119,10 +119,13 @@ pub async fn spawn(config: ServerConfig) -> io::Result<ServerHandle> {
         return Err(invalid("cleanup interval must be longer than zero".into()));
     }
     let tls = match &config.tls {
-        Some(files) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
-            &files.cert,
-            &files.key,
-        )?)),
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(
+            crate::tls::server_config_with_client_ca(
+                &files.cert,
+                &files.key,
+                config.tls_client_ca.as_deref(),
+            )?,
+        )),
         None => None,
     };
     let storage = Storage::open(&config.root, &config.sessions_dir).await?;
