@@ -12,6 +12,7 @@ pub mod cancels;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod edge;
 pub mod health_service;
 pub mod metrics;
 pub mod pid_file;

@@ -25,7 +25,7 @@ pub enum Answered {
 pub struct AccessRecord {
     /// When the request ended.
     pub time: SystemTime,
-    /// The client's address (the TCP peer of the client connection).
+    /// The client's address: the TCP peer, or the PROXY protocol header's source.
     pub client: Option<String>,
     /// Request method.
     pub method: http::Method,
@@ -68,7 +68,7 @@ impl AccessRecord {
             });
         AccessRecord {
             time: SystemTime::now(),
-            client: session.client_addr().map(ToString::to_string),
+            client: crate::edge::client_addr(session).map(|a| a.to_string()),
             method: request.method.clone(),
             path: request.uri.path().to_owned(),
             packet: ctx.packet_label().as_str(),

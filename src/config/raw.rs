@@ -53,6 +53,12 @@ pub struct RawListener {
     pub lingering_timeout: Option<String>,
     pub allow_method_override: Option<bool>,
     pub tls: Option<RawTls>,
+    pub proxy_protocol: Option<bool>,
+    pub header_timeout: Option<String>,
+    pub max_header_block: Option<NumOrText>,
+    pub body_timeout: Option<String>,
+    pub body_min_bytes: Option<NumOrText>,
+    pub max_connections: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -103,6 +109,8 @@ pub struct RawUpstream {
     pub read_timeout: Option<String>,
     pub write_timeout: Option<String>,
     pub idle_timeout: Option<String>,
+    pub forwarded_for: Option<bool>,
+    pub trusted_forwarders: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -54,8 +54,15 @@ pub const STORE_FAILED: &str = "bitsgate_store_failed";
 /// Access-log lines dropped: the writer fell behind or the file could not be written.
 pub const ACCESS_LOG_DROPPED_TOTAL: &str = "bitsgate_access_log_dropped_total";
 
+/// Client connections open.
+pub const CLIENT_CONNECTIONS: &str = "bitsgate_client_connections";
+/// Client connections closed by a `[listener]` limit, by reason.
+pub const CLIENT_CONNECTIONS_CLOSED_TOTAL: &str = "bitsgate_client_connections_closed_total";
+
 /// Every name above, for the documentation check.
-pub const ALL: [&str; 23] = [
+pub const ALL: [&str; 25] = [
+    CLIENT_CONNECTIONS,
+    CLIENT_CONNECTIONS_CLOSED_TOTAL,
     ACCESS_LOG_DROPPED_TOTAL,
     SESSION_ID_COLLISIONS_TOTAL,
     MAX_PINNED_SESSIONS,

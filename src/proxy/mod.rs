@@ -3,6 +3,7 @@
 
 mod acks;
 mod ctx;
+mod forwarded;
 mod learn;
 mod linger;
 mod service;

@@ -175,6 +175,22 @@ impl BitsProxy {
     }
 }
 
+/// The connection's phase once `req`'s header is in: reading its body, if it has one.
+fn body_phase(req: &RequestHeader) -> crate::edge::Phase {
+    let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
+    let length = req
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if chunked || length > 0 {
+        crate::edge::Phase::Body
+    } else {
+        crate::edge::Phase::Request
+    }
+}
+
 /// Whether the request came with both Transfer-Encoding and Content-Length. Pingora
 /// drops Content-Length in that case (TE wins, RFC 9112 §6.3), so the raw header is
 /// the only place left to see it; it is read only when TE is present, which BITS
@@ -219,6 +235,21 @@ impl ProxyHttp for BitsProxy {
             .as_secs()
             .max(1);
         session.set_keepalive(Some(keepalive));
+        crate::edge::announce(session, body_phase(session.req_header()));
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if end_of_stream {
+            // The body is in: waiting for the backend's answer is no client's delay.
+            crate::edge::announce(session, crate::edge::Phase::Request);
+        }
         Ok(())
     }
 
@@ -321,10 +352,17 @@ impl ProxyHttp for BitsProxy {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(generation) = &ctx.generation {
+            super::forwarded::apply(
+                upstream_request,
+                crate::edge::client_addr(session),
+                &generation.config.upstream,
+            )?;
+        }
         if ctx.packet.as_ref().is_some_and(|p| p.via_method_override) {
             // Backends only know the extension method.
             upstream_request.set_method(
@@ -455,5 +493,7 @@ impl ProxyHttp for BitsProxy {
         self.shared
             .access_log
             .record(|| crate::access_log::AccessRecord::of_request(session, ctx, status));
+        // The next request's header clock starts with its first byte.
+        crate::edge::announce(session, crate::edge::Phase::Idle);
     }
 }

@@ -36,6 +36,8 @@ pub struct ClusterBuilder {
     admin_extra: String,
     host_id_mode: &'static str,
     extra: String,
+    listener_extra: String,
+    upstream_extra: String,
     tweak: Option<Box<ServerTweak>>,
 }
 
@@ -49,6 +51,8 @@ impl Cluster {
             admin_extra: String::new(),
             host_id_mode: "strip",
             extra: String::new(),
+            listener_extra: String::new(),
+            upstream_extra: String::new(),
             tweak: None,
         }
     }
@@ -91,6 +95,20 @@ impl ClusterBuilder {
         self
     }
 
+    /// Extra keys for the proxy's `[listener]` section.
+    pub fn listener_config(mut self, toml: &str) -> Self {
+        self.listener_extra.push_str(toml);
+        self.listener_extra.push('\n');
+        self
+    }
+
+    /// Extra keys for the proxy's `[upstream]` section.
+    pub fn upstream_config(mut self, toml: &str) -> Self {
+        self.upstream_extra.push_str(toml);
+        self.upstream_extra.push('\n');
+        self
+    }
+
     /// Adjusts each reference server's config (index, config).
     pub fn server(mut self, tweak: impl Fn(usize, &mut ServerConfig) + 'static) -> Self {
         self.tweak = Some(Box::new(tweak));
@@ -128,8 +146,8 @@ impl ClusterBuilder {
         // later instance can pick up a stopped one's runtime and never accept. The
         // process tests run the binary with the default instead.
         let header = format!(
-            "[listener]\naddress = \"127.0.0.1:0\"\nkeepalive_timeout = \"5s\"\n[admin]\naddress = \"127.0.0.1:0\"\n{token}[storage]\nmode = \"memory\"\n[host_id]\nmode = \"{}\"\nfallback_timeout = \"2s\"\n[upstream]\nconnect_timeout = \"2s\"\n[server]\nthreads = 2\nwork_stealing = true\ngrace_period = \"1s\"\nshutdown_timeout = \"1s\"\n{}",
-            self.host_id_mode, self.extra
+            "[listener]\naddress = \"127.0.0.1:0\"\nkeepalive_timeout = \"5s\"\n{}[admin]\naddress = \"127.0.0.1:0\"\n{token}[storage]\nmode = \"memory\"\n[host_id]\nmode = \"{}\"\nfallback_timeout = \"2s\"\n[upstream]\nconnect_timeout = \"2s\"\n{}[server]\nthreads = 2\nwork_stealing = true\ngrace_period = \"1s\"\nshutdown_timeout = \"1s\"\n{}",
+            self.listener_extra, self.host_id_mode, self.upstream_extra, self.extra
         );
         // Probes would add requests to the backends' counts that tests compare; tests
         // about health set their own [health_check].

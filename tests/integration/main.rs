@@ -6,6 +6,7 @@ mod cluster;
 mod access_log;
 mod check_cli;
 mod cli;
+mod client_address;
 mod dashboard;
 mod deploy_files;
 mod docs_index;
