@@ -7,6 +7,7 @@ mod access_log;
 mod check_cli;
 mod cli;
 mod client_address;
+mod client_limits;
 mod dashboard;
 mod deploy_files;
 mod docs_index;
