@@ -3,10 +3,11 @@
 //! `trusted_forwarders`, and a connection without the PROXY header closed with
 //! nothing forwarded.
 
-use crate::cluster::{sample, Cluster};
+use crate::cluster::{eventually, sample, Cluster};
 use bits_proto::PacketType;
 use bits_testkit::client::raw::{self, RawRequest};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// A Ping, which every backend answers without a session.
 fn ping() -> RawRequest {
@@ -92,9 +93,15 @@ fn v2_header(source: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proxy_protocol_source_is_the_client() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("access.log");
     let cluster = Cluster::new()
         .backends(1)
         .listener_config("proxy_protocol = true")
+        .config(&format!(
+            "[log]\naccess = {:?}\n",
+            log.display().to_string()
+        ))
         .start()
         .await;
     let v1 = b"PROXY TCP4 192.0.2.7 127.0.0.1 50123 8080\r\n";
@@ -114,6 +121,24 @@ async fn the_proxy_protocol_source_is_the_client() {
     .expect("a local header");
     assert_eq!(ping_behind(&cluster, &local).await.expect("answered"), 200);
     assert_eq!(seen(&cluster), vec!["127.0.0.1".to_owned()]);
+
+    // The access log names the same clients, ports included.
+    let clients = || -> Vec<String> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("client=")))
+            .map(str::to_owned)
+            .collect()
+    };
+    eventually("three access-log lines", Duration::from_secs(10), || {
+        clients().len() >= 3
+    })
+    .await;
+    let clients = clients();
+    assert_eq!(clients[0], "192.0.2.7:50123");
+    assert_eq!(clients[1], "[2001:db8::9]:4000");
+    assert!(clients[2].starts_with("127.0.0.1:"), "{clients:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
