@@ -2,7 +2,8 @@
 """Slow clients against bitsgate's [listener] limits (a measurement, not a test).
 
 Starts one reference server and bitsgate (release binaries, one worker thread,
-memory-only pins, health checks off) with header_timeout and body_timeout at
+memory-only pins, health checks off, pooled upstream connections kept 5 s) with
+header_timeout and body_timeout at
 SLOW_TIMEOUT seconds, then at once:
   - SLOWLORIS connections that send a request line and one header line every
     5 seconds, never ending the header block;
@@ -15,7 +16,9 @@ uploads' outcome and the closed-connection counters. See docs/testing.md
 ("Slow clients").
 
 Usage: benches/e2e/slow-clients.py [SLOWLORIS] [STALLED] [UPLOADS]   (2000 200 50)
-Environment: CARGO_TARGET_DIR (default target), SLOW_TIMEOUT (default 10).
+Environment: CARGO_TARGET_DIR (default target), SLOW_PROFILE (release or debug;
+default release; build first: cargo build --release -p bitsgate -p bits-testkit
+--bins), SLOW_TIMEOUT (default 10).
 """
 
 import asyncio
@@ -31,7 +34,8 @@ import time
 import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release")
+BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")),
+                   os.environ.get("SLOW_PROFILE", "release"))
 SLOWLORIS = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
 STALLED = int(sys.argv[2]) if len(sys.argv) > 2 else 200
 UPLOADS = int(sys.argv[3]) if len(sys.argv) > 3 else 50
@@ -155,6 +159,7 @@ async def main():
         with open(config, "w") as f:
             f.write(f'[listener]\naddress = "{proxy}"\nheader_timeout = "{TIMEOUT}s"\n'
                     f'body_timeout = "{TIMEOUT}s"\n[admin]\naddress = "{admin}"\n'
+                    f'[upstream]\nidle_timeout = "5s"\n'
                     f'[storage]\nmode = "memory"\n[server]\nthreads = 1\n'
                     f'upgrade_sock = "{work}/u.sock"\npid_file = "{work}/b.pid"\n'
                     f'[health_check]\nkind = "none"\n[[backends]]\nid = "b1"\naddress = "{backend}"\n')
@@ -200,13 +205,16 @@ async def main():
         await sampling
         await asyncio.sleep(2)
         final_rss, final_fds = rss_kib(gate.pid), fds(gate.pid)
+        await asyncio.sleep(13)
+        later_rss, later_fds = rss_kib(gate.pid), fds(gate.pid)
         ok = sum(1 for r in ups if r == 0)
         print(f"uploads: {ok}/{UPLOADS} complete in {uploads_done:.1f} s (4 MiB each, 256 KiB fragments)")
         print(f"slow connections closed by bitsgate: {results.count('closed')}/{len(results)} "
               f"after {closed_after:.1f} s")
         print(f"peak: RSS {peak['rss'] / 1024:.1f} MiB, {peak['fds']} fds, "
               f"{int(peak['open'])} client connections open")
-        print(f"final (2 s later): RSS {final_rss / 1024:.1f} MiB, {final_fds} fds")
+        print(f"after (2 s / 15 s later): RSS {final_rss / 1024:.1f} / {later_rss / 1024:.1f} MiB, "
+              f"{final_fds} / {later_fds} fds")
         closed = metric(admin, "bitsgate_client_connections_closed_total")
         reasons = [(k.split('"')[1], int(v)) for k, v in sorted(closed.items()) if v]
         print("closed by reason: " + ", ".join(f"{k}={v}" for k, v in reasons))
