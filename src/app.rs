@@ -3,6 +3,7 @@
 
 use crate::admin::AdminApp;
 use crate::config::{Config, ListenerConfig, StorageMode};
+use crate::edge::{Gate, Places};
 use crate::health_service::HealthService;
 use crate::proxy::BitsProxy;
 use crate::reload::ReloadService;
@@ -72,13 +73,17 @@ fn proxy_service(
     server: &Server,
     shared: &Arc<Shared>,
     listener: &ListenerConfig,
+    places: &Places,
     name: &str,
-) -> anyhow::Result<Service<HttpProxy<BitsProxy>>> {
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        BitsProxy::new(shared.clone()),
-        name,
+) -> anyhow::Result<Service<Gate<HttpProxy<BitsProxy>>>> {
+    let http = pingora::proxy::http_proxy(&server.configuration, BitsProxy::new(shared.clone()));
+    let gate = Gate::new(
+        http,
+        shared.clone(),
+        places.clone(),
+        listener.proxy_protocol,
     );
+    let mut proxy = Service::new(name.to_owned(), gate);
     let address = listener.address.to_string();
     match &listener.tls {
         Some(tls) => proxy.add_tls(
@@ -146,19 +151,22 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
     );
     let health = background_service("health checks", HealthService::new(shared.clone()));
 
+    // One count of client connections for every worker of the listener.
+    let places = crate::edge::places(listener.edge.max_connections);
     if work_stealing || threads == 1 {
         // One runtime (shared by every thread when stealing), so one pool.
         server.add_service(proxy_service(
             &server,
             &shared,
             &listener,
+            &places,
             "bitsgate proxy",
         )?);
     } else {
         let shared_listener = SharedListener::new(listener.address.to_string());
         for worker in 0..threads {
             let name = format!("bitsgate proxy {worker}");
-            let service = proxy_service(&server, &shared, &listener, &name)?;
+            let service = proxy_service(&server, &shared, &listener, &places, &name)?;
             server.add_service(Worker::new(service, shared_listener.clone()));
         }
     }

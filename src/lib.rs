@@ -14,6 +14,7 @@ pub mod config;
 pub mod demo;
 #[cfg(feature = "demo")]
 pub mod demo_redis;
+pub mod edge;
 pub mod health_service;
 pub mod log_gate;
 pub mod metrics;

@@ -75,6 +75,8 @@ fn reload_inner(shared: &Shared) -> Result<ReloadReport, ReloadError> {
     let old_config = &old.config;
     if new.listener.address != old_config.listener.address
         || new.listener.tls != old_config.listener.tls
+        || new.listener.proxy_protocol != old_config.listener.proxy_protocol
+        || new.listener.edge.max_connections != old_config.listener.edge.max_connections
     {
         report.warnings.push(format!(
             "listener changes need a restart; still serving {}",
@@ -82,6 +84,8 @@ fn reload_inner(shared: &Shared) -> Result<ReloadReport, ReloadError> {
         ));
         new.listener.address = old_config.listener.address;
         new.listener.tls = old_config.listener.tls.clone();
+        new.listener.proxy_protocol = old_config.listener.proxy_protocol;
+        new.listener.edge.max_connections = old_config.listener.edge.max_connections;
     }
     if new.admin.address != old_config.admin.address || new.admin.tls != old_config.admin.tls {
         report.warnings.push(format!(

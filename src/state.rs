@@ -174,6 +174,8 @@ pub struct Shared {
     current: ArcSwap<Generation>,
     /// Session id → owner.
     pub table: SessionTable,
+    /// Pins per client address, while `[sessions] max_pinned_per_client` is on.
+    pub clients: crate::session::clients::ClientPins,
     /// Backend ids → slots and live status.
     pub slots: SlotRegistry,
     /// The Host and URL of each session.
@@ -240,8 +242,11 @@ impl Shared {
             &generation.config.log,
             metrics.access_log_dropped.clone(),
         );
+        let clients = crate::session::clients::ClientPins::default();
+        clients.set_limit(generation.config.sessions.max_pinned_per_client);
         let shared = Shared {
             table,
+            clients,
             current: ArcSwap::from_pointee(generation),
             slots,
             urls,
@@ -309,6 +314,8 @@ impl Shared {
             .collect();
         self.table
             .set_max_pinned(generation.config.sessions.max_pinned);
+        self.clients
+            .set_limit(generation.config.sessions.max_pinned_per_client);
         let gone: Vec<Arc<str>> = before
             .iter()
             .filter(|&id| generation.farm.index_of_id(id).is_none())
@@ -486,6 +493,7 @@ impl Shared {
         if let Some(redis) = self.redis.get() {
             redis.unpin(key);
         }
+        self.clients.remove(key);
         if self.replies.remove_session(key) {
             self.publish_reply_routes();
         }

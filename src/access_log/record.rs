@@ -30,7 +30,7 @@ pub enum Answered {
 pub struct AccessRecord {
     /// When the request ended.
     pub time: SystemTime,
-    /// The client's address (the TCP peer of the client connection).
+    /// The client's address: the TCP peer, or the PROXY protocol header's source.
     pub client: Option<SocketAddr>,
     /// Request method.
     pub method: Cow<'static, str>,
@@ -82,7 +82,7 @@ impl AccessRecord {
             });
         AccessRecord {
             time: SystemTime::now(),
-            client: session.client_addr().and_then(|a| a.as_inet()).copied(),
+            client: crate::edge::client_addr(session),
             method: method_name(&request.method),
             path: request.uri.path().into(),
             packet: ctx.packet_label().as_str(),

@@ -164,7 +164,7 @@ impl AdminApp {
         let mut total = 0u64;
         let mut list = Vec::new();
         self.shared.table.for_each(|key, pin| {
-            if !filter.matches(pin, now) {
+            if !filter.matches(key, pin, now, &self.shared.clients) {
                 return;
             }
             total += 1;
@@ -187,13 +187,13 @@ impl AdminApp {
         if !filter.narrows() && !filter.all {
             return Reply::error(
                 StatusCode::BAD_REQUEST,
-                "name the sessions to cancel (backend=ID, idle_over=SECS) or say all=true",
+                "name the sessions to cancel (backend=ID, client=IP, idle_over=SECS) or say all=true",
             );
         }
         let now = unix_now();
         let mut selected = Vec::new();
         self.shared.table.for_each(|key, pin| {
-            if filter.matches(pin, now) {
+            if filter.matches(key, pin, now, &self.shared.clients) {
                 selected.push((key.clone(), *pin));
             }
         });

@@ -47,6 +47,10 @@ pub struct SessionView {
     pub bytes: u64,
     /// Packets routed.
     pub packets: u32,
+    /// The client address that created it, while `[sessions] max_pinned_per_client`
+    /// tracks them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
 }
 
 /// The view of a backend.
@@ -91,5 +95,6 @@ pub fn session(shared: &Shared, key: &SessionKey, pin: &Pin) -> SessionView {
         idle_s: u64::from(now.saturating_sub(pin.last_seen)),
         bytes: pin.bytes,
         packets: pin.packets,
+        client: shared.clients.client_of(key).map(|ip| ip.to_string()),
     }
 }

@@ -16,6 +16,23 @@ pub const LISTENER_LINGERING_TIMEOUT: Duration = Duration::from_secs(5);
 /// Accept `POST` + `X-Http-Method-Override: BITS_POST` (clients that cannot send
 /// extension methods use it).
 pub const LISTENER_ALLOW_METHOD_OVERRIDE: bool = true;
+/// A client connection must send its whole request header block within this (from
+/// accept, or from a kept-alive request's first byte): slow-header clients
+/// (slowloris) cannot hold connections.
+pub const LISTENER_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest `header_timeout` accepted.
+pub const LISTENER_HEADER_TIMEOUT_MAX: Duration = Duration::from_secs(60);
+/// Largest request header block; BITS headers are short (4 KB per value at most).
+pub const LISTENER_MAX_HEADER_BLOCK: u64 = 64 * 1024;
+/// A request body waited on this long must have brought `body_min_bytes`.
+pub const LISTENER_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Least body bytes per `body_timeout` (about 17 bytes/s: only a stalled or trickled
+/// body falls under it).
+pub const LISTENER_BODY_MIN_BYTES: u64 = 1024;
+/// Expect no PROXY protocol header.
+pub const LISTENER_PROXY_PROTOCOL: bool = false;
+/// Append the client's address to `X-Forwarded-For`.
+pub const UPSTREAM_FORWARDED_FOR: bool = true;
 /// Where the admin API (metrics, probes) listens. Loopback: it is not for clients.
 pub const ADMIN_ADDRESS: &str = "127.0.0.1:9090";
 /// What to do with `BITS-Host-Id` in backend Acks.

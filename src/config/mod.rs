@@ -8,6 +8,7 @@ pub mod model;
 pub mod raw;
 pub mod redis;
 mod validate;
+mod validate_edge;
 mod validate_ops;
 mod validate_tls;
 mod warnings;

@@ -51,6 +51,26 @@ pub struct ListenerConfig {
     pub allow_method_override: bool,
     /// Serve HTTPS when set.
     pub tls: Option<TlsConfig>,
+    /// Client connections open with a PROXY protocol header naming the client.
+    pub proxy_protocol: bool,
+    /// Bounds on each client connection.
+    pub edge: EdgeLimits,
+}
+
+/// What one client connection may hold and for how long (`[listener]` keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeLimits {
+    /// The whole request header block arrives within this, from accept or from the
+    /// first byte of a request on a kept-alive connection.
+    pub header_timeout: Duration,
+    /// Largest request header block.
+    pub max_header_block: u64,
+    /// A request body must bring `body_min_bytes` within every such window of waiting.
+    pub body_timeout: Duration,
+    /// See `body_timeout`.
+    pub body_min_bytes: u64,
+    /// Client connections open at once; more are refused.
+    pub max_connections: usize,
 }
 
 /// Certificate and key for the listener, PEM files.
@@ -125,10 +145,19 @@ pub struct SessionsConfig {
     pub sweep_interval: Duration,
     /// Most pins held at once.
     pub max_pinned: u64,
+    /// Most pins one client address holds at once; 0: no limit.
+    pub max_pinned_per_client: u64,
     /// Send Cancel-Session to the owner when a pin expires.
     pub cancel_on_expiry: bool,
     /// A retired backend down this long has its pins ended.
     pub retired_down_timeout: Duration,
+}
+
+impl SessionsConfig {
+    /// Whether pins are limited (and so tracked) per client address.
+    pub fn max_pinned_per_client_on(&self) -> bool {
+        self.max_pinned_per_client > 0
+    }
 }
 
 impl SessionsConfig {
@@ -179,6 +208,10 @@ pub struct UpstreamConfig {
     pub idle_timeout: Duration,
     /// Roots and client certificate for backends with `tls = true`.
     pub tls: crate::backend::tls::UpstreamTls,
+    /// Append the client's address to `X-Forwarded-For`.
+    pub forwarded_for: bool,
+    /// Peers whose incoming `X-Forwarded-For` is kept (none: every peer's is).
+    pub trusted_forwarders: Option<Vec<ipnet::IpNet>>,
 }
 
 /// Request limits.

@@ -53,6 +53,12 @@ pub struct RawListener {
     pub lingering_timeout: Option<String>,
     pub allow_method_override: Option<bool>,
     pub tls: Option<RawTls>,
+    pub proxy_protocol: Option<bool>,
+    pub header_timeout: Option<String>,
+    pub max_header_block: Option<NumOrText>,
+    pub body_timeout: Option<String>,
+    pub body_min_bytes: Option<NumOrText>,
+    pub max_connections: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -86,6 +92,7 @@ pub struct RawSessions {
     pub idle_timeout: Option<String>,
     pub sweep_interval: Option<String>,
     pub max_pinned: Option<u64>,
+    pub max_pinned_per_client: Option<u64>,
     pub cancel_on_expiry: Option<bool>,
     pub retired_down_timeout: Option<String>,
 }
@@ -106,6 +113,8 @@ pub struct RawUpstream {
     pub ca_file: Option<String>,
     pub client_cert: Option<String>,
     pub client_key: Option<String>,
+    pub forwarded_for: Option<bool>,
+    pub trusted_forwarders: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

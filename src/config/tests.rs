@@ -242,6 +242,14 @@ fn the_example_config_names_every_key() {
         "lingering_time",
         "lingering_timeout",
         "allow_method_override",
+        "header_timeout",
+        "max_header_block",
+        "body_timeout",
+        "body_min_bytes",
+        "max_connections",
+        "proxy_protocol",
+        "forwarded_for",
+        "trusted_forwarders",
         "cert_path",
         "key_path",
         "mode",
@@ -270,6 +278,44 @@ fn the_example_config_names_every_key() {
         assert!(
             example.contains(&format!("{key} = ")),
             "{key} is missing from config/bitsgate.toml"
+        );
+    }
+}
+
+#[test]
+fn edge_keys_are_read_and_bounded() {
+    let config = load_str(&format!(
+        "[listener]\nheader_timeout = \"5s\"\nmax_header_block = \"8KiB\"\nbody_timeout = \"10s\"\nbody_min_bytes = 100\nmax_connections = 7\nproxy_protocol = true\n[upstream]\nforwarded_for = false\ntrusted_forwarders = [\"10.0.0.0/8\", \"192.0.2.1\"]\n{MINIMAL}"
+    ))
+    .expect("valid");
+    let edge = config.listener.edge;
+    assert_eq!(edge.header_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(edge.max_header_block, 8192);
+    assert_eq!(edge.body_timeout, std::time::Duration::from_secs(10));
+    assert_eq!(edge.body_min_bytes, 100);
+    assert_eq!(edge.max_connections, 7);
+    assert!(config.listener.proxy_protocol);
+    assert!(!config.upstream.forwarded_for);
+    assert_eq!(
+        config.upstream.trusted_forwarders,
+        Some(vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "192.0.2.1/32".parse().unwrap()
+        ])
+    );
+    let keys = keys_of(&format!(
+        "[listener]\nheader_timeout = \"2m\"\nmax_header_block = 10\nbody_min_bytes = 0\nmax_connections = 0\n[upstream]\ntrusted_forwarders = [\"10.0.0.0/33\"]\n{MINIMAL}"
+    ));
+    for key in [
+        "listener.header_timeout",
+        "listener.max_header_block",
+        "listener.body_min_bytes",
+        "listener.max_connections",
+        "upstream.trusted_forwarders",
+    ] {
+        assert!(
+            keys.contains(&key.to_owned()),
+            "{key} not refused: {keys:?}"
         );
     }
 }

@@ -142,7 +142,7 @@ impl Validator {
         }
     }
 
-    fn bytes(&mut self, key: &str, value: Option<&NumOrText>, default: u64) -> u64 {
+    pub(super) fn bytes(&mut self, key: &str, value: Option<&NumOrText>, default: u64) -> u64 {
         match value {
             None => default,
             Some(NumOrText::Num(n)) => *n,
@@ -185,6 +185,15 @@ impl Validator {
             .tls
             .as_ref()
             .and_then(|tls| self.tls_files("listener.tls", tls));
+        let proxy_protocol = raw.proxy_protocol.unwrap_or(d::LISTENER_PROXY_PROTOCOL);
+        if proxy_protocol && tls.is_some() {
+            self.push(
+                "listener.proxy_protocol",
+                "is not supported together with [listener.tls]",
+                "terminate TLS in the load balancer that sends the PROXY header, or turn one off",
+            );
+        }
+        let edge = self.edge_limits(raw);
         ListenerConfig {
             address,
             keepalive_timeout,
@@ -194,6 +203,8 @@ impl Validator {
                 .allow_method_override
                 .unwrap_or(d::LISTENER_ALLOW_METHOD_OVERRIDE),
             tls,
+            proxy_protocol,
+            edge,
         }
     }
 
@@ -300,6 +311,7 @@ impl Validator {
             idle_timeout,
             sweep_interval,
             max_pinned,
+            max_pinned_per_client: raw.max_pinned_per_client.unwrap_or(0),
             cancel_on_expiry: raw.cancel_on_expiry.unwrap_or(d::SESSIONS_CANCEL_ON_EXPIRY),
             retired_down_timeout: self.duration(
                 "sessions.retired_down_timeout",
@@ -404,6 +416,8 @@ impl Validator {
                 d::UPSTREAM_IDLE_TIMEOUT,
             ),
             tls: self.upstream_tls(raw),
+            forwarded_for: raw.forwarded_for.unwrap_or(d::UPSTREAM_FORWARDED_FOR),
+            trusted_forwarders: self.trusted_forwarders(raw.trusted_forwarders.as_ref()),
         }
     }
 

@@ -1,10 +1,12 @@
 //! Prometheus metrics. Each proxy instance has its own registry, so several instances
 //! in one process (tests, the demo) never mix their numbers.
 
+mod edge;
 pub mod names;
 mod series;
 mod zero;
 
+pub use edge::{EdgeClose, EdgeMetrics};
 pub use series::{BackendSeries, DurationSeries, PacketLabel};
 pub use zero::LOCAL_ACK_REASONS;
 
@@ -112,6 +114,8 @@ pub struct Metrics {
     pub no_backend: BackendSeries,
     /// Per-request duration histograms.
     pub durations: DurationSeries,
+    /// Client connections and the limits that closed them.
+    pub edge: EdgeMetrics,
 }
 
 impl Metrics {
@@ -282,6 +286,7 @@ impl Metrics {
         registry
             .register(Box::new(access_log_dropped.clone()))
             .expect("unique metric");
+        let edge = EdgeMetrics::register(&registry);
         let metrics = Metrics {
             registry,
             store_failed,
@@ -311,6 +316,7 @@ impl Metrics {
             backend_transitions,
             no_backend: BackendSeries::new(Arc::from(names::NO_BACKEND)),
             durations: DurationSeries::default(),
+            edge,
         };
         metrics.create_global_series();
         metrics

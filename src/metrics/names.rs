@@ -60,10 +60,17 @@ pub const ACCESS_LOG_DROPPED_TOTAL: &str = "bitsgate_access_log_dropped_total";
 /// Upload-reply routes held: reply paths routed to the backend that issued them.
 pub const REPLY_ROUTES: &str = "bitsgate_reply_routes";
 
+/// Client connections open.
+pub const CLIENT_CONNECTIONS: &str = "bitsgate_client_connections";
+/// Client connections closed by a `[listener]` limit, by reason.
+pub const CLIENT_CONNECTIONS_CLOSED_TOTAL: &str = "bitsgate_client_connections_closed_total";
+
 /// Every name above, for the documentation check.
-pub const ALL: [&str; 25] = [
+pub const ALL: [&str; 27] = [
     REPLY_ROUTES,
     UPSTREAM_TLS_FAILURES_TOTAL,
+    CLIENT_CONNECTIONS,
+    CLIENT_CONNECTIONS_CLOSED_TOTAL,
     ACCESS_LOG_DROPPED_TOTAL,
     SESSION_ID_COLLISIONS_TOTAL,
     MAX_PINNED_SESSIONS,

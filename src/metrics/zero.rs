@@ -24,7 +24,7 @@ const FORWARDED_PACKETS: [PacketLabel; 6] = [
 /// `reason` values of `bitsgate_local_acks_total` decided by bitsgate itself (the
 /// labels of `LocalReason` other than a refused packet; a test in the proxy keeps
 /// them in step).
-pub const LOCAL_ACK_REASONS: [&str; 9] = [
+pub const LOCAL_ACK_REASONS: [&str; 10] = [
     "http_1_0",
     "ambiguous_framing",
     "fragment_too_large",
@@ -33,6 +33,7 @@ pub const LOCAL_ACK_REASONS: [&str; 9] = [
     "owner_removed",
     "no_backend",
     "table_full",
+    "client_limit",
     "upstream_error",
 ];
 

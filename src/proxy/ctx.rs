@@ -20,6 +20,8 @@ pub struct PacketInfo {
     pub content_length: u64,
     /// It came as POST + X-Http-Method-Override.
     pub via_method_override: bool,
+    /// The client's address, for `[sessions] max_pinned_per_client`.
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// Where the request was sent.
@@ -54,6 +56,8 @@ pub enum LocalReason {
     NoBackend,
     /// The session table is full.
     TableFull,
+    /// The client's address holds `[sessions] max_pinned_per_client` pins already.
+    ClientLimit,
     /// The backend failed after the request was sent.
     UpstreamError,
 }
@@ -71,6 +75,7 @@ impl LocalReason {
             LocalReason::OwnerRemoved => "owner_removed",
             LocalReason::NoBackend => "no_backend",
             LocalReason::TableFull => "table_full",
+            LocalReason::ClientLimit => "client_limit",
             LocalReason::UpstreamError => "upstream_error",
         }
     }
@@ -97,6 +102,8 @@ pub struct RequestCtx {
     pub status: u16,
     /// Connection-bound authentication of the client connection.
     pub auth: AuthCtx,
+    /// The client's address (the TCP peer, or the PROXY protocol source).
+    pub client: Option<std::net::IpAddr>,
 }
 
 impl RequestCtx {
@@ -111,6 +118,7 @@ impl RequestCtx {
             reply: false,
             status: 0,
             auth: AuthCtx::default(),
+            client: None,
         }
     }
 
@@ -140,6 +148,7 @@ mod tests {
             LocalReason::OwnerRemoved,
             LocalReason::NoBackend,
             LocalReason::TableFull,
+            LocalReason::ClientLimit,
             LocalReason::UpstreamError,
         ];
         for reason in reasons {
@@ -155,6 +164,7 @@ mod tests {
                 | LocalReason::OwnerRemoved
                 | LocalReason::NoBackend
                 | LocalReason::TableFull
+                | LocalReason::ClientLimit
                 | LocalReason::UpstreamError => {}
             }
             assert!(LOCAL_ACK_REASONS.contains(&reason.label()), "{reason:?}");

@@ -56,7 +56,7 @@ pub fn learn_from_ack(
     }
     match packet.kind {
         PacketType::CreateSession if success => {
-            match pin_new_session(shared, chosen, response, request, now) {
+            match pin_new_session(shared, chosen, response, request, packet.client, now) {
                 Ok(pinned) => {
                     new_pin = pinned;
                     apply_host_id_policy(generation, chosen, response)?;
@@ -188,6 +188,7 @@ fn pin_new_session(
     chosen: &Chosen,
     response: &ResponseHeader,
     request: RequestUrl<'_>,
+    client: Option<std::net::IpAddr>,
     now: UnixSecs,
 ) -> Result<Option<NewPin>, Option<(String, CancelReason)>> {
     let Some(raw) = response.headers.get(&h::names::SESSION_ID) else {
@@ -218,6 +219,9 @@ fn pin_new_session(
                     .session_ended(&shared.backend_name(old.backend), EndReason::NotFound);
             }
             shared.metrics.session_created(&chosen.id);
+            if let Some(client) = client {
+                shared.clients.add(&key, client);
+            }
             tracing::debug!(target: "bitsgate::learn", session = id, backend = %chosen.id, "pinned");
             let url = shared.urls.get(url);
             let host = url.host.as_deref();
@@ -379,6 +383,7 @@ mod tests {
             session: None,
             content_length: 0,
             via_method_override: false,
+            client: None,
         };
         let chosen = Chosen {
             index: 0,

@@ -4,6 +4,7 @@
 mod acks;
 mod binding;
 mod ctx;
+mod forwarded;
 mod learn;
 mod linger;
 mod reply;

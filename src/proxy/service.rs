@@ -28,6 +28,8 @@ use std::sync::Arc;
 
 /// A full table refuses every Create-Session; one line a minute says so.
 static TABLE_FULL_LOG: LogGate = LogGate::new(60);
+/// Clients at their pin limit: one line a minute.
+static CLIENT_LIMIT_LOG: LogGate = LogGate::new(60);
 
 /// The BITS-aware proxy.
 pub struct BitsProxy {
@@ -86,6 +88,7 @@ impl BitsProxy {
                     session: packet.session_id.map(SessionKey::new),
                     content_length,
                     via_method_override: packet.via_method_override,
+                    client: ctx.client,
                 });
                 if req.version < Version::HTTP_11 {
                     return Verdict::Local(Answer::Ack(acks::http_1_0()), LocalReason::Http10);
@@ -102,6 +105,17 @@ impl BitsProxy {
                             tracing::warn!(target: "bitsgate::proxy", max_pinned = generation.config.sessions.max_pinned, "the session table is full: Create-Session is answered 503 until pins end (bitsgate_local_acks_total{{reason=\"table_full\"}} counts them; this line repeats at most once a minute)");
                         }
                         return Verdict::Local(Answer::Ack(Ack::new(503)), LocalReason::TableFull);
+                    }
+                    PacketType::CreateSession
+                        if ctx.client.is_some_and(|ip| shared.clients.at_limit(ip)) =>
+                    {
+                        if CLIENT_LIMIT_LOG.allow(u64::from(unix_now())) {
+                            tracing::warn!(target: "bitsgate::proxy", client = ?ctx.client, limit = generation.config.sessions.max_pinned_per_client, "a client holds [sessions] max_pinned_per_client pins: its Create-Session is answered 503 (bitsgate_local_acks_total{{reason=\"client_limit\"}}; this line repeats at most once a minute)");
+                        }
+                        return Verdict::Local(
+                            Answer::Ack(Ack::new(503)),
+                            LocalReason::ClientLimit,
+                        );
                     }
                     PacketType::CreateSession => Target::CreateSession,
                     // Activity is recorded when the owner answers, not here: a packet
@@ -200,6 +214,22 @@ impl BitsProxy {
     }
 }
 
+/// The connection's phase once `req`'s header is in: reading its body, if it has one.
+fn body_phase(req: &RequestHeader) -> crate::edge::Phase {
+    let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
+    let length = req
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if chunked || length > 0 {
+        crate::edge::Phase::Body
+    } else {
+        crate::edge::Phase::Request
+    }
+}
+
 /// Whether the request came with both Transfer-Encoding and Content-Length. Pingora
 /// drops Content-Length in that case (TE wins, RFC 9112 §6.3), so the raw header is
 /// the only place left to see it; it is read only when TE is present, which BITS
@@ -244,11 +274,27 @@ impl ProxyHttp for BitsProxy {
             .as_secs()
             .max(1);
         session.set_keepalive(Some(keepalive));
+        crate::edge::announce(session, body_phase(session.req_header()));
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if end_of_stream {
+            // The body is in: waiting for the backend's answer is no client's delay.
+            crate::edge::announce(session, crate::edge::Phase::Request);
+        }
         Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let generation = self.generation(ctx);
+        ctx.client = crate::edge::client_addr(session).map(|a| a.ip());
         let framing_conflict = te_with_content_length(session);
         // The one await before deciding: a session another replica created.
         let lookup = self.shared.look_up_shared_pin(session.req_header()).await;
@@ -377,10 +423,17 @@ impl ProxyHttp for BitsProxy {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(generation) = &ctx.generation {
+            super::forwarded::apply(
+                upstream_request,
+                crate::edge::client_addr(session),
+                &generation.config.upstream,
+            )?;
+        }
         if ctx.packet.as_ref().is_some_and(|p| p.via_method_override) {
             // Backends only know the extension method.
             upstream_request.set_method(
@@ -551,5 +604,7 @@ impl ProxyHttp for BitsProxy {
         self.shared
             .access_log
             .record(|| crate::access_log::AccessRecord::of_request(session, ctx, status));
+        // The next request's header clock starts with its first byte.
+        crate::edge::announce(session, crate::edge::Phase::Idle);
     }
 }

@@ -1,5 +1,6 @@
 //! Session pinning: compact keys and the table.
 
+pub mod clients;
 pub mod key;
 pub mod replies;
 pub mod retired;

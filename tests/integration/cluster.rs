@@ -38,6 +38,7 @@ pub struct ClusterBuilder {
     admin_extra: String,
     host_id_mode: &'static str,
     extra: String,
+    listener_extra: String,
     upstream_extra: String,
     backend_keys: Option<Box<dyn Fn(usize) -> String>>,
     tweak: Option<Box<ServerTweak>>,
@@ -53,6 +54,7 @@ impl Cluster {
             admin_extra: String::new(),
             host_id_mode: "strip",
             extra: String::new(),
+            listener_extra: String::new(),
             upstream_extra: String::new(),
             backend_keys: None,
             tweak: None,
@@ -94,6 +96,13 @@ impl ClusterBuilder {
     pub fn config(mut self, toml: &str) -> Self {
         self.extra.push_str(toml);
         self.extra.push('\n');
+        self
+    }
+
+    /// Extra keys for the proxy's `[listener]` section.
+    pub fn listener_config(mut self, toml: &str) -> Self {
+        self.listener_extra.push_str(toml);
+        self.listener_extra.push('\n');
         self
     }
 
@@ -147,8 +156,8 @@ impl ClusterBuilder {
         // later instance can pick up a stopped one's runtime and never accept. The
         // process tests run the binary with the default instead.
         let header = format!(
-            "[listener]\naddress = \"127.0.0.1:0\"\nkeepalive_timeout = \"5s\"\n[admin]\naddress = \"127.0.0.1:0\"\n{token}[storage]\nmode = \"memory\"\n[host_id]\nmode = \"{}\"\nfallback_timeout = \"2s\"\n[upstream]\nconnect_timeout = \"2s\"\n{}[server]\nthreads = 2\nwork_stealing = true\ngrace_period = \"1s\"\nshutdown_timeout = \"1s\"\n{}",
-            self.host_id_mode, self.upstream_extra, self.extra
+            "[listener]\naddress = \"127.0.0.1:0\"\nkeepalive_timeout = \"5s\"\n{}[admin]\naddress = \"127.0.0.1:0\"\n{token}[storage]\nmode = \"memory\"\n[host_id]\nmode = \"{}\"\nfallback_timeout = \"2s\"\n[upstream]\nconnect_timeout = \"2s\"\n{}[server]\nthreads = 2\nwork_stealing = true\ngrace_period = \"1s\"\nshutdown_timeout = \"1s\"\n{}",
+            self.listener_extra, self.host_id_mode, self.upstream_extra, self.extra
         );
         // Probes would add requests to the backends' counts that tests compare; tests
         // about health set their own [health_check].

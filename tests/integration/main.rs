@@ -7,6 +7,8 @@ mod access_log;
 mod backend_tls;
 mod check_cli;
 mod cli;
+mod client_address;
+mod client_limits;
 mod dashboard;
 mod deploy_files;
 mod docs_index;

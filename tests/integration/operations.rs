@@ -459,3 +459,59 @@ async fn a_bulk_delete_cancels_exactly_the_sessions_the_same_query_lists() {
         .await;
     assert_eq!((status, body["matched"].clone()), (200, on_b1.len().into()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_at_its_pin_limit_gets_503_until_its_sessions_are_cancelled_by_address() {
+    let cluster = Cluster::new()
+        .backends(2)
+        .config("[sessions]\nmax_pinned_per_client = 2\n")
+        .start()
+        .await;
+    let first = cluster.create_session(PATH).await;
+    let second = cluster.create_session(PATH).await;
+    let refused = cluster
+        .send(
+            &RawRequest::bits(bits_proto::PacketType::CreateSession, PATH)
+                .header("BITS-Supported-Protocols", bits_proto::BITS_1_5_PROTOCOL),
+        )
+        .await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert_eq!(
+        refused.ack().error_code,
+        None,
+        "a bare 503: the client retries later"
+    );
+    cluster
+        .metrics_when(r#"bitsgate_local_acks_total{reason="client_limit"}"#, 1.0)
+        .await;
+    let created: u64 = cluster
+        .all_stats()
+        .iter()
+        .map(|s| s.sessions.len() as u64)
+        .sum();
+    assert_eq!(created, 2, "the refused Create-Session reached no backend");
+
+    let (status, listed) = cluster
+        .admin_json("GET", "/sessions?client=127.0.0.1", None)
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["total"], 2);
+    assert_eq!(listed["sessions"][0]["client"], "127.0.0.1");
+    let (_, other) = cluster
+        .admin_json("GET", "/sessions?client=192.0.2.1", None)
+        .await;
+    assert_eq!(other["total"], 0);
+    let (status, body) = cluster
+        .admin_json("DELETE", "/sessions?client=127.0.0.1", None)
+        .await;
+    assert_eq!((status, body["matched"].clone()), (200, 2.into()), "{body}");
+    for session in [&first, &second] {
+        let owner = cluster.owners_of(session)[0];
+        eventually("the owner sees the cancel", Duration::from_secs(10), || {
+            cluster.stats(owner).sessions[session.as_str()].state == "cancelled"
+        })
+        .await;
+    }
+    // The address holds no pin any more: it may create sessions again.
+    cluster.create_session(PATH).await;
+}

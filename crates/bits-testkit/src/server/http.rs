@@ -29,6 +29,8 @@ pub(crate) async fn serve(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
+    sh.stats
+        .connection_forwarded_for(conn.id, forwarded_for(&parts.headers));
     if !host_is_served(&sh, &parts) {
         sh.stats.request(LABEL_OTHER, None, origin(&conn, None));
         let unread = !body.is_end_stream();
@@ -155,6 +157,16 @@ fn refusal(sh: &Shared, conn: &Conn, parts: &http::request::Parts) -> Option<Vec
     sh.stats
         .request(LABEL_UNAUTHORIZED, None, origin(conn, None));
     Some(challenge)
+}
+
+/// Every `X-Forwarded-For` value of a request, joined as one list.
+fn forwarded_for(headers: &http::HeaderMap) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
 }
 
 fn origin<'a>(conn: &Conn, user: Option<&'a str>) -> Origin<'a> {

@@ -61,6 +61,10 @@ pub struct ConnectionStats {
     pub user: Option<String>,
     /// Whether the connection is closed.
     pub closed: bool,
+    /// The `X-Forwarded-For` value of the latest request on it (values of repeated
+    /// headers joined with ", "), so a test can see what a proxy in front added.
+    #[serde(default)]
+    pub last_forwarded_for: Option<String>,
 }
 
 /// Where a request came from: its connection and that connection's user.
@@ -176,6 +180,15 @@ impl Recorder {
         self.with(|inner| {
             if let Some(c) = inner.stats.connections.get_mut(&id) {
                 c.user = Some(user.to_owned());
+            }
+        });
+    }
+
+    /// Records the `X-Forwarded-For` of a request on connection `id`.
+    pub(crate) fn connection_forwarded_for(&self, id: u64, value: Option<String>) {
+        self.with(|inner| {
+            if let Some(c) = inner.stats.connections.get_mut(&id) {
+                c.last_forwarded_for = value;
             }
         });
     }

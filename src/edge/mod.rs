@@ -1,0 +1,14 @@
+//! The client edge: what happens to a client connection before and around the HTTP
+//! proxy. Connection limits (`max_connections`, `header_timeout`,
+//! `max_header_block`, `body_timeout`), the PROXY protocol, and the client's
+//! address.
+
+pub mod capacity;
+pub mod client;
+mod gate;
+mod proxy_header;
+mod stream;
+
+pub use client::{announce, client_addr};
+pub use gate::{places, Gate, Places};
+pub use stream::{EdgeStream, Phase};

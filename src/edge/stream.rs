@@ -1,0 +1,476 @@
+//! The client connection as Pingora reads it, with the listener's limits enforced on
+//! every read: the header block's deadline and size, and a request body's least
+//! progress. The proxy tells the stream where a request is (`Phase`) through
+//! [`super::client`]; the stream keeps the clocks.
+//!
+//! Why a wrapper around the stream: Pingora's HTTP/1 reader bounds each read (60 s, or
+//! the keep-alive timeout on a reused connection), not the header block, so a client
+//! sending a byte every 59 s holds its connection forever; and it accepts header
+//! blocks up to 1 MiB. Both are decided below Pingora's parser, where the bytes are.
+
+use crate::config::EdgeLimits;
+use crate::metrics::{EdgeClose, EdgeMetrics};
+use async_trait::async_trait;
+use bytes::{Buf, Bytes};
+use pingora::protocols::tls::TlsRef;
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
+};
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+/// Where the connection is in its current request, as the proxy last said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// Between requests: the keep-alive timeout bounds the wait for a first byte.
+    Idle = 0,
+    /// Reading a request header block: `header_timeout` and `max_header_block`.
+    Header = 1,
+    /// The header is parsed and no body is being read: no clock of the edge runs
+    /// (the backend may take minutes to answer).
+    Request = 2,
+    /// Reading a request body: it must make progress.
+    Body = 3,
+}
+
+impl Phase {
+    fn from_u8(value: u8) -> Phase {
+        match value {
+            0 => Phase::Idle,
+            1 => Phase::Header,
+            3 => Phase::Body,
+            _ => Phase::Request,
+        }
+    }
+}
+
+/// The answer to a header block over `max_header_block`: the client learns why, and
+/// the connection ends (the rest of the block is not read).
+const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\n\
+Content-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// A client connection under the listener's limits.
+pub struct EdgeStream {
+    inner: Stream,
+    /// Bytes read past a PROXY protocol header, handed out before the socket's.
+    prefix: Bytes,
+    /// The socket digest the proxy sees: its peer address is the client's (the
+    /// PROXY header's source when there is one).
+    digest: Option<Arc<SocketDigest>>,
+    limits: EdgeLimits,
+    metrics: EdgeMetrics,
+    /// Set by the proxy (through a shared reference): see [`Phase`].
+    announced: AtomicU8,
+    /// The phase the clocks below belong to.
+    current: Phase,
+    /// When the current header block must be complete.
+    header_deadline: Instant,
+    /// Header bytes read so far in the current block.
+    header_bytes: u64,
+    /// Bytes since the last line feed (carriage returns aside); zero at the start of
+    /// a line, so a line feed then ends the block.
+    line_len: u32,
+    /// The end of the block was seen; the proxy has not said so yet.
+    header_seen: bool,
+    /// Body bytes in the current progress window.
+    window_bytes: u64,
+    /// Time spent waiting for the client in the current progress window.
+    window_waited: Duration,
+    /// Since when the current read has been waiting for the client.
+    waiting_since: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The 431 being written (bytes written so far), before the connection fails.
+    rejecting: Option<usize>,
+    /// The limit that ended the connection: every later read fails with it.
+    failed: Option<EdgeClose>,
+}
+
+impl std::fmt::Debug for EdgeStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeStream")
+            .field("inner", &self.inner)
+            .field("phase", &self.current)
+            .finish()
+    }
+}
+
+impl EdgeStream {
+    /// Wraps a connection accepted at `accepted`: its first header block is due
+    /// `header_timeout` after it. `prefix` holds bytes already read from it;
+    /// `client` replaces the TCP peer as the client's address.
+    pub fn new(
+        inner: Stream,
+        prefix: Bytes,
+        client: Option<std::net::SocketAddr>,
+        limits: EdgeLimits,
+        metrics: EdgeMetrics,
+        accepted: Instant,
+    ) -> EdgeStream {
+        let digest = match client {
+            Some(addr) => super::client::digest_with_peer(&inner, addr),
+            None => inner.get_socket_digest(),
+        };
+        EdgeStream {
+            inner,
+            prefix,
+            digest,
+            header_deadline: accepted + limits.header_timeout,
+            limits,
+            metrics,
+            announced: AtomicU8::new(Phase::Header as u8),
+            current: Phase::Header,
+            header_bytes: 0,
+            line_len: 1,
+            header_seen: false,
+            window_bytes: 0,
+            window_waited: Duration::ZERO,
+            waiting_since: None,
+            timer: None,
+            rejecting: None,
+            failed: None,
+        }
+    }
+
+    /// The proxy's word on where the request is.
+    pub fn announce(&self, phase: Phase) {
+        self.announced.store(phase as u8, Ordering::Relaxed);
+    }
+
+    /// Follows the proxy's announcement, resetting the clocks of a phase entered.
+    fn follow(&mut self, now: Instant) {
+        let announced = Phase::from_u8(self.announced.load(Ordering::Relaxed));
+        if announced == self.current {
+            return;
+        }
+        self.current = announced;
+        self.waiting_since = None;
+        match announced {
+            Phase::Header => self.start_header(now),
+            Phase::Body => {
+                self.window_bytes = 0;
+                self.window_waited = Duration::ZERO;
+            }
+            Phase::Idle | Phase::Request => {}
+        }
+    }
+
+    fn start_header(&mut self, now: Instant) {
+        self.header_deadline = now + self.limits.header_timeout;
+        self.header_bytes = 0;
+        self.line_len = 1;
+        self.header_seen = false;
+    }
+
+    /// Ends the connection for `reason`: counted once, and every read fails from now.
+    fn fail(&mut self, reason: EdgeClose) -> io::Error {
+        if self.failed.is_none() {
+            self.failed = Some(reason);
+            self.metrics.closed(reason);
+            tracing::debug!(target: "bitsgate::edge", reason = reason.label(), "client connection closed by a listener limit");
+        }
+        failure(reason)
+    }
+
+    /// Accounts bytes just read in the phase they belong to.
+    fn account(&mut self, bytes: &[u8], now: Instant) -> Result<(), EdgeClose> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if self.current == Phase::Idle {
+            // The first byte of the next request starts its header clock.
+            self.current = Phase::Header;
+            self.announce(Phase::Header);
+            self.start_header(now);
+        }
+        match self.current {
+            Phase::Header if !self.header_seen => {
+                let used = match header_end(&mut self.line_len, bytes) {
+                    Some(end) => {
+                        self.header_seen = true;
+                        end
+                    }
+                    None => bytes.len(),
+                };
+                self.header_bytes = self.header_bytes.saturating_add(used as u64);
+                if self.header_bytes > self.limits.max_header_block {
+                    return Err(EdgeClose::HeaderTooLarge);
+                }
+            }
+            Phase::Body => {
+                if let Some(since) = self.waiting_since.take() {
+                    self.window_waited += now.saturating_duration_since(since);
+                }
+                self.window_bytes = self.window_bytes.saturating_add(bytes.len() as u64);
+                if self.window_bytes >= self.limits.body_min_bytes {
+                    self.window_bytes = 0;
+                    self.window_waited = Duration::ZERO;
+                } else if self.window_waited >= self.limits.body_timeout {
+                    return Err(EdgeClose::BodyTooSlow);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// When the read now waiting must have brought something, if a clock runs.
+    fn deadline(&mut self, now: Instant) -> Option<(Instant, EdgeClose)> {
+        match self.current {
+            Phase::Header => Some((self.header_deadline, EdgeClose::HeaderTimeout)),
+            Phase::Body => {
+                let since = *self.waiting_since.get_or_insert(now);
+                let left = self.limits.body_timeout.saturating_sub(self.window_waited);
+                Some((since + left, EdgeClose::BodyTooSlow))
+            }
+            Phase::Idle | Phase::Request => None,
+        }
+    }
+
+    /// Writes the 431, then fails.
+    fn poll_reject(&mut self, cx: &mut Context<'_>, mut written: usize) -> Poll<io::Error> {
+        while written < TOO_LARGE.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &TOO_LARGE[written..]) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => break,
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Pending => {
+                    self.rejecting = Some(written);
+                    return Poll::Pending;
+                }
+            }
+        }
+        if written >= TOO_LARGE.len() && Pin::new(&mut self.inner).poll_flush(cx).is_pending() {
+            self.rejecting = Some(written);
+            return Poll::Pending;
+        }
+        self.rejecting = None;
+        Poll::Ready(failure(EdgeClose::HeaderTooLarge))
+    }
+}
+
+fn failure(reason: EdgeClose) -> io::Error {
+    let kind = match reason {
+        EdgeClose::HeaderTimeout | EdgeClose::BodyTooSlow => io::ErrorKind::TimedOut,
+        _ => io::ErrorKind::InvalidData,
+    };
+    io::Error::new(kind, reason.label())
+}
+
+/// Where the header block ends in `bytes` (the index after its final line feed),
+/// given `line_len`, the length of the line in progress before them; updates it.
+/// A line feed at the start of a line ends the block (`\r\n\r\n` or `\n\n`).
+fn header_end(line_len: &mut u32, bytes: &[u8]) -> Option<usize> {
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'\n' if *line_len == 0 => return Some(i + 1),
+            b'\n' => *line_len = 0,
+            b'\r' => {}
+            _ => *line_len = line_len.saturating_add(1),
+        }
+    }
+    None
+}
+
+impl AsyncRead for EdgeStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(written) = this.rejecting {
+            return this.poll_reject(cx, written).map(Err);
+        }
+        if let Some(reason) = this.failed {
+            return Poll::Ready(Err(failure(reason)));
+        }
+        let now = Instant::now();
+        this.follow(now);
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            let chunk = this.prefix.split_to(n);
+            buf.put_slice(&chunk);
+            return match this.account(&chunk, now) {
+                Ok(()) => Poll::Ready(Ok(())),
+                Err(EdgeClose::HeaderTooLarge) => {
+                    this.fail(EdgeClose::HeaderTooLarge);
+                    this.poll_reject(cx, 0).map(Err)
+                }
+                Err(reason) => Poll::Ready(Err(this.fail(reason))),
+            };
+        }
+        if this.current == Phase::Header && now >= this.header_deadline {
+            return Poll::Ready(Err(this.fail(EdgeClose::HeaderTimeout)));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let read = &buf.filled()[before..];
+                match this.account(read, now) {
+                    Ok(()) => Poll::Ready(Ok(())),
+                    Err(EdgeClose::HeaderTooLarge) => {
+                        this.fail(EdgeClose::HeaderTooLarge);
+                        this.poll_reject(cx, 0).map(Err)
+                    }
+                    Err(reason) => Poll::Ready(Err(this.fail(reason))),
+                }
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                let Some((deadline, reason)) = this.deadline(now) else {
+                    return Poll::Pending;
+                };
+                let deadline = tokio::time::Instant::from_std(deadline);
+                let timer = match &mut this.timer {
+                    Some(timer) => {
+                        if timer.deadline() != deadline {
+                            timer.as_mut().reset(deadline);
+                        }
+                        timer
+                    }
+                    None => this
+                        .timer
+                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                };
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(this.fail(reason))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl AsyncWrite for EdgeStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[async_trait]
+impl Shutdown for EdgeStream {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for EdgeStream {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for EdgeStream {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for EdgeStream {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for EdgeStream {
+    fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+}
+
+impl GetSocketDigest for EdgeStream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.digest.clone()
+    }
+}
+
+#[async_trait]
+impl Peek for EdgeStream {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.prefix.chunk()[..n]);
+            return Ok(true);
+        }
+        self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_end;
+
+    fn end_of(chunks: &[&[u8]]) -> Option<(usize, usize)> {
+        let mut line = 1;
+        for (i, chunk) in chunks.iter().enumerate() {
+            if let Some(end) = header_end(&mut line, chunk) {
+                return Some((i, end));
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn the_block_ends_at_an_empty_line_even_split_across_reads() {
+        assert_eq!(
+            end_of(&[b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody"]),
+            Some((0, 27))
+        );
+        assert_eq!(
+            end_of(&[b"GET / HTTP/1.1\r\nHost: a\r", b"\n\r", b"\nx"]),
+            Some((2, 1))
+        );
+        assert_eq!(end_of(&[b"GET / HTTP/1.1\nHost: a\n\n"]), Some((0, 24)));
+        assert_eq!(end_of(&[b"GET / HTTP/1.1\r\nHost: a\r\n"]), None);
+        // A line feed before any byte of the request line is not an end.
+        assert_eq!(end_of(&[b"\r\nGET / HTTP/1.1\r\n"]), None);
+    }
+}
