@@ -7,7 +7,6 @@ use crate::session::SessionKey;
 use bits_proto::headers as h;
 use http::HeaderValue;
 use pingora::proxy::Session;
-use serde::Serialize;
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -133,17 +132,13 @@ impl LineWriter {
         );
         match format {
             LogFormat::Text => fields.write_text(out),
-            LogFormat::Json => {
-                // Serialising plain strings and numbers into memory cannot fail.
-                let _ = serde_json::to_writer(&mut *out, &fields);
-            }
+            LogFormat::Json => fields.write_json(out),
         }
         out.push(b'\n');
     }
 }
 
-/// The JSON object; the text line uses the same names.
-#[derive(Serialize)]
+/// The fields of a line, under the names both formats use.
 struct Fields<'a> {
     time: &'a str,
     client: Option<SocketAddr>,
@@ -158,7 +153,6 @@ struct Fields<'a> {
     bytes_out: u64,
     duration_ms: f64,
     answer: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
 }
 
@@ -208,20 +202,97 @@ impl<'a> Fields<'a> {
         text_field(out, "bits_error", self.bits_error.as_deref());
         number_field(out, "bytes_in", self.bytes_in);
         number_field(out, "bytes_out", self.bytes_out);
-        let micros = (self.duration_ms * 1000.0).round() as u64;
-        number_field(out, "duration_ms", micros / 1000);
-        out.push(b'.');
-        let fraction = micros % 1000;
-        out.extend_from_slice(&[
-            b'0' + (fraction / 100) as u8,
-            b'0' + (fraction / 10 % 10) as u8,
-            b'0' + (fraction % 10) as u8,
-        ]);
+        out.extend_from_slice(b" duration_ms=");
+        write_millis(out, self.duration_ms);
         text_field(out, "answer", Some(self.answer));
         if let Some(reason) = self.reason {
             text_field(out, "reason", Some(reason));
         }
     }
+}
+
+impl Fields<'_> {
+    /// The JSON object, written by hand: a serializer's generic path cost more per
+    /// line than the proxy's whole decision (docs/benchmarks.md, "Access log cost").
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"time\":");
+        json_string(out, self.time);
+        out.extend_from_slice(b",\"client\":");
+        match self.client {
+            Some(client) => {
+                out.push(b'"');
+                let _ = std::io::Write::write_fmt(out, format_args!("{client}"));
+                out.push(b'"');
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        json_field(out, "method", Some(self.method));
+        json_field(out, "path", Some(self.path));
+        json_field(out, "packet", Some(self.packet));
+        json_field(out, "session", self.session);
+        json_field(out, "backend", self.backend);
+        json_number(out, "status", u64::from(self.status));
+        json_field(out, "bits_error", self.bits_error.as_deref());
+        json_number(out, "bytes_in", self.bytes_in);
+        json_number(out, "bytes_out", self.bytes_out);
+        out.extend_from_slice(b",\"duration_ms\":");
+        write_millis(out, self.duration_ms);
+        json_field(out, "answer", Some(self.answer));
+        if let Some(reason) = self.reason {
+            json_field(out, "reason", Some(reason));
+        }
+        out.push(b'}');
+    }
+}
+
+fn json_field(out: &mut Vec<u8>, key: &str, value: Option<&str>) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+    match value {
+        Some(v) => json_string(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn json_number(out: &mut Vec<u8>, key: &str, value: u64) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+/// A JSON string: quotes, backslashes and control characters escaped (RFC 8259 §7);
+/// everything else, UTF-8 included, as it is.
+fn json_string(out: &mut Vec<u8>, value: &str) {
+    out.push(b'"');
+    for &byte in value.as_bytes() {
+        match byte {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0..=0x1f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(byte >> 4)]);
+                out.push(HEX[usize::from(byte & 0xf)]);
+            }
+            _ => out.push(byte),
+        }
+    }
+    out.push(b'"');
+}
+
+/// Milliseconds with three decimals, from a value already rounded to microseconds.
+fn write_millis(out: &mut Vec<u8>, millis: f64) {
+    let micros = (millis * 1000.0).round() as u64;
+    out.extend_from_slice(itoa::Buffer::new().format(micros / 1000).as_bytes());
+    out.push(b'.');
+    let fraction = micros % 1000;
+    out.extend_from_slice(&[
+        b'0' + (fraction / 100) as u8,
+        b'0' + (fraction / 10 % 10) as u8,
+        b'0' + (fraction % 10) as u8,
+    ]);
 }
 
 fn number_field(out: &mut Vec<u8>, key: &str, value: u64) {
@@ -309,6 +380,19 @@ mod tests {
         assert_eq!(value["duration_ms"], 1.5);
         assert_eq!(value["client"], "192.0.2.7:50123");
         assert_eq!(value["method"], "BITS_POST");
+    }
+
+    #[test]
+    fn json_strings_escape_quotes_backslashes_and_control_characters() {
+        let mut rec = record();
+        rec.path = "/a\"b\\c\u{1}d\ne\u{e9}".into();
+        let mut line = Vec::new();
+        LineWriter::default().write_line(&rec, LogFormat::Json, &mut line);
+        let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(value["path"], "/a\"b\\c\u{1}d\ne\u{e9}");
+        assert_eq!(value["status"], 416);
+        assert_eq!(value["bytes_in"], 1024);
+        assert!(value.get("reason").is_none());
     }
 
     #[test]
