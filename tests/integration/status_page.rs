@@ -148,3 +148,75 @@ async fn the_status_page_shows_the_farm_and_drains_a_backend_in_a_browser() {
     std::fs::write(&path, png).expect("screenshot written");
     drop(browser);
 }
+
+/// With `protect_reads` (the default), a browser gets the token prompt first; a wrong
+/// token is refused on the page, the right one loads the farm, and the page keeps
+/// refreshing and draining with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_protected_reads_the_page_asks_for_the_token_and_then_works_with_it() {
+    let cluster = Cluster::new().backends(2).admin_token(TOKEN).start().await;
+    let admin = format!("http://{}/", cluster.proxy.admin_addr);
+    let browser = tokio::task::block_in_place(|| {
+        let browser = Browser::start(1000, 700);
+        browser.open(&admin);
+        browser
+    });
+    let script = |code: &str| tokio::task::block_in_place(|| browser.script(code));
+    assert_eq!(
+        script("return [!!document.getElementById('login'), document.querySelectorAll('tr[data-backend]').length]"),
+        serde_json::json!([true, 0]),
+        "the prompt, and nothing of the farm"
+    );
+
+    tokio::task::block_in_place(|| {
+        browser.type_into("#token", "not-the-token-0123456789");
+        browser.click("#login button[type='submit']");
+    });
+    eventually("a wrong token is refused", Duration::from_secs(10), || {
+        script("return document.getElementById('error').textContent") == "wrong token"
+    })
+    .await;
+
+    tokio::task::block_in_place(|| {
+        browser.script("document.getElementById('token').value = ''; return true");
+        browser.type_into("#token", TOKEN);
+        browser.click("#login button[type='submit']");
+    });
+    let rows = "return Array.from(document.querySelectorAll('tr[data-backend]'))\
+                .map(r => r.dataset.backend + '=' + r.dataset.state)";
+    eventually("the farm is shown", Duration::from_secs(10), || {
+        script(rows) == serde_json::json!(["b0=up", "b1=up"])
+    })
+    .await;
+
+    // Two refreshes later (every 5 s), the page still shows the farm: its own
+    // requests carry the token.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(script(rows), serde_json::json!(["b0=up", "b1=up"]));
+    let message =
+        script("var m = document.getElementById('message'); return m.hidden ? '' : m.textContent");
+    assert!(
+        !message
+            .as_str()
+            .unwrap_or_default()
+            .contains("Refresh failed"),
+        "{message}"
+    );
+
+    tokio::task::block_in_place(|| {
+        browser.click("button[data-action='drain'][data-backend='b1']");
+    });
+    let mut drained = false;
+    for _ in 0..500 {
+        let (_, backends) = cluster.admin_json("GET", "/backends", Some(TOKEN)).await;
+        if backends["backends"][1]["drain_admin"] == true {
+            drained = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        drained,
+        "b1 is draining after a click with the token the prompt took"
+    );
+}
