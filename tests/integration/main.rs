@@ -8,6 +8,7 @@ mod backend_tls;
 mod check_cli;
 mod cli;
 mod dashboard;
+mod demo;
 mod deploy_files;
 mod docs_index;
 mod expiry;
