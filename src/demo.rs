@@ -2,9 +2,10 @@
 //! loopback, in one process, ready for an upload.
 
 use crate::config::{self, Config};
+use crate::demo_tls::DemoPki;
 use crate::runner;
 use anyhow::Context;
-use bits_testkit::server::{self, ServerConfig, ServerHandle};
+use bits_testkit::server::{self, AuthMode, ServerConfig, ServerHandle};
 use rand::RngCore;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -24,6 +25,12 @@ pub struct DemoOptions {
     /// Proxy replicas; more than one shares pins through a redis-server the demo
     /// starts, replica `i` listening on the ports of `listen` and `admin` plus `i`.
     pub replicas: usize,
+    /// Windows authentication required by the reference servers.
+    pub auth: Option<AuthMode>,
+    /// The reference servers run upload-reply jobs.
+    pub reply: bool,
+    /// The reference servers serve HTTPS with a certificate made at start.
+    pub backend_tls: bool,
 }
 
 /// Runs the demo until Ctrl-C.
@@ -40,7 +47,12 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let backends = runtime.block_on(start_backends(&base, options.backends))?;
+    let pki = if options.backend_tls {
+        Some(DemoPki::create(&base.join("tls"))?)
+    } else {
+        None
+    };
+    let backends = runtime.block_on(start_backends(&base, &options, pki.as_ref()))?;
     let redis = if options.replicas > 1 {
         Some(crate::demo_redis::DemoRedis::start(&base)?)
     } else {
@@ -64,20 +76,27 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
             ),
         };
         std::fs::create_dir_all(&data_dir)?;
-        let config = demo_config(&options, i, &storage, &backends, &data_dir)?;
+        let config = demo_config(&options, i, &storage, &backends, pki.as_ref(), &data_dir)?;
         proxies.push(runner::spawn(config).context("starting the proxy")?);
     }
     let proxy = &proxies[0];
     let sample = write_sample(&base)?;
 
+    let scheme = if pki.is_some() { "https" } else { "http" };
     println!("bitsgate demo is running.");
     println!();
     for backend in &backends {
         println!(
-            "  backend {:<4} http://{}  (files land in {})",
+            "  backend {:<4} {scheme}://{}  (files land in {})",
             backend.name(),
             backend.addr(),
             base.join(backend.name()).display()
+        );
+    }
+    if let Some(pki) = &pki {
+        println!(
+            "  backend CA   {}  (the proxy's [upstream] ca_file)",
+            pki.ca.display()
         );
     }
     if let Some(redis) = &redis {
@@ -93,7 +112,8 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
     println!();
     println!("Upload a file through the proxy (in another terminal):");
     println!(
-        "  cargo run --release -p bits-testkit --bin bits-upload -- http://{}/uploads/sample.bin {}",
+        "  cargo run --release -p bits-testkit --bin bits-upload --{} http://{}/uploads/sample.bin {}",
+        client_flags(&options),
         proxy.proxy_addr,
         sample.display()
     );
@@ -112,7 +132,13 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
             "  curl -si -X BITS_POST -H 'BITS-Packet-Type: Close-Session' -H \"BITS-Session-Id: $ID\" -H 'Content-Length: 0' http://{a}/uploads/both.txt"
         );
     }
-    println!("Each backend's view: curl http://<backend>/_bits/stats");
+    match &pki {
+        Some(pki) => println!(
+            "Each backend's view: curl --cacert {} https://<backend>/_bits/stats",
+            pki.ca.display()
+        ),
+        None => println!("Each backend's view: curl http://<backend>/_bits/stats"),
+    }
     println!();
     println!("Press Ctrl-C to stop.");
     std::io::stdout().flush()?;
@@ -134,12 +160,33 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn start_backends(base: &Path, count: usize) -> anyhow::Result<Vec<ServerHandle>> {
-    let mut handles = Vec::with_capacity(count);
-    for i in 1..=count {
+/// The `bits-upload` flags an upload needs in the demo's modes, each with a space
+/// before it.
+fn client_flags(options: &DemoOptions) -> String {
+    let mut flags = String::new();
+    if options.auth.is_some() {
+        // The reference servers accept any user name; no password is involved.
+        flags.push_str(" --ntlm-user 'DEMO\\alice'");
+    }
+    if options.reply {
+        flags.push_str(" --reply");
+    }
+    flags
+}
+
+async fn start_backends(
+    base: &Path,
+    options: &DemoOptions,
+    pki: Option<&DemoPki>,
+) -> anyhow::Result<Vec<ServerHandle>> {
+    let mut handles = Vec::with_capacity(options.backends);
+    for i in 1..=options.backends {
         let name = format!("b{i}");
         let mut config = ServerConfig::new(base.join(&name));
         config.name = name.clone();
+        config.auth = options.auth;
+        config.reply = options.reply;
+        config.tls = pki.map(|pki| pki.server.clone());
         std::fs::create_dir_all(&config.root)?;
         handles.push(
             server::spawn(config)
@@ -155,6 +202,7 @@ fn demo_config(
     replica: usize,
     storage: &str,
     backends: &[ServerHandle],
+    pki: Option<&DemoPki>,
     data_dir: &Path,
 ) -> anyhow::Result<Config> {
     let offset = |addr: SocketAddr| {
@@ -169,11 +217,18 @@ fn demo_config(
         data_dir.join("upgrade.sock").display().to_string(),
         data_dir.join("bitsgate.pid").display().to_string(),
     );
+    if let Some(pki) = pki {
+        text.push_str(&format!(
+            "[upstream]\nca_file = {:?}\n",
+            pki.ca.display().to_string()
+        ));
+    }
     for backend in backends {
         text.push_str(&format!(
-            "[[backends]]\nid = \"{}\"\naddress = \"{}\"\n",
+            "[[backends]]\nid = \"{}\"\naddress = \"{}\"\ntls = {}\n",
             backend.name(),
-            backend.addr()
+            backend.addr(),
+            pki.is_some()
         ));
     }
     config::load_str(&text).map_err(|e| anyhow::anyhow!("demo config: {e}"))

@@ -14,6 +14,8 @@ pub mod config;
 pub mod demo;
 #[cfg(feature = "demo")]
 pub mod demo_redis;
+#[cfg(feature = "demo")]
+pub mod demo_tls;
 pub mod edge;
 pub mod health_service;
 pub mod log_gate;

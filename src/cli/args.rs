@@ -55,6 +55,18 @@ pub enum Command {
         /// starts (replica i listens on --listen and --admin ports + i).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=8))]
         replicas: u16,
+        /// The reference servers require Windows authentication on every connection,
+        /// as IIS does: `ntlm` or `negotiate`.
+        #[arg(long, value_name = "ntlm|negotiate")]
+        auth: Option<bits_testkit::server::AuthMode>,
+        /// The reference servers run upload-reply jobs (a `BITS-Reply-URL` naming
+        /// themselves).
+        #[arg(long)]
+        reply: bool,
+        /// The reference servers serve HTTPS with a certificate from a CA made at
+        /// start, which the proxy trusts (`[upstream] ca_file`).
+        #[arg(long)]
+        backend_tls: bool,
     },
     /// Ask a running bitsgate whether it is alive (GET /livez) or ready (GET /readyz):
     /// exit 0 when it answers 200, 1 otherwise. Needs no token.

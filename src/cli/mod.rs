@@ -30,6 +30,9 @@ pub fn main() -> ExitCode {
             backends,
             data_dir,
             replicas,
+            auth,
+            reply,
+            backend_tls,
         } => {
             server::init_logging(bitsgate::config::LogFormat::Text);
             report(bitsgate::demo::run(bitsgate::demo::DemoOptions {
@@ -38,6 +41,9 @@ pub fn main() -> ExitCode {
                 backends: usize::from(backends),
                 data_dir,
                 replicas: usize::from(replicas),
+                auth,
+                reply,
+                backend_tls,
             }))
         }
         Command::Probe {

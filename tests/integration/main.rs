@@ -10,6 +10,7 @@ mod cli;
 mod client_address;
 mod client_limits;
 mod dashboard;
+mod demo;
 mod deploy_files;
 mod docs_index;
 mod expiry;
