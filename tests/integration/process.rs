@@ -127,6 +127,23 @@ pub(crate) fn start(farm: &Farm, upgrade: bool, log: &str) -> Proc {
         .expect("bitsgate starts")
 }
 
+/// Starts the next process of a graceful upgrade and waits until it listens on the
+/// upgrade socket for the old one's listeners.
+pub(crate) async fn start_upgrade(farm: &Farm, log: &str) -> Proc {
+    let socket = farm.dir.path().join("upgrade.sock");
+    let new = start(farm, true, log);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the new process never opened {}",
+            socket.display()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    new
+}
+
 pub(crate) fn wait_listening(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
@@ -266,18 +283,7 @@ async fn a_graceful_upgrade_during_uploads_fails_no_request() {
     let uploads = start_uploads(&farm, "upgrade", 6, 1 << 20);
     wait_for_progress(&farm, 1 << 20).await;
 
-    let socket = farm.dir.path().join("upgrade.sock");
-    let mut new = start(&farm, true, "new.log");
-    // The new process waits for the listeners on the upgrade socket.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the new process never opened {}",
-            socket.display()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let mut new = start_upgrade(&farm, "new.log").await;
     signal(&old, "QUIT");
     tokio::task::block_in_place(|| wait_exit(&mut old, Duration::from_secs(20)));
 
@@ -783,16 +789,7 @@ async fn uploads_created_on_both_sides_of_an_upgrade_all_complete() {
     let mut uploads = start_uploads(&farm, "before", 4, 1 << 20);
     wait_for_progress(&farm, 256 << 10).await;
 
-    let socket = farm.dir.path().join("upgrade.sock");
-    let new = start(&farm, true, "both-new.log");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the new process never opened the socket"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let new = start_upgrade(&farm, "both-new.log").await;
     signal(&old, "QUIT");
     // Until the old process is gone (its close delay, when both processes accept
     // connections, then its grace period), new uploads start every 100 ms: each session

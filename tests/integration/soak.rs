@@ -11,8 +11,8 @@
 
 use crate::cluster::{random_bytes, sha256};
 use crate::process::{
-    bytes_received, check_upload, farm_with, log_of, options, signal, start, wait_exit,
-    wait_listening, Farm, Proc,
+    bytes_received, check_upload, farm_with, log_of, options, signal, start, start_upgrade,
+    wait_exit, wait_listening, Farm, Proc,
 };
 use bits_testkit::client::raw::{self, RawRequest};
 use bits_testkit::client::{self, NoObserver, UploadOptions, UploadReport, UploadSource};
@@ -204,17 +204,7 @@ fn soak_header(farm: &Farm) -> String {
 
 async fn graceful_upgrade(farm: &Farm, old: Proc, log: &str) -> Proc {
     let mut old = old;
-    let socket = farm.dir.path().join("upgrade.sock");
-    let new = start(farm, true, log);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the new process never opened {}",
-            socket.display()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let new = start_upgrade(farm, log).await;
     signal(&old, "QUIT");
     tokio::task::block_in_place(|| wait_exit(&mut old, Duration::from_secs(30)));
     new
