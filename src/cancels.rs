@@ -8,7 +8,7 @@
 use crate::backend::cancel::{CancelClient, CancelOutcome, CancelRequest};
 use crate::backend::peer::upstream_peer;
 use crate::backend::BackendSlot;
-use crate::session::SessionUrl;
+use crate::session::{Pin, SessionKey, SessionUrl, UrlRegistry};
 use crate::state::Generation;
 use prometheus::IntCounterVec;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,6 +64,19 @@ pub struct CancelJob {
     pub url: SessionUrl,
     /// Why.
     pub reason: CancelReason,
+}
+
+impl CancelJob {
+    /// The Cancel-Session of a pinned session, to its owner at the URL it was created
+    /// with.
+    pub fn for_pin(urls: &UrlRegistry, key: &SessionKey, pin: &Pin, reason: CancelReason) -> Self {
+        CancelJob {
+            backend: pin.backend,
+            session: key.to_string(),
+            url: urls.get(pin.url),
+            reason,
+        }
+    }
 }
 
 /// The background sender.

@@ -73,15 +73,8 @@ impl IdleSweeper {
         };
         if cancel {
             for (key, pin) in expired {
-                self.shared.cancels.submit(
-                    &generation,
-                    CancelJob {
-                        backend: pin.backend,
-                        session: key.to_string(),
-                        url: self.shared.urls.get(pin.url),
-                        reason: CancelReason::Expired,
-                    },
-                );
+                let job = CancelJob::for_pin(&self.shared.urls, &key, &pin, CancelReason::Expired);
+                self.shared.cancels.submit(&generation, job);
                 report.cancels += 1;
             }
         }

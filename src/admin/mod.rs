@@ -199,15 +199,8 @@ impl AdminApp {
         });
         let mut unpinned = 0u64;
         for (key, pin) in &selected {
-            self.shared.cancels.submit(
-                &generation,
-                CancelJob {
-                    backend: pin.backend,
-                    session: key.to_string(),
-                    url: self.shared.urls.get(pin.url),
-                    reason: CancelReason::Admin,
-                },
-            );
+            let job = CancelJob::for_pin(&self.shared.urls, key, pin, CancelReason::Admin);
+            self.shared.cancels.submit(&generation, job);
             if self.shared.end_session(key, EndReason::Cancelled).is_some() {
                 unpinned += 1;
             }
@@ -269,12 +262,7 @@ impl AdminApp {
             Ok(found) => found,
             Err(reply) => return reply,
         };
-        let job = CancelJob {
-            backend: pin.backend,
-            session: key.to_string(),
-            url: self.shared.urls.get(pin.url),
-            reason: CancelReason::Admin,
-        };
+        let job = CancelJob::for_pin(&self.shared.urls, &key, &pin, CancelReason::Admin);
         let answer = self
             .shared
             .cancels

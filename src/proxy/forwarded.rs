@@ -63,7 +63,8 @@ fn forwarded_value<'a>(
             value.extend_from_slice(b", ");
         }
     }
-    value.extend_from_slice(ip.to_string().as_bytes());
+    // Written in place: no string allocated per request for the address.
+    let _ = std::io::Write::write_fmt(&mut value, format_args!("{ip}"));
     value
 }
 
