@@ -84,16 +84,25 @@ fn proxy_service(
         listener.proxy_protocol,
     );
     let mut proxy = Service::new(name.to_owned(), gate);
-    let address = listener.address.to_string();
-    match &listener.tls {
-        Some(tls) => proxy.add_tls(
-            &address,
+    let mut endpoint = pingora::listeners::ListenerConfig::tcp(listener.address.to_string())
+        .l4_buffer(client_buffers());
+    if let Some(tls) = &listener.tls {
+        endpoint = endpoint.tls(pingora::listeners::tls::TlsSettings::intermediate(
             &tls.cert_path.to_string_lossy(),
             &tls.key_path.to_string_lossy(),
-        )?,
-        None => proxy.add_tcp(&address),
+        )?);
     }
+    proxy.add_listener(endpoint);
     Ok(proxy)
+}
+
+/// No read buffer under the HTTP code of a client connection: Pingora's default is a
+/// 64 KiB buffer allocated at accept, held by every waiting client for as long as it
+/// waits, and the HTTP/1 reader already reads into buffers of its own (a 4 KiB header
+/// buffer, 64 KiB body buffers), so the L4 buffer only added a copy. Writes keep
+/// Pingora's small buffer (one TCP segment), which joins a head and a short body.
+fn client_buffers() -> pingora::listeners::L4BufferSettings {
+    pingora::listeners::L4BufferSettings::default().read(0)
 }
 
 /// Builds the server for a validated config.
@@ -189,6 +198,10 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
         ));
     }
     server.add_service(health);
+    server.add_service(background_service(
+        "allocator tidy",
+        crate::allocator::AllocatorTidy,
+    ));
     if process.write_pid_file {
         let path = shared.generation().config.server.pid_file.clone();
         crate::pid_file::write(&path)?;

@@ -6,6 +6,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod allocator;
 pub mod app;
 pub mod backend;
 pub mod cancels;

@@ -10,5 +10,6 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    bitsgate::allocator::disable_huge_pages();
     cli::main()
 }

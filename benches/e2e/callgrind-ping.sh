@@ -10,6 +10,8 @@
 #   CARGO_TARGET_DIR   where the release binaries are (built first; default target)
 #   CG_OUT             keep the callgrind output here (default: a temp dir, removed)
 #   CG_TOP             how many functions to list (default 25)
+#   CG_BITSGATE        the bitsgate binary to measure (default: the release build),
+#                      e.g. an older build kept for a before/after comparison
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 pings=${1:-3000}
@@ -41,7 +43,7 @@ pids+=($!)
 proxy=127.0.0.1:$(free_port)
 bench_config "$work/bitsgate.toml" "$proxy" "127.0.0.1:$(free_port)" memory "$work/data" 1 "b1=$backend"
 BITSGATE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
-  "$bin/bitsgate" run --config "$work/bitsgate.toml" >"$work/bitsgate.log" 2>&1 &
+  "${CG_BITSGATE:-$bin/bitsgate}" run --config "$work/bitsgate.toml" >"$work/bitsgate.log" 2>&1 &
 pids+=($!); cg_pid=$!
 wait_port "$backend" "$work"/*.log
 WAIT_PORT_SECONDS=60 wait_port "$proxy" "$work"/*.log   # valgrind starts slowly

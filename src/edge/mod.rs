@@ -11,4 +11,4 @@ mod stream;
 
 pub use client::{announce, client_addr};
 pub use gate::{places, Gate, Places};
-pub use stream::{EdgeStream, Phase};
+pub use stream::{EdgeStream, Phase, Waited};

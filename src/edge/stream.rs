@@ -53,6 +53,21 @@ impl Phase {
     }
 }
 
+/// How many bytes the wait for a request reads: a stack buffer, so a waiting
+/// connection holds no heap buffer at all.
+const FIRST_READ: usize = 512;
+
+/// How the wait for a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waited {
+    /// The request's first bytes are in.
+    Bytes,
+    /// The client closed the connection (or it failed).
+    Closed,
+    /// Nothing came in time.
+    TimedOut,
+}
+
 /// The answer to a header block over `max_header_block`: the client learns why, and
 /// the connection ends (the rest of the block is not read).
 const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\n\
@@ -138,6 +153,37 @@ impl EdgeStream {
             rejecting: None,
             failed: None,
         }
+    }
+
+    /// Waits, holding nothing but this stream, until the client sends the first bytes
+    /// of a request (kept as the prefix the HTTP reader gets first), the connection
+    /// closes, or `until` passes. A new connection waits until its header deadline
+    /// (counted as a header timeout); a kept-alive one until the keep-alive timeout.
+    pub async fn wait_for_request(&mut self, until: Instant) -> Waited {
+        if !self.prefix.is_empty() {
+            return Waited::Bytes;
+        }
+        // Most BITS request heads fit: one read, as the HTTP reader would have made.
+        let mut first = [0u8; FIRST_READ];
+        let read = tokio::io::AsyncReadExt::read(&mut self.inner, &mut first);
+        match tokio::time::timeout_at(tokio::time::Instant::from_std(until), read).await {
+            Ok(Ok(0)) | Ok(Err(_)) => Waited::Closed,
+            Ok(Ok(n)) => {
+                self.prefix = Bytes::copy_from_slice(&first[..n]);
+                Waited::Bytes
+            }
+            Err(_) => {
+                if self.current == Phase::Header {
+                    self.fail(EdgeClose::HeaderTimeout);
+                }
+                Waited::TimedOut
+            }
+        }
+    }
+
+    /// When the first header block of a new connection must be complete.
+    pub fn header_deadline(&self) -> Instant {
+        self.header_deadline
     }
 
     /// The proxy's word on where the request is.

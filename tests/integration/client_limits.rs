@@ -119,6 +119,55 @@ async fn a_kept_alive_connection_starts_the_header_clock_at_the_first_byte() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_kept_alive_connection_is_closed_after_the_keepalive_timeout() {
+    let cluster = Cluster::new()
+        .backends(1)
+        .listener_config("keepalive_timeout = \"1s\"")
+        .start()
+        .await;
+    let addr = cluster.proxy_addr();
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    stream
+        .write_all(&ping().encode(&addr.to_string()))
+        .await
+        .expect("writes");
+    assert!(read_answer(&mut stream).await.starts_with("HTTP/1.1 200"));
+    let idle = Instant::now();
+    let got = read_to_close(&mut stream, Duration::from_secs(5)).await;
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    assert!(
+        idle.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        idle.elapsed()
+    );
+    // Not a header timeout: the client owed nothing.
+    let metrics = cluster.metrics().await;
+    assert_eq!(closed_by(&metrics, "header_timeout"), 0.0, "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_arriving_a_byte_first_and_in_pieces_is_read_whole() {
+    let cluster = Cluster::new().backends(1).start().await;
+    let addr = cluster.proxy_addr();
+    // A head larger than one first read, sent as: one byte, a pause, then the rest
+    // in two parts; and again on the same connection.
+    let request = ping()
+        .header("X-Pad", "p".repeat(1200))
+        .encode(&addr.to_string());
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    for _ in 0..2 {
+        stream.write_all(&request[..1]).await.expect("writes");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        stream.write_all(&request[1..700]).await.expect("writes");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stream.write_all(&request[700..]).await.expect("writes");
+        let answer = read_answer(&mut stream).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    assert_eq!(cluster.stats(0).requests_total, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_header_block_over_the_limit_gets_431_and_is_not_forwarded() {
     let cluster = Cluster::new()
         .backends(1)

@@ -155,8 +155,13 @@ impl ClusterBuilder {
         // thread-local keyed by thread ids that are reused after a thread exits, so a
         // later instance can pick up a stopped one's runtime and never accept. The
         // process tests run the binary with the default instead.
+        let keepalive = if self.listener_extra.contains("keepalive_timeout") {
+            ""
+        } else {
+            "keepalive_timeout = \"5s\"\n"
+        };
         let header = format!(
-            "[listener]\naddress = \"127.0.0.1:0\"\nkeepalive_timeout = \"5s\"\n{}[admin]\naddress = \"127.0.0.1:0\"\n{token}[storage]\nmode = \"memory\"\n[host_id]\nmode = \"{}\"\nfallback_timeout = \"2s\"\n[upstream]\nconnect_timeout = \"2s\"\n{}[server]\nthreads = 2\nwork_stealing = true\ngrace_period = \"1s\"\nshutdown_timeout = \"1s\"\n{}",
+            "[listener]\naddress = \"127.0.0.1:0\"\n{keepalive}{}[admin]\naddress = \"127.0.0.1:0\"\n{token}[storage]\nmode = \"memory\"\n[host_id]\nmode = \"{}\"\nfallback_timeout = \"2s\"\n[upstream]\nconnect_timeout = \"2s\"\n{}[server]\nthreads = 2\nwork_stealing = true\ngrace_period = \"1s\"\nshutdown_timeout = \"1s\"\n{}",
             self.listener_extra, self.host_id_mode, self.upstream_extra, self.extra
         );
         // Probes would add requests to the backends' counts that tests compare; tests
