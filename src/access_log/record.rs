@@ -188,9 +188,7 @@ impl<'a> Fields<'a> {
         out.extend_from_slice(self.time.as_bytes());
         out.extend_from_slice(b" client=");
         match self.client {
-            Some(client) => {
-                let _ = std::io::Write::write_fmt(out, format_args!("{client}"));
-            }
+            Some(client) => write_addr(out, client),
             None => out.push(b'-'),
         }
         text_field(out, "method", Some(self.method));
@@ -221,7 +219,7 @@ impl Fields<'_> {
         match self.client {
             Some(client) => {
                 out.push(b'"');
-                let _ = std::io::Write::write_fmt(out, format_args!("{client}"));
+                write_addr(out, client);
                 out.push(b'"');
             }
             None => out.extend_from_slice(b"null"),
@@ -263,23 +261,51 @@ fn json_number(out: &mut Vec<u8>, key: &str, value: u64) {
 }
 
 /// A JSON string: quotes, backslashes and control characters escaped (RFC 8259 §7);
-/// everything else, UTF-8 included, as it is.
+/// everything else, UTF-8 included, as it is, copied in runs between escapes.
 fn json_string(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
-    for &byte in value.as_bytes() {
+    let bytes = value.as_bytes();
+    let mut run = 0;
+    for (at, &byte) in bytes.iter().enumerate() {
+        if byte != b'"' && byte != b'\\' && byte >= 0x20 {
+            continue;
+        }
+        out.extend_from_slice(&bytes[run..at]);
+        run = at + 1;
         match byte {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
-            0..=0x1f => {
+            _ => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
                 out.extend_from_slice(b"\\u00");
                 out.push(HEX[usize::from(byte >> 4)]);
                 out.push(HEX[usize::from(byte & 0xf)]);
             }
-            _ => out.push(byte),
         }
     }
+    out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
+}
+
+/// `a.b.c.d:port` written with `itoa`, as `Display` would; IPv6 through `Display`
+/// (rare behind a farm's load balancer, and its shortest form is not worth a copy).
+fn write_addr(out: &mut Vec<u8>, addr: SocketAddr) {
+    match addr {
+        SocketAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(digits.format(octet).as_bytes());
+            }
+            out.push(b':');
+            out.extend_from_slice(digits.format(v4.port()).as_bytes());
+        }
+        SocketAddr::V6(_) => {
+            let _ = std::io::Write::write_fmt(out, format_args!("{addr}"));
+        }
+    }
 }
 
 /// Milliseconds with three decimals, from a value already rounded to microseconds.
@@ -393,6 +419,21 @@ mod tests {
         assert_eq!(value["status"], 416);
         assert_eq!(value["bytes_in"], 1024);
         assert!(value.get("reason").is_none());
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for text in [
+            "0.0.0.0:0",
+            "10.20.3.255:65535",
+            "192.0.2.7:80",
+            "[2001:db8::1]:443",
+        ] {
+            let addr: SocketAddr = text.parse().unwrap();
+            let mut out = Vec::new();
+            write_addr(&mut out, addr);
+            assert_eq!(String::from_utf8(out).unwrap(), addr.to_string());
+        }
     }
 
     #[test]
