@@ -105,8 +105,8 @@ impl AdminApp {
             (true, _, ["backends"]) => self.backends(),
             (true, _, ["sessions"]) => self.sessions(query),
             (true, _, ["sessions", id]) => self.session(id),
-            (_, &Method::POST, ["backends", id, "drain"]) => self.drain(id, true),
-            (_, &Method::POST, ["backends", id, "undrain"]) => self.drain(id, false),
+            (_, &Method::POST, ["backends", id, "drain"]) => self.drain(id, true).await,
+            (_, &Method::POST, ["backends", id, "undrain"]) => self.drain(id, false).await,
             (_, &Method::DELETE, ["sessions"]) => self.delete_sessions(query),
             (_, &Method::DELETE, ["sessions", id]) => self.delete_session(id).await,
             (_, &Method::POST, ["config", "reload"]) => self.reload().await,
@@ -237,18 +237,28 @@ impl AdminApp {
         }
     }
 
-    fn drain(&self, raw_id: &str, drain: bool) -> Reply {
+    async fn drain(&self, raw_id: &str, drain: bool) -> Reply {
         let id = decode(raw_id);
         let generation = self.shared.generation();
         let Some(index) = generation.farm.index_of_id(&id) else {
             return Reply::error(StatusCode::NOT_FOUND, format!("no backend {id:?}"));
         };
         let backend = &generation.farm.backends[index];
-        if !drain && (backend.status.is_config_draining() || backend.retired) {
+        if !drain && (backend.status.is_config_draining() || backend.is_retired()) {
             return Reply::error(
                 StatusCode::CONFLICT,
                 format!("{id} drains because of the config file; change the file and reload"),
             );
+        }
+        // Every replica drains it at its next poll of the store; nothing changes here
+        // either unless the store has it.
+        if let Some(store) = self.shared.redis.get() {
+            if let Err(e) = store.set_drained(&id, drain).await {
+                return Reply::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the drain could not be shared through the pin store (Redis): {e}; nothing changed, retry when Redis answers"),
+                );
+            }
         }
         if backend.status.set_draining(drain) {
             tracing::info!(target: "bitsgate::admin", backend = %id, draining = drain, "drain state changed");

@@ -22,10 +22,15 @@ pub struct BackendView {
     pub drain_admin: bool,
     /// Draining because the config file says so.
     pub drain_config: bool,
-    /// Gone from the config; kept until its sessions end.
+    /// Gone from the config (here, or with the Redis store at another replica's
+    /// reload); kept until its sessions end.
     pub retired: bool,
-    /// Sessions pinned to it.
+    /// Sessions pinned to it in this process's table (with the Redis store: its cache).
     pub sessions: u64,
+    /// With the Redis store: its sessions in the store, every replica's, as of the last
+    /// poll (absent while not known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_sessions: Option<u64>,
     /// Fragment bytes forwarded to it and acknowledged.
     pub uploaded_bytes: u64,
 }
@@ -71,8 +76,12 @@ pub fn backend(shared: &Shared, backend: &Backend) -> BackendView {
         state,
         drain_admin: status.is_admin_draining(),
         drain_config: status.is_config_draining(),
-        retired: backend.retired,
+        retired: backend.is_retired(),
         sessions: shared.table.sessions_of(backend.slot),
+        store_sessions: shared
+            .redis
+            .get()
+            .and_then(|store| store.sessions_of(&backend.id)),
         uploaded_bytes: shared
             .metrics
             .uploaded_bytes
