@@ -1,6 +1,7 @@
 //! JSON views of backends and sessions.
 
 use crate::backend::Backend;
+use crate::session::shared_store::listing::StoredSession;
 use crate::session::{unix_now, Pin, SessionKey};
 use crate::state::Shared;
 use serde::Serialize;
@@ -105,5 +106,27 @@ pub fn session(shared: &Shared, key: &SessionKey, pin: &Pin) -> SessionView {
         bytes: pin.bytes,
         packets: pin.packets,
         client: shared.clients.client_of(key).map(|ip| ip.to_string()),
+    }
+}
+
+/// The view of a session read from the Redis store. What only a replica knows (bytes,
+/// packets, the creating client, activity more recent than the store's last write)
+/// comes from this replica's cache when it holds the session.
+pub fn stored_session(shared: &Shared, stored: &StoredSession) -> SessionView {
+    let now = unix_now();
+    let key = SessionKey::new(&stored.id);
+    let cached = shared.table.get(&key);
+    let last_seen = cached
+        .map_or(stored.written, |pin| pin.last_seen)
+        .max(stored.written);
+    SessionView {
+        id: stored.id.clone(),
+        backend: stored.pin.backend.clone(),
+        dir: crate::session::UrlRegistry::dir_of(&stored.pin.path).to_owned(),
+        age_s: u64::from(now.saturating_sub(stored.pin.created)),
+        idle_s: u64::from(now.saturating_sub(last_seen)),
+        bytes: cached.map_or(0, |pin| pin.bytes),
+        packets: cached.map_or(0, |pin| pin.packets),
+        client: shared.clients.client_of(&key).map(|ip| ip.to_string()),
     }
 }

@@ -1,10 +1,12 @@
-//! What replicas on one Redis share beyond pins: an operator's drain and a reload's
-//! retired backends. Each test runs real bitsgate processes on one real
-//! redis-server and watches one replica follow what was done through another.
+//! What replicas on one Redis share beyond pins: an operator's drain, a reload's
+//! retired backends and the admin view of the sessions. Each test runs real bitsgate
+//! processes on one real redis-server and watches one replica follow what was done
+//! through another.
 
 use crate::replica_kit::{
     cancel, create, fragment, start_replica, start_replica_of, wait_until, Farm, Redis, Replica,
 };
+use bits_proto::ErrorCode;
 use std::time::{Duration, Instant};
 
 /// How long a change made through one replica may take to reach another: the poll
@@ -167,4 +169,103 @@ async fn a_backend_retired_by_one_replicas_reload_is_retired_on_every_replica_un
         log.contains("retired backends drained and removed"),
         "{log}"
     );
+}
+
+/// A session's store view through `replica`.
+async fn listed(replica: &Replica, query: &str) -> serde_json::Value {
+    let (status, answer) = replica.admin("GET", &format!("/sessions{query}")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["source"], "store", "{answer}");
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_lists_and_cancels_the_sessions_of_the_store() {
+    let farm = Farm::start().await;
+    let redis = Redis::start(farm.dir.path(), false);
+    let a = start_replica(&farm, &redis, "a", "");
+    let b = start_replica(&farm, &redis, "b", "");
+    let path = "/uploads/listed/a.bin";
+    let mut sessions = Vec::new();
+    for _ in 0..6 {
+        sessions.push(create(&a, path).await);
+    }
+
+    // b never saw them, and lists them all, with filters.
+    let all = listed(&b, "?limit=4").await;
+    assert_eq!(all["total"], 6, "{all}");
+    assert_eq!(all["sessions"].as_array().unwrap().len(), 4);
+    let on_b1: Vec<&String> = sessions
+        .iter()
+        .filter(|id| farm.owner_of(id) == Some(1))
+        .collect();
+    let b1 = listed(&b, "?backend=b1").await;
+    assert_eq!(b1["total"], on_b1.len() as u64, "{b1}");
+    for session in b1["sessions"].as_array().unwrap() {
+        assert_eq!(session["backend"], "b1");
+        assert_eq!(session["dir"], "/uploads/listed/");
+    }
+    assert_eq!(listed(&b, "?idle_over=3600").await["total"], 0);
+    let (status, one) = b.admin("GET", &format!("/sessions/{}", on_b1[0])).await;
+    assert_eq!(
+        (status, &one["backend"]),
+        (200, &serde_json::json!("b1")),
+        "{one}"
+    );
+    let (status, _) = b.admin("GET", "/sessions?backend=zz").await;
+    assert_eq!(status, 404);
+    // The store's count per backend, as a gauge on every replica.
+    wait_until("the store gauge", PROPAGATION, || async {
+        let count = b.metric("bitsgate_store_sessions{backend=\"b1\"}").await?;
+        (count == on_b1.len() as f64).then_some(())
+    })
+    .await;
+
+    // A cancel through b of a session created through a: Cancel-Session at its owner,
+    // key gone, and a's cache drops it.
+    let victim = on_b1[0].clone();
+    assert_eq!(a.metric("bitsgate_pinned_sessions").await, Some(6.0));
+    let (status, answer) = b.admin("DELETE", &format!("/sessions/{victim}")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["unpinned"], true, "{answer}");
+    assert_eq!(answer["cancel"]["status"], 200, "{answer}");
+    assert_eq!(
+        farm.backends[1].stats().sessions[&victim].state,
+        "cancelled"
+    );
+    assert!(!redis.pins().contains(&format!("test:pin:{victim}")));
+    wait_until("a drops the cancelled session", PROPAGATION, || async {
+        let pinned = a.metric("bitsgate_pinned_sessions").await?;
+        (pinned == 5.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        a.metric("bitsgate_sessions_ended_total{backend=\"b1\",reason=\"ended_elsewhere\"}")
+            .await,
+        Some(1.0)
+    );
+    let requests = farm.backends[1].stats().requests_total;
+    let gone = fragment(&a, path, &victim, 0).await;
+    assert_eq!(gone.status, 500, "{gone:?}");
+    assert_eq!(gone.ack().error_code, Some(ErrorCode::SESSION_NOT_FOUND));
+    assert_eq!(
+        farm.backends[1].stats().requests_total,
+        requests,
+        "answered by a from the store, not by the owner"
+    );
+    let (status, _) = b.admin("DELETE", &format!("/sessions/{victim}")).await;
+    assert_eq!(status, 404);
+
+    // A bulk cancel through b takes every session of b0 in the store.
+    let on_b0 = sessions
+        .iter()
+        .filter(|id| farm.owner_of(id) == Some(0))
+        .count();
+    let (status, answer) = b.admin("DELETE", "/sessions?backend=b0").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["matched"], on_b0 as u64, "{answer}");
+    assert_eq!(answer["unpinned"], on_b0 as u64, "{answer}");
+    assert_eq!(answer["remaining"], 0, "{answer}");
+    assert_eq!(listed(&a, "?backend=b0").await["total"], 0);
+    assert_eq!(listed(&a, "").await["total"], (5 - on_b0) as u64);
 }

@@ -19,6 +19,7 @@
 pub mod farm;
 mod health;
 pub mod keys;
+pub mod listing;
 pub mod lookup;
 pub mod sync;
 pub mod value;
