@@ -522,6 +522,10 @@ impl Shared {
         }
         self.replies.insert(path, key.clone(), backend);
         self.publish_reply_routes();
+        if let Some(redis) = self.redis.get() {
+            let owner = self.backend_name(backend);
+            return Ok(Some(redis.route_reply(key, &owner, path)));
+        }
         Ok(self.store.as_ref().and_then(|store| store.reply(key, path)))
     }
 

@@ -1,12 +1,15 @@
 //! What replicas on one Redis share beyond pins: an operator's drain, a reload's
-//! retired backends and the admin view of the sessions. Each test runs real bitsgate
-//! processes on one real redis-server and watches one replica follow what was done
-//! through another.
+//! retired backends, the admin view of the sessions, and upload-reply routes. Each
+//! test runs real bitsgate processes on one real redis-server and watches one
+//! replica follow what was done through another.
 
+use crate::cluster::random_bytes;
 use crate::replica_kit::{
     cancel, create, fragment, start_replica, start_replica_of, wait_until, Farm, Redis, Replica,
 };
-use bits_proto::ErrorCode;
+use crate::upload_reply::{download_reply, only_the_owner_served, reply_mode, upload_until_reply};
+use bits_proto::{headers as h, ErrorCode, PacketType};
+use bits_testkit::client::raw::RawRequest;
 use std::time::{Duration, Instant};
 
 /// How long a change made through one replica may take to reach another: the poll
@@ -268,4 +271,51 @@ async fn every_replica_lists_and_cancels_the_sessions_of_the_store() {
     assert_eq!(answer["remaining"], 0, "{answer}");
     assert_eq!(listed(&a, "?backend=b0").await["total"], 0);
     assert_eq!(listed(&a, "").await["total"], (5 - on_b0) as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_route_learnt_by_one_replica_is_followed_through_another_and_ends_with_its_session()
+{
+    let farm = Farm::start_with(reply_mode).await;
+    let redis = Redis::start(farm.dir.path(), false);
+    let a = start_replica(&farm, &redis, "a", "");
+    let b = start_replica(&farm, &redis, "b", "");
+    let data = random_bytes(30_000, 17);
+    let upload = "/uploads/replied.bin";
+    let (id, ack) = upload_until_reply(a.proxy, upload, &data).await;
+    let url = ack.header(h::REPLY_URL).expect("reply URL").to_owned();
+    let prefix = format!("http://{}", a.proxy);
+    assert!(
+        url.starts_with(&format!("{prefix}/_bits/replies/")),
+        "{url}"
+    );
+    let path = &url[prefix.len()..];
+    let owner = farm.owner_of(&id).expect("an owner");
+
+    // The download goes through b, which never saw the session.
+    let reply = download_reply(b.proxy, path).await;
+    assert!(bits_testkit::reply::is_reply_to(&reply, &data));
+    let stats: Vec<_> = farm.backends.iter().map(|b| b.stats()).collect();
+    only_the_owner_served(&stats, owner, 2);
+    assert_eq!(b.metric("bitsgate_reply_routes").await, Some(1.0));
+
+    // The session ends through b: the route goes from Redis and from a.
+    let close = b
+        .send(
+            &RawRequest::bits(PacketType::CloseSession, upload).header(h::SESSION_ID, id.as_str()),
+        )
+        .await;
+    assert_eq!(close.status, 200, "{close:?}");
+    wait_until("reply keys gone", PROPAGATION, || async {
+        redis
+            .strings(&["KEYS", "test:reply*"])
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    wait_until("a drops the route", PROPAGATION, || async {
+        (a.metric("bitsgate_reply_routes").await? == 0.0).then_some(())
+    })
+    .await;
+    assert_eq!(b.metric("bitsgate_reply_routes").await, Some(0.0));
 }

@@ -7,9 +7,11 @@
 //! | `drain` | set | backend ids an operator drained (admin API) |
 //! | `retired` | hash | backend id → settings of a backend a reload retired |
 //! | `ended` | stream | ids of sessions whose pin was removed, so caches drop them |
+//! | `reply:PATH` | string, TTL | `SESSION\nBACKEND` of an upload-reply route |
+//! | `replyof:SESSION` | string, TTL | the reply path of a session, so its end removes the route |
 //!
-//! `owned:` is what makes the farm's session counts cost one command each instead of
-//! a walk over every pin.
+//! `owned:` is what makes the farm's session counts and the admin listing cost one
+//! command each instead of a walk over every pin.
 
 use std::fmt::Display;
 
@@ -50,5 +52,15 @@ impl Keys {
     /// The stream of ended sessions.
     pub fn ended(&self) -> String {
         format!("{}ended", self.prefix)
+    }
+
+    /// The route of an upload reply's path (and query).
+    pub fn reply(&self, path: &str) -> String {
+        format!("{}reply:{path}", self.prefix)
+    }
+
+    /// The reply path of a session.
+    pub fn reply_of(&self, session: &impl Display) -> String {
+        format!("{}replyof:{session}", self.prefix)
     }
 }

@@ -21,6 +21,7 @@ mod health;
 pub mod keys;
 pub mod listing;
 pub mod lookup;
+pub mod replies;
 pub mod sync;
 pub mod value;
 
@@ -353,14 +354,15 @@ impl RedisPins {
         })
     }
 
-    /// Deletes a pin owned by `backend` and its index entry, and announces its end to
-    /// the other replicas' caches; without waiting: a delete lost to an outage leaves
-    /// a key whose owner answers not-found, and which expires.
+    /// Deletes a pin owned by `backend`, its index entry and its reply route, and
+    /// announces its end to the other replicas' caches; without waiting: a delete lost
+    /// to an outage leaves a key whose owner answers not-found, and which expires.
     pub fn unpin(&self, key: &SessionKey, backend: &str) {
         let keys = self.inner.keys.clone();
         let (pin, owned, member) = (keys.pin(key), keys.owned(backend), key.to_string());
         let rx = self.spawn(move |mut c| async move {
-            ::redis::pipe()
+            // The reply path, if the session has one, whichever replica learnt it.
+            let (reply,): (Option<String>,) = ::redis::pipe()
                 .atomic()
                 .cmd("DEL")
                 .arg(pin)
@@ -378,8 +380,19 @@ impl RedisPins {
                 .arg("s")
                 .arg(&member)
                 .ignore()
-                .query_async::<()>(&mut c)
-                .await
+                .cmd("GETDEL")
+                .arg(keys.reply_of(&member))
+                .query_async(&mut c)
+                .await?;
+            match reply {
+                Some(path) => {
+                    ::redis::cmd("DEL")
+                        .arg(keys.reply(&path))
+                        .query_async::<()>(&mut c)
+                        .await
+                }
+                None => Ok(()),
+            }
         });
         self.count_failure(rx);
     }
