@@ -20,29 +20,87 @@ use std::time::{Duration, Instant};
 pub(crate) struct Redis {
     addr: SocketAddr,
     dir: PathBuf,
-    appendonly: bool,
+    /// A sentinel's config file, which comes first on its command line.
+    conf: Option<PathBuf>,
+    /// The name a sentinel monitors its master under.
+    monitors: Option<String>,
+    /// How it runs: persistence, replication, sentinel mode.
+    options: Vec<String>,
     process: Option<Proc>,
 }
 
 impl Redis {
     pub(crate) fn start(dir: &Path, appendonly: bool) -> Redis {
+        let appendonly = if appendonly { "yes" } else { "no" };
+        let options = [
+            "--save",
+            "",
+            "--appendonly",
+            appendonly,
+            "--appendfsync",
+            "always",
+        ];
+        Redis::launch(dir, None, &options)
+    }
+
+    /// A replica of `master`, with its files in `dir`.
+    pub(crate) fn start_replica_of(dir: &Path, master: &Redis) -> Redis {
+        let port = master.addr.port().to_string();
+        Redis::launch(
+            dir,
+            None,
+            &["--save", "", "--replicaof", "127.0.0.1", &port],
+        )
+    }
+
+    /// A sentinel, alone in its quorum, that monitors `master` as `name` and declares
+    /// it down after one second without an answer.
+    pub(crate) fn start_sentinel(dir: &Path, master: &Redis, name: &str) -> Redis {
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "sentinel monitor {name} 127.0.0.1 {} 1\nsentinel down-after-milliseconds {name} 1000\nsentinel failover-timeout {name} 3000\n",
+                master.addr.port()
+            ),
+        )
+        .unwrap();
+        let mut sentinel = Redis::launch(dir, Some(conf), &["--sentinel"]);
+        sentinel.monitors = Some(name.to_owned());
+        sentinel
+    }
+
+    fn launch(dir: &Path, conf: Option<PathBuf>, options: &[&str]) -> Redis {
         let mut redis = Redis {
             addr: free_port(),
             dir: dir.to_path_buf(),
-            appendonly,
+            conf,
+            monitors: None,
+            options: options.iter().map(|o| o.to_string()).collect(),
             process: None,
         };
         redis.restart();
         redis
     }
 
+    pub(crate) fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// SIGKILL: gone without a word, as a crashed host.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.0.kill().unwrap();
+            process.0.wait().unwrap();
+        }
+    }
+
     pub(crate) fn restart(&mut self) {
         let log = std::fs::File::create(self.dir.join("redis.log")).unwrap();
         let child = Command::new("redis-server")
+            .args(&self.conf)
             .args(["--bind", "127.0.0.1", "--port", &self.addr.port().to_string()])
-            .args(["--save", ""])
-            .args(["--appendonly", if self.appendonly { "yes" } else { "no" }])
-            .args(["--appendfsync", "always"])
+            .args(&self.options)
             .arg("--dir")
             .arg(&self.dir)
             .stdin(Stdio::null())
@@ -121,8 +179,13 @@ impl Redis {
         self.strings(&["KEYS", "test:pin:*"])
     }
 
+    /// The `redis_url` of the store: this server, or, for a sentinel, the master it
+    /// names.
     pub(crate) fn url(&self) -> String {
-        format!("redis://{}/0", self.addr)
+        match &self.monitors {
+            Some(name) => format!("redis+sentinel://{}/{name}/0", self.addr),
+            None => format!("redis://{}/0", self.addr),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::cluster::{random_bytes, sha256};
 use crate::process::options;
-use crate::replica_kit::{create, fragment, start_replica, Farm, Redis, Spreader};
+use crate::replica_kit::{create, fragment, start_replica, wait_until, Farm, Redis, Spreader};
 use bits_proto::PacketType;
 use bits_testkit::client::raw::RawRequest;
 use bits_testkit::client::{self, NoObserver, UploadReport, UploadSource};
@@ -205,4 +205,95 @@ async fn after_a_flushall_only_replicas_that_cached_a_session_route_it_until_it_
     }
     let found = fragment(&b, path, &session, 1).await;
     assert_eq!(found.status, 200, "{found:?}");
+}
+
+/// With `redis+sentinel://`, the store finds the master through the sentinels and
+/// follows a failover by itself: after the master dies and the sentinel promotes its
+/// replica, pins are written to the new master and sessions created before are found
+/// there by a replica that never saw them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_sentinels_the_store_follows_a_failover_of_the_redis_master() {
+    let farm = Farm::start().await;
+    let dir = |name: &str| {
+        let dir = farm.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    };
+    let mut master = Redis::start(&dir("master"), false);
+    let standby = Redis::start_replica_of(&dir("standby"), &master);
+    let sentinel = Redis::start_sentinel(&dir("sentinel"), &master, "pins");
+    // The sentinel promotes only a replica it knows.
+    wait_until(
+        "the sentinel knows the standby",
+        Duration::from_secs(30),
+        || async {
+            (sentinel
+                .command(&["SENTINEL", "replicas", "pins"])
+                .as_deref()
+                == Some("*1"))
+            .then_some(())
+        },
+    )
+    .await;
+    let a = start_replica(&farm, &sentinel, "a", "");
+    let b = start_replica(&farm, &sentinel, "b", "");
+    let path = "/uploads/failover.bin";
+    let before = create(&a, path).await;
+    // Replication is asynchronous: the test waits for the copy before the crash.
+    let copied = format!("test:pin:{before}");
+    wait_until(
+        "the pin reaches the standby",
+        Duration::from_secs(10),
+        || async { (standby.command(&["EXISTS", &copied]).as_deref() == Some(":1")).then_some(()) },
+    )
+    .await;
+
+    master.kill();
+    let killed = Instant::now();
+    wait_until(
+        "the sentinel promotes the standby",
+        Duration::from_secs(30),
+        || async {
+            let named = sentinel.strings(&["SENTINEL", "get-master-addr-by-name", "pins"]);
+            (named.get(1) == Some(&standby.port().to_string())).then_some(())
+        },
+    )
+    .await;
+    let promoted = killed.elapsed();
+
+    // New sessions are pinned on the new master (503s meanwhile, which clients retry).
+    let request = RawRequest::bits(PacketType::CreateSession, path)
+        .header("BITS-Supported-Protocols", bits_proto::BITS_1_5_PROTOCOL);
+    let after = wait_until(
+        "a Create-Session after the failover",
+        Duration::from_secs(20),
+        || async {
+            let answer = a.send(&request).await;
+            (answer.status == 200).then(|| answer.ack().session_id.expect("session id").to_string())
+        },
+    )
+    .await;
+    let recovered = killed.elapsed();
+    println!("master killed: promoted after {promoted:?}, pins written again after {recovered:?}");
+    assert_eq!(
+        standby
+            .command(&["EXISTS", &format!("test:pin:{after}")])
+            .as_deref(),
+        Some(":1")
+    );
+    // b never saw the session created before the crash: it finds it on the new master.
+    let answer = wait_until(
+        "b routes the older session",
+        Duration::from_secs(20),
+        || async {
+            let answer = fragment(&b, path, &before, 0).await;
+            (answer.status == 200).then_some(answer)
+        },
+    )
+    .await;
+    assert_eq!(answer.ack().error_code, None);
+    // The farm's shared state lives on the new master too.
+    let (status, answer) = b.admin("POST", "/backends/b1/drain").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(standby.strings(&["SMEMBERS", "test:drain"]), ["b1"]);
 }

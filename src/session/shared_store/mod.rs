@@ -16,6 +16,7 @@
 //! background task lives there, whatever Pingora runtime a request runs on, and the
 //! connection can be made before Pingora starts its runtimes.
 
+mod connection;
 pub mod farm;
 mod health;
 pub mod keys;
@@ -28,15 +29,15 @@ pub mod value;
 use crate::config::redis::{redacted_url, RedisConfig};
 use crate::session::store::{PendingWrite, StoreError};
 use crate::session::{unix_now, SessionKey, UnixSecs};
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{IntoConnectionInfo, RedisResult};
-use health::Health;
+use ::redis::aio::ConnectionManager;
+use ::redis::RedisResult;
+use connection::Connection;
 use keys::Keys;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, OnceCell};
+use tokio::sync::oneshot;
 pub use value::SharedPin;
 
 /// Ended sessions the `ended` stream keeps (about; Redis trims it in whole nodes). A
@@ -79,42 +80,6 @@ struct Count {
     asked: Instant,
 }
 
-/// The client and its connection manager, made on first use (and again after a first
-/// connect failed), with the health it reports to.
-struct Connection {
-    client: ::redis::Client,
-    config: ConnectionManagerConfig,
-    manager: OnceCell<ConnectionManager>,
-    health: Health,
-    /// For logs, without a password.
-    url: String,
-}
-
-impl Connection {
-    async fn run<T, F, Fut>(&self, command: F) -> RedisResult<T>
-    where
-        F: FnOnce(ConnectionManager) -> Fut,
-        Fut: Future<Output = RedisResult<T>>,
-    {
-        let result = match self
-            .manager
-            .get_or_try_init(|| {
-                self.client
-                    .get_connection_manager_with_config(self.config.clone())
-            })
-            .await
-        {
-            Ok(manager) => command(manager.clone()).await,
-            Err(e) => Err(e),
-        };
-        match &result {
-            Ok(_) => self.health.succeeded(&self.url),
-            Err(e) => self.health.failed(e, &self.url),
-        }
-        result
-    }
-}
-
 impl RedisPins {
     /// Starts the store's thread; connects on first use. `ttl` is how long a pin
     /// outlives its last write, `errors` counts failed commands.
@@ -123,26 +88,7 @@ impl RedisPins {
         ttl: Duration,
         errors: prometheus::IntCounter,
     ) -> anyhow::Result<RedisPins> {
-        let mut info = config.url.as_str().into_connection_info()?;
-        if let Some(password) = &config.password {
-            let settings = info.redis_settings().clone().set_password(password);
-            info = info.set_redis_settings(settings);
-        }
-        let client = ::redis::Client::open(info)?;
-        // A command fails after `timeout` rather than waiting for reconnects: a
-        // request answers 503 and its client retries.
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let connection = Arc::new(Connection {
-            client,
-            config: manager_config,
-            manager: OnceCell::new(),
-            health: Health::default(),
-            url: redacted_url(&config.url),
-        });
+        let connection = Arc::new(Connection::new(config)?);
         let (stop, stopped) = oneshot::channel::<()>();
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         let pinger = Arc::downgrade(&connection);
