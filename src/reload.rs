@@ -137,6 +137,10 @@ fn reload_inner(shared: &Shared) -> Result<ReloadReport, ReloadError> {
                 }
             }
             RemovedBackends::End => {
+                if let Some(store) = shared.redis.get() {
+                    // The sessions other replicas created too.
+                    store.unpin_all_of(&backend.id);
+                }
                 for (key, _) in shared.table.take_backend(slot) {
                     shared.journal_unpin(&key, slot);
                     shared

@@ -174,6 +174,38 @@ async fn a_backend_retired_by_one_replicas_reload_is_retired_on_every_replica_un
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_backends_end_ends_the_backends_sessions_for_every_replica() {
+    let farm = Farm::start().await;
+    let redis = Redis::start(farm.dir.path(), false);
+    let end = "[reload]\nremoved_backends = \"end\"\n";
+    let a = start_replica(&farm, &redis, "a", end);
+    let b = start_replica(&farm, &redis, "b", "");
+    let path = "/uploads/ended.bin";
+    let session = session_on(&farm, &b, path, 2).await;
+    let kept = session_on(&farm, &b, path, 1).await;
+
+    a.write_config(&farm, &redis, end, &[0, 1]);
+    let (status, answer) = a.admin("POST", "/config/reload").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["report"]["removed"], serde_json::json!(["b2"]));
+    wait_until("b2's pin gone from the store", PROPAGATION, || async {
+        let pins = redis.pins();
+        (!pins.contains(&format!("test:pin:{session}"))).then_some(())
+    })
+    .await;
+    assert!(redis.pins().contains(&format!("test:pin:{kept}")));
+    // b created it and still lists b2, yet follows the end: not-found, so the client
+    // starts again on a backend of the new config.
+    let answer = wait_until("b ends the session", PROPAGATION, || async {
+        let answer = fragment(&b, path, &session, 0).await;
+        (answer.status == 500).then_some(answer)
+    })
+    .await;
+    assert_eq!(answer.ack().error_code, Some(ErrorCode::SESSION_NOT_FOUND));
+    assert_eq!(fragment(&b, path, &kept, 0).await.status, 200);
+}
+
 /// A session's store view through `replica`.
 async fn listed(replica: &Replica, query: &str) -> serde_json::Value {
     let (status, answer) = replica.admin("GET", &format!("/sessions{query}")).await;

@@ -304,40 +304,32 @@ impl RedisPins {
     /// announces its end to the other replicas' caches; without waiting: a delete lost
     /// to an outage leaves a key whose owner answers not-found, and which expires.
     pub fn unpin(&self, key: &SessionKey, backend: &str) {
-        let keys = self.inner.keys.clone();
-        let (pin, owned, member) = (keys.pin(key), keys.owned(backend), key.to_string());
+        let (keys, backend, member) =
+            (self.inner.keys.clone(), backend.to_owned(), key.to_string());
+        let rx = self
+            .spawn(move |mut c| async move { delete_pin(&mut c, &keys, &backend, &member).await });
+        self.count_failure(rx);
+    }
+
+    /// Deletes every pin of `backend` in the store, as [`Self::unpin`] does each, in
+    /// batches, without waiting: `[reload] removed_backends = "end"` ends the sessions
+    /// of every replica, not only those this one cached.
+    pub fn unpin_all_of(&self, backend: &str) {
+        let (keys, backend) = (self.inner.keys.clone(), backend.to_owned());
         let rx = self.spawn(move |mut c| async move {
-            // The reply path, if the session has one, whichever replica learnt it.
-            let (reply,): (Option<String>,) = ::redis::pipe()
-                .atomic()
-                .cmd("DEL")
-                .arg(pin)
-                .ignore()
-                .cmd("ZREM")
-                .arg(owned)
-                .arg(&member)
-                .ignore()
-                .cmd("XADD")
-                .arg(keys.ended())
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(ENDED_KEPT)
-                .arg("*")
-                .arg("s")
-                .arg(&member)
-                .ignore()
-                .cmd("GETDEL")
-                .arg(keys.reply_of(&member))
-                .query_async(&mut c)
-                .await?;
-            match reply {
-                Some(path) => {
-                    ::redis::cmd("DEL")
-                        .arg(keys.reply(&path))
-                        .query_async::<()>(&mut c)
-                        .await
+            loop {
+                let batch: Vec<String> = ::redis::cmd("ZRANGE")
+                    .arg(keys.owned(&backend))
+                    .arg(0)
+                    .arg(999)
+                    .query_async(&mut c)
+                    .await?;
+                if batch.is_empty() {
+                    return Ok(());
                 }
-                None => Ok(()),
+                for member in &batch {
+                    delete_pin(&mut c, &keys, &backend, member).await?;
+                }
             }
         });
         self.count_failure(rx);
@@ -370,6 +362,48 @@ impl RedisPins {
                 errors.inc();
             }
         });
+    }
+}
+
+/// Deletes the pin of session `member` owned by `backend`, its index entry and its
+/// reply route, and announces its end on the stream of ended sessions.
+async fn delete_pin(
+    c: &mut ConnectionManager,
+    keys: &Keys,
+    backend: &str,
+    member: &str,
+) -> RedisResult<()> {
+    // The reply path, if the session has one, whichever replica learnt it.
+    let (reply,): (Option<String>,) = ::redis::pipe()
+        .atomic()
+        .cmd("DEL")
+        .arg(keys.pin(&member))
+        .ignore()
+        .cmd("ZREM")
+        .arg(keys.owned(backend))
+        .arg(member)
+        .ignore()
+        .cmd("XADD")
+        .arg(keys.ended())
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(ENDED_KEPT)
+        .arg("*")
+        .arg("s")
+        .arg(member)
+        .ignore()
+        .cmd("GETDEL")
+        .arg(keys.reply_of(&member))
+        .query_async(c)
+        .await?;
+    match reply {
+        Some(path) => {
+            ::redis::cmd("DEL")
+                .arg(keys.reply(&path))
+                .query_async::<()>(c)
+                .await
+        }
+        None => Ok(()),
     }
 }
 
