@@ -202,6 +202,10 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
         "allocator tidy",
         crate::allocator::AllocatorTidy,
     ));
+    // With the Redis store: the farm state other replicas share, read before serving.
+    if let Some(sync) = crate::session::shared_store::sync::SharedStateSync::start(&shared) {
+        server.add_service(background_service("shared state", sync));
+    }
     if process.write_pid_file {
         let path = shared.generation().config.server.pid_file.clone();
         crate::pid_file::write(&path)?;

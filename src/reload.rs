@@ -130,14 +130,19 @@ fn reload_inner(shared: &Shared) -> Result<ReloadReport, ReloadError> {
         let slot = old.farm.backends[index].slot;
         match new.reload.removed_backends {
             RemovedBackends::Drain => {
-                if shared.table.sessions_of(slot) > 0 {
+                // With the Redis store, sessions this replica never saw count too.
+                if shared.owns_sessions_now(&old.farm.backends[index]) {
                     report.retired.push(backend.id.clone());
                     retired.push(backend);
                 }
             }
             RemovedBackends::End => {
+                if let Some(store) = shared.redis.get() {
+                    // The sessions other replicas created too.
+                    store.unpin_all_of(&backend.id);
+                }
                 for (key, _) in shared.table.take_backend(slot) {
-                    shared.journal_unpin(&key);
+                    shared.journal_unpin(&key, slot);
                     shared
                         .metrics
                         .session_ended(&backend.id, EndReason::BackendRemoved);
@@ -146,9 +151,26 @@ fn reload_inner(shared: &Shared) -> Result<ReloadReport, ReloadError> {
             }
         }
     }
+    // Backends this replica had retired that the new config lists again.
+    let back: Vec<String> = old
+        .retired
+        .iter()
+        .filter(|b| new_ids.contains(b.id.as_str()))
+        .map(|b| b.id.clone())
+        .collect();
+    let published = retired.clone();
     shared
         .install(new, retired)
         .map_err(|e| ReloadError::Apply(e.to_string()))?;
+    if let Some(store) = shared.redis.get() {
+        // Every replica routes them as retired from its next poll of the store.
+        for backend in &published {
+            store.publish_retired(backend, false);
+        }
+        for id in &back {
+            store.forget_retired(id);
+        }
+    }
     Ok(report)
 }
 

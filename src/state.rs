@@ -417,7 +417,7 @@ impl Shared {
     pub(crate) fn end_sessions_of(&self, slot: BackendSlot, id: &str) -> u64 {
         let mut ended = 0;
         for (key, _) in self.table.take_backend(slot) {
-            self.journal_unpin(&key);
+            self.journal_unpin(&key, slot);
             self.metrics
                 .session_ended(id, crate::metrics::EndReason::BackendRemoved);
             ended += 1;
@@ -434,7 +434,7 @@ impl Shared {
                 generation
                     .farm
                     .index_of_id(&backend.id)
-                    .is_some_and(|i| self.table.sessions_of(generation.farm.backends[i].slot) > 0)
+                    .is_some_and(|i| self.owns_sessions(&generation.farm.backends[i]))
             });
         if done.is_empty() {
             return Vec::new();
@@ -442,6 +442,11 @@ impl Shared {
         if let Err(e) = self.install(generation.config.clone(), keep) {
             tracing::error!(target: "bitsgate::reload", error = %e, "could not prune retired backends");
             return Vec::new();
+        }
+        if let Some(store) = self.redis.get() {
+            for backend in &done {
+                store.forget_retired(&backend.id);
+            }
         }
         let ids: Vec<String> = done.into_iter().map(|b| b.id).collect();
         tracing::info!(target: "bitsgate::reload", backends = ?ids, "retired backends drained and removed");
@@ -470,7 +475,7 @@ impl Shared {
         reason: crate::metrics::EndReason,
     ) -> Option<Pin> {
         let pin = self.table.unpin_owned_by(key, backend)?;
-        self.journal_unpin(key);
+        self.journal_unpin(key, pin.backend);
         self.metrics
             .session_ended(&self.backend_name(pin.backend), reason);
         Some(pin)
@@ -479,19 +484,19 @@ impl Shared {
     /// Forgets a pin in the table and in the durable store.
     pub fn unpin(&self, key: &SessionKey) -> Option<Pin> {
         let pin = self.table.unpin(key)?;
-        self.journal_unpin(key);
+        self.journal_unpin(key, pin.backend);
         Some(pin)
     }
 
-    /// Journals the removal of a pin the table already dropped, and drops the
-    /// session's reply route (the unpin ends it in the journal too). An unpin is not
-    /// waited for: losing one only leaves a stale pin that expires after a restart.
-    pub fn journal_unpin(&self, key: &SessionKey) {
+    /// Journals the removal of a pin of `backend` the table already dropped, and drops
+    /// the session's reply route (the unpin ends it in the journal too). An unpin is
+    /// not waited for: losing one only leaves a stale pin that expires after a restart.
+    pub fn journal_unpin(&self, key: &SessionKey, backend: BackendSlot) {
         if let Some(store) = &self.store {
             drop(store.unpin(key));
         }
         if let Some(redis) = self.redis.get() {
-            redis.unpin(key);
+            redis.unpin(key, &self.backend_name(backend));
         }
         self.clients.remove(key);
         if self.replies.remove_session(key) {
@@ -517,6 +522,10 @@ impl Shared {
         }
         self.replies.insert(path, key.clone(), backend);
         self.publish_reply_routes();
+        if let Some(redis) = self.redis.get() {
+            let owner = self.backend_name(backend);
+            return Ok(Some(redis.route_reply(key, &owner, path)));
+        }
         Ok(self.store.as_ref().and_then(|store| store.reply(key, path)))
     }
 
@@ -542,7 +551,7 @@ impl Shared {
         dropped
     }
 
-    fn publish_reply_routes(&self) {
+    pub(crate) fn publish_reply_routes(&self) {
         self.metrics
             .reply_routes
             .set(i64::try_from(self.replies.len()).unwrap_or(i64::MAX));
@@ -753,7 +762,17 @@ impl Shared {
 
     /// Whether a backend is draining and owns no session any more.
     pub fn is_drained(&self, backend: &crate::backend::Backend) -> bool {
-        backend.status.is_draining() && self.table.sessions_of(backend.slot) == 0
+        backend.status.is_draining() && !self.owns_sessions(backend)
+    }
+
+    /// Whether a backend may still own a session: one in this process's table, or,
+    /// with the Redis store, one in the store (or the store's count is not known).
+    pub fn owns_sessions(&self, backend: &crate::backend::Backend) -> bool {
+        self.table.sessions_of(backend.slot) > 0
+            || self
+                .redis
+                .get()
+                .is_some_and(|store| store.sessions_of(&backend.id) != Some(0))
     }
 
     /// Sets the per-backend gauges from the live status, and the journal's state.
@@ -782,7 +801,7 @@ impl Shared {
                 .set(i64::from(self.is_drained(backend)));
             m.backend_retired
                 .with_label_values(&labels)
-                .set(i64::from(backend.retired));
+                .set(i64::from(backend.is_retired()));
         }
     }
 }
@@ -821,12 +840,13 @@ impl Generation {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::session::store::StorageSync;
     use crate::session::UnixSecs;
 
-    fn shared() -> Arc<Shared> {
+    /// An in-memory instance with backends b1 and b2.
+    pub(crate) fn shared() -> Arc<Shared> {
         let config = crate::config::load_str(
             "[storage]\nmode = \"memory\"\n[[backends]]\nid = \"b1\"\naddress = \"127.0.0.1:1\"\n[[backends]]\nid = \"b2\"\naddress = \"127.0.0.1:2\"\n",
         )
@@ -1225,7 +1245,7 @@ mod tests {
         second.table.unpin(&key(2));
         assert_eq!(second.prune_reply_routes(), 1);
         assert_eq!(second.metrics.reply_routes.get(), 1);
-        second.journal_unpin(&key(2));
+        second.journal_unpin(&key(2), b2);
         second.store.as_ref().unwrap().flush().await.unwrap();
         drop(second);
 

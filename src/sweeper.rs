@@ -56,7 +56,7 @@ impl IdleSweeper {
         let cached = self.shared.redis.get().is_some();
         for (key, pin) in expired.iter() {
             if !cached {
-                self.shared.journal_unpin(key);
+                self.shared.journal_unpin(key, pin.backend);
             }
             let id = self.shared.backend_name(pin.backend);
             self.shared.metrics.session_ended(&id, EndReason::Expired);
@@ -111,7 +111,7 @@ impl IdleSweeper {
             }
             let taken = self.shared.table.take_backend(backend.slot);
             for (key, _) in &taken {
-                self.shared.journal_unpin(key);
+                self.shared.journal_unpin(key, backend.slot);
                 self.shared
                     .metrics
                     .session_ended(&backend.id, EndReason::BackendRemoved);

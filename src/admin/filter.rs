@@ -9,8 +9,8 @@ use std::net::IpAddr;
 
 /// Sessions listed when `limit` is not given.
 const DEFAULT_LIMIT: usize = 100;
-/// The most sessions one answer lists.
-const MAX_LIMIT: usize = 10_000;
+/// The most sessions one answer lists (and one bulk cancel from the Redis store takes).
+pub const MAX_LIMIT: usize = 10_000;
 
 /// A parsed query string.
 #[derive(Debug, Default)]

@@ -34,7 +34,7 @@ pub enum Condition {
 impl Condition {
     /// Of a backend now.
     pub fn of(backend: &Backend) -> Condition {
-        if backend.retired {
+        if backend.is_retired() {
             Condition::Retired
         } else if !backend.status.is_up() {
             Condition::Down

@@ -7,6 +7,7 @@ mod filter;
 mod history;
 mod html;
 mod status_page;
+mod store_sessions;
 mod views;
 
 use crate::cancels::{CancelJob, CancelReason};
@@ -103,11 +104,11 @@ impl AdminApp {
             (true, _, ["livez"]) => Reply::text(StatusCode::OK, "ok\n"),
             (true, _, ["readyz"]) => self.readyz(),
             (true, _, ["backends"]) => self.backends(),
-            (true, _, ["sessions"]) => self.sessions(query),
-            (true, _, ["sessions", id]) => self.session(id),
-            (_, &Method::POST, ["backends", id, "drain"]) => self.drain(id, true),
-            (_, &Method::POST, ["backends", id, "undrain"]) => self.drain(id, false),
-            (_, &Method::DELETE, ["sessions"]) => self.delete_sessions(query),
+            (true, _, ["sessions"]) => self.sessions(query).await,
+            (true, _, ["sessions", id]) => self.session(id).await,
+            (_, &Method::POST, ["backends", id, "drain"]) => self.drain(id, true).await,
+            (_, &Method::POST, ["backends", id, "undrain"]) => self.drain(id, false).await,
+            (_, &Method::DELETE, ["sessions"]) => self.delete_sessions(query).await,
             (_, &Method::DELETE, ["sessions", id]) => self.delete_session(id).await,
             (_, &Method::POST, ["config", "reload"]) => self.reload().await,
             _ => Reply::error(
@@ -153,13 +154,18 @@ impl AdminApp {
         Reply::json(StatusCode::OK, &json!({ "backends": list }))
     }
 
-    fn sessions(&self, query: Option<&str>) -> Reply {
+    async fn sessions(&self, query: Option<&str>) -> Reply {
         // One generation for the lookup and the index: a reload may swap it meanwhile.
         let generation = self.shared.generation();
         let filter = match SessionFilter::parse(query, &generation) {
             Ok(filter) => filter,
             Err(message) => return Reply::error(filter_error_status(&message), message),
         };
+        // The store knows no client addresses: `client=` is answered from the cache.
+        let store = self.shared.redis.get();
+        if let Some(store) = store.filter(|_| filter.client.is_none()) {
+            return store_sessions::list(&self.shared, store, &filter).await;
+        }
         let now = unix_now();
         let mut total = 0u64;
         let mut list = Vec::new();
@@ -172,13 +178,17 @@ impl AdminApp {
                 list.push(views::session(&self.shared, key, pin));
             }
         });
-        Reply::json(StatusCode::OK, &json!({ "total": total, "sessions": list }))
+        let mut answer = json!({ "total": total, "sessions": list });
+        if store.is_some() {
+            answer["source"] = json!("replica");
+        }
+        Reply::json(StatusCode::OK, &answer)
     }
 
     /// Cancels every session the query selects: each is unpinned now and its owner
     /// gets a Cancel-Session from the background queue (the table may hold millions,
     /// so nothing waits for the owners' answers).
-    fn delete_sessions(&self, query: Option<&str>) -> Reply {
+    async fn delete_sessions(&self, query: Option<&str>) -> Reply {
         let generation = self.shared.generation();
         let filter = match SessionFilter::parse(query, &generation) {
             Ok(filter) => filter,
@@ -189,6 +199,10 @@ impl AdminApp {
                 StatusCode::BAD_REQUEST,
                 "name the sessions to cancel (backend=ID, client=IP, idle_over=SECS) or say all=true",
             );
+        }
+        let store = self.shared.redis.get();
+        if let Some(store) = store.filter(|_| filter.client.is_none()) {
+            return store_sessions::cancel_many(&self.shared, store, &generation, &filter).await;
         }
         let now = unix_now();
         let mut selected = Vec::new();
@@ -212,43 +226,53 @@ impl AdminApp {
         )
     }
 
-    fn lookup(&self, raw_id: &str) -> Result<(SessionKey, crate::session::Pin), Reply> {
+    /// The session a path names, and its pin when this process holds it.
+    fn lookup(&self, raw_id: &str) -> Result<(SessionKey, Option<crate::session::Pin>), Reply> {
         let id = decode(raw_id);
         let key = SessionId::validate(id.as_bytes())
             .map(SessionKey::new)
             .map_err(|e| {
                 Reply::error(StatusCode::BAD_REQUEST, format!("invalid session id: {e}"))
             })?;
-        match self.shared.table.get(&key) {
-            Some(pin) => Ok((key, pin)),
-            None => Err(Reply::error(
-                StatusCode::NOT_FOUND,
-                format!("no pinned session {id}"),
-            )),
-        }
+        let pin = self.shared.table.get(&key);
+        Ok((key, pin))
     }
 
-    fn session(&self, raw_id: &str) -> Reply {
+    async fn session(&self, raw_id: &str) -> Reply {
         match self.lookup(raw_id) {
-            Ok((key, pin)) => {
+            Ok((key, Some(pin))) => {
                 Reply::json(StatusCode::OK, &views::session(&self.shared, &key, &pin))
             }
+            Ok((key, None)) => match self.shared.redis.get() {
+                Some(store) => store_sessions::show(&self.shared, store, &key).await,
+                None => not_pinned(&key),
+            },
             Err(reply) => reply,
         }
     }
 
-    fn drain(&self, raw_id: &str, drain: bool) -> Reply {
+    async fn drain(&self, raw_id: &str, drain: bool) -> Reply {
         let id = decode(raw_id);
         let generation = self.shared.generation();
         let Some(index) = generation.farm.index_of_id(&id) else {
             return Reply::error(StatusCode::NOT_FOUND, format!("no backend {id:?}"));
         };
         let backend = &generation.farm.backends[index];
-        if !drain && (backend.status.is_config_draining() || backend.retired) {
+        if !drain && (backend.status.is_config_draining() || backend.is_retired()) {
             return Reply::error(
                 StatusCode::CONFLICT,
                 format!("{id} drains because of the config file; change the file and reload"),
             );
+        }
+        // Every replica drains it at its next poll of the store; nothing changes here
+        // either unless the store has it.
+        if let Some(store) = self.shared.redis.get() {
+            if let Err(e) = store.set_drained(&id, drain).await {
+                return Reply::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the drain could not be shared through the pin store (Redis): {e}; nothing changed, retry when Redis answers"),
+                );
+            }
         }
         if backend.status.set_draining(drain) {
             tracing::info!(target: "bitsgate::admin", backend = %id, draining = drain, "drain state changed");
@@ -259,7 +283,13 @@ impl AdminApp {
 
     async fn delete_session(&self, raw_id: &str) -> Reply {
         let (key, pin) = match self.lookup(raw_id) {
-            Ok(found) => found,
+            Ok((key, Some(pin))) => (key, pin),
+            Ok((key, None)) => {
+                return match self.shared.redis.get() {
+                    Some(store) => store_sessions::cancel(&self.shared, store, &key).await,
+                    None => not_pinned(&key),
+                }
+            }
             Err(reply) => return reply,
         };
         let job = CancelJob::for_pin(&self.shared.urls, &key, &pin, CancelReason::Admin);
@@ -308,6 +338,10 @@ impl AdminApp {
             Err(e) => Reply::error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
     }
+}
+
+fn not_pinned(key: &SessionKey) -> Reply {
+    Reply::error(StatusCode::NOT_FOUND, format!("no pinned session {key}"))
 }
 
 /// A filter naming an unknown backend is a 404 (as for the other backend paths);

@@ -187,7 +187,7 @@ fn backends(out: &mut String, shared: &Shared, snapshot: &Snapshot) {
         );
         health_strip(out, snapshot.conditions.get(id).map(Vec::as_slice));
         out.push_str("</td><td class=\"actions\">");
-        if backend.retired {
+        if backend.is_retired() {
             out.push_str("<span class=\"sub\">change the file</span>");
         } else if backend.status.is_admin_draining() {
             let _ = write!(

@@ -1,6 +1,7 @@
 //! JSON views of backends and sessions.
 
 use crate::backend::Backend;
+use crate::session::shared_store::listing::StoredSession;
 use crate::session::{unix_now, Pin, SessionKey};
 use crate::state::Shared;
 use serde::Serialize;
@@ -22,10 +23,15 @@ pub struct BackendView {
     pub drain_admin: bool,
     /// Draining because the config file says so.
     pub drain_config: bool,
-    /// Gone from the config; kept until its sessions end.
+    /// Gone from the config (here, or with the Redis store at another replica's
+    /// reload); kept until its sessions end.
     pub retired: bool,
-    /// Sessions pinned to it.
+    /// Sessions pinned to it in this process's table (with the Redis store: its cache).
     pub sessions: u64,
+    /// With the Redis store: its sessions in the store, every replica's, as of the last
+    /// poll (absent while not known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_sessions: Option<u64>,
     /// Fragment bytes forwarded to it and acknowledged.
     pub uploaded_bytes: u64,
 }
@@ -71,8 +77,12 @@ pub fn backend(shared: &Shared, backend: &Backend) -> BackendView {
         state,
         drain_admin: status.is_admin_draining(),
         drain_config: status.is_config_draining(),
-        retired: backend.retired,
+        retired: backend.is_retired(),
         sessions: shared.table.sessions_of(backend.slot),
+        store_sessions: shared
+            .redis
+            .get()
+            .and_then(|store| store.sessions_of(&backend.id)),
         uploaded_bytes: shared
             .metrics
             .uploaded_bytes
@@ -96,5 +106,27 @@ pub fn session(shared: &Shared, key: &SessionKey, pin: &Pin) -> SessionView {
         bytes: pin.bytes,
         packets: pin.packets,
         client: shared.clients.client_of(key).map(|ip| ip.to_string()),
+    }
+}
+
+/// The view of a session read from the Redis store. What only a replica knows (bytes,
+/// packets, the creating client, activity more recent than the store's last write)
+/// comes from this replica's cache when it holds the session.
+pub fn stored_session(shared: &Shared, stored: &StoredSession) -> SessionView {
+    let now = unix_now();
+    let key = SessionKey::new(&stored.id);
+    let cached = shared.table.get(&key);
+    let last_seen = cached
+        .map_or(stored.written, |pin| pin.last_seen)
+        .max(stored.written);
+    SessionView {
+        id: stored.id.clone(),
+        backend: stored.pin.backend.clone(),
+        dir: crate::session::UrlRegistry::dir_of(&stored.pin.path).to_owned(),
+        age_s: u64::from(now.saturating_sub(stored.pin.created)),
+        idle_s: u64::from(now.saturating_sub(last_seen)),
+        bytes: cached.map_or(0, |pin| pin.bytes),
+        packets: cached.map_or(0, |pin| pin.packets),
+        client: shared.clients.client_of(&key).map(|ip| ip.to_string()),
     }
 }

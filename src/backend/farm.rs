@@ -34,6 +34,12 @@ impl Backend {
     pub fn is_ready(&self) -> bool {
         self.status.is_up() && !self.status.is_draining()
     }
+
+    /// Left the config here, or (Redis store) at another replica's reload: kept only
+    /// for the sessions it owns.
+    pub fn is_retired(&self) -> bool {
+        self.retired || self.status.is_retired_elsewhere()
+    }
 }
 
 /// The backends of one config generation, with lookups by slot and by host name.

@@ -20,14 +20,16 @@ impl BackendSlot {
 
 /// Live status of a backend, shared by every config generation that lists it.
 ///
-/// Draining has three independent causes, so that clearing one (an admin undrain)
-/// never overrides another (the config file, or the backend having left the config).
+/// Draining has four independent causes, so that clearing one (an admin undrain)
+/// never overrides another (the config file, the backend having left the config, or
+/// another replica having retired it).
 #[derive(Debug)]
 pub struct BackendStatus {
     up: AtomicBool,
     draining: AtomicBool,
     config_drain: AtomicBool,
     retired: AtomicBool,
+    retired_elsewhere: AtomicBool,
 }
 
 impl BackendStatus {
@@ -37,6 +39,7 @@ impl BackendStatus {
             draining: AtomicBool::new(false),
             config_drain: AtomicBool::new(false),
             retired: AtomicBool::new(false),
+            retired_elsewhere: AtomicBool::new(false),
         }
     }
 
@@ -55,6 +58,7 @@ impl BackendStatus {
         self.draining.load(Ordering::Relaxed)
             || self.config_drain.load(Ordering::Relaxed)
             || self.retired.load(Ordering::Relaxed)
+            || self.retired_elsewhere.load(Ordering::Relaxed)
     }
 
     /// Sets the operator's drain flag (admin API); returns whether it changed.
@@ -85,6 +89,17 @@ impl BackendStatus {
     /// Whether it left the config.
     pub fn is_retired(&self) -> bool {
         self.retired.load(Ordering::Relaxed)
+    }
+
+    /// Marks a backend of this config that another replica's reload retired (Redis
+    /// store); returns whether it changed.
+    pub fn set_retired_elsewhere(&self, retired: bool) -> bool {
+        self.retired_elsewhere.swap(retired, Ordering::Relaxed) != retired
+    }
+
+    /// Whether another replica retired it while this config still lists it.
+    pub fn is_retired_elsewhere(&self) -> bool {
+        self.retired_elsewhere.load(Ordering::Relaxed)
     }
 }
 

@@ -7,6 +7,7 @@ pub mod defaults;
 pub mod model;
 pub mod raw;
 pub mod redis;
+pub mod sentinel;
 mod validate;
 mod validate_edge;
 mod validate_ops;

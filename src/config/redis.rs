@@ -3,6 +3,7 @@
 use super::defaults as d;
 use super::model::StorageMode;
 use super::raw::RawStorage;
+use super::sentinel::{self, SentinelUrl};
 use super::validate::Validator;
 use std::fmt;
 use std::time::Duration;
@@ -10,8 +11,11 @@ use std::time::Duration;
 /// The Redis (or Valkey) server every replica shares its pins through.
 #[derive(Clone, PartialEq)]
 pub struct RedisConfig {
-    /// `redis://HOST:PORT/DB` or `rediss://…` (TLS), as configured.
+    /// `redis://HOST:PORT/DB`, `rediss://…` (TLS) or `redis+sentinel://…`, as
+    /// configured.
     pub url: String,
+    /// The sentinels to find the master through, for a `redis+sentinel://` URL.
+    pub sentinel: Option<SentinelUrl>,
     /// From `redis_password_file`; overrides a password in the URL.
     pub password: Option<String>,
     /// Put before every key, so several farms can share one Redis.
@@ -27,6 +31,7 @@ impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &redacted_url(&self.url))
+            .field("sentinel", &self.sentinel)
             .field("password", &self.password.as_ref().map(|_| "…"))
             .field("key_prefix", &self.key_prefix)
             .field("connect_timeout", &self.connect_timeout)
@@ -72,6 +77,7 @@ impl Validator {
             }
             return None;
         }
+        let mut sentinel = None;
         let url = match raw.redis_url.as_deref() {
             None | Some("") => {
                 self.push(
@@ -81,11 +87,25 @@ impl Validator {
                 );
                 String::new()
             }
+            Some(url) if url.starts_with(sentinel::SCHEME) => {
+                match sentinel::parse(url) {
+                    Ok(parsed) => sentinel = Some(parsed),
+                    Err(e) => self.push(
+                        "storage.redis_url",
+                        format!("{:?} {e}", redacted_url(url)),
+                        "write redis+sentinel://HOST:PORT,HOST:PORT/MASTER-NAME/DB",
+                    ),
+                }
+                url.to_owned()
+            }
             Some(url) if !(url.starts_with("redis://") || url.starts_with("rediss://")) => {
                 self.push(
                     "storage.redis_url",
-                    format!("{:?} is not a redis:// or rediss:// URL", redacted_url(url)),
-                    "write redis://HOST:PORT/DB, or rediss://HOST:PORT/DB for TLS",
+                    format!(
+                        "{:?} is not a redis://, rediss:// or redis+sentinel:// URL",
+                        redacted_url(url)
+                    ),
+                    "write redis://HOST:PORT/DB, rediss://HOST:PORT/DB for TLS, or redis+sentinel://HOST:PORT,HOST:PORT/MASTER-NAME/DB",
                 );
                 String::new()
             }
@@ -133,6 +153,7 @@ impl Validator {
         );
         Some(RedisConfig {
             url,
+            sentinel,
             password,
             key_prefix: raw
                 .redis_key_prefix
@@ -152,6 +173,7 @@ mod tests {
     fn a_password_never_reaches_the_debug_output() {
         let config = RedisConfig {
             url: "redis://user:hunter2hunter2@10.0.0.5:6379/0".into(),
+            sentinel: None,
             password: Some("s3cret-from-file".into()),
             key_prefix: "bitsgate:".into(),
             connect_timeout: Duration::from_secs(2),
@@ -186,6 +208,28 @@ mod tests {
         assert_eq!(redis.key_prefix, "farm-a:");
         assert_eq!(redis.timeout, Duration::from_millis(250));
         assert_eq!(redis.connect_timeout, d::STORAGE_REDIS_CONNECT_TIMEOUT);
+    }
+
+    #[test]
+    fn a_sentinel_url_names_the_sentinels_and_the_master() {
+        let config = crate::config::load_str(
+            "[storage]\nmode = \"redis\"\nredis_url = \"redis+sentinel://10.0.0.5,10.0.0.6:26380/bits/1\"\n[[backends]]\nid = \"b1\"\naddress = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let sentinel = config.storage.redis.unwrap().sentinel.expect("sentinels");
+        assert_eq!(sentinel.sentinels.len(), 2);
+        assert_eq!((sentinel.master.as_str(), sentinel.db), ("bits", 1));
+        let errors = crate::config::load_str(
+            "[storage]\nmode = \"redis\"\nredis_url = \"redis+sentinel://10.0.0.5\"\n[[backends]]\nid = \"b1\"\naddress = \"127.0.0.1:1\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            errors
+                .0
+                .iter()
+                .any(|e| e.key == "storage.redis_url" && e.message.contains("MASTER-NAME")),
+            "{errors}"
+        );
     }
 
     #[test]

@@ -32,16 +32,19 @@ pub enum EndReason {
     NotJournaled,
     /// The owner is no longer in the configuration.
     BackendRemoved,
+    /// Another replica ended it (Redis store): dropped from this replica's cache.
+    EndedElsewhere,
 }
 
 impl EndReason {
     /// Every reason, for series created at zero.
-    pub const ALL: [EndReason; 5] = [
+    pub const ALL: [EndReason; 6] = [
         EndReason::Closed,
         EndReason::Cancelled,
         EndReason::Expired,
         EndReason::NotFound,
         EndReason::BackendRemoved,
+        EndReason::EndedElsewhere,
     ];
 
     /// The label value.
@@ -53,6 +56,7 @@ impl EndReason {
             EndReason::NotFound => "not_found",
             EndReason::NotJournaled => "not_journaled",
             EndReason::BackendRemoved => "backend_removed",
+            EndReason::EndedElsewhere => "ended_elsewhere",
         }
     }
 }
@@ -96,6 +100,8 @@ pub struct Metrics {
     pub upstream_reuses: IntCounterVec,
     /// See [`names::BACKEND_DRAINED`].
     pub backend_drained: IntGaugeVec,
+    /// Sessions of each backend in the shared store (Redis mode).
+    pub store_sessions: IntGaugeVec,
     /// See [`names::STORE_ERRORS_TOTAL`].
     pub store_errors: prometheus::IntCounter,
     /// See [`names::STORE_FAILED`].
@@ -242,6 +248,11 @@ impl Metrics {
             "1 when a draining backend owns no session any more and can be taken down.",
             &["backend"],
         );
+        let store_sessions = gauge(
+            names::STORE_SESSIONS,
+            "Sessions of each backend in the shared store (Redis), as of the last poll.",
+            &["backend"],
+        );
         let reloads = counter(
             names::CONFIG_RELOADS_TOTAL,
             "Configuration reloads, by outcome.",
@@ -293,6 +304,7 @@ impl Metrics {
             store_errors,
             access_log_dropped,
             backend_drained,
+            store_sessions,
             reloads,
             cancels_sent,
             session_id_collisions,
@@ -354,6 +366,7 @@ impl Metrics {
             &self.backend_draining,
             &self.backend_drained,
             &self.backend_retired,
+            &self.store_sessions,
         ] {
             let _ = gauge.remove_label_values(&[backend]);
         }

@@ -50,6 +50,10 @@ pub const STORE_ERRORS_TOTAL: &str = "bitsgate_store_errors_total";
 /// backend's live session, by the backend that issued the duplicate.
 pub const SESSION_ID_COLLISIONS_TOTAL: &str = "bitsgate_session_id_collisions_total";
 
+/// Sessions of each backend in the shared store (`[storage] mode = "redis"`), by
+/// backend, as of the replica's last poll of it.
+pub const STORE_SESSIONS: &str = "bitsgate_store_sessions";
+
 /// 1 when the pin journal takes no more writes until a restart (after a failed
 /// sync or a failed rollback), else 0.
 pub const STORE_FAILED: &str = "bitsgate_store_failed";

@@ -297,7 +297,7 @@ impl ProxyHttp for BitsProxy {
         ctx.client = crate::edge::client_addr(session).map(|a| a.ip());
         let framing_conflict = te_with_content_length(session);
         // The one await before deciding: a session another replica created.
-        let lookup = self.shared.look_up_shared_pin(session.req_header()).await;
+        let lookup = self.shared.look_up_shared(session.req_header()).await;
         match self.decide(
             session.req_header(),
             framing_conflict,

@@ -54,19 +54,51 @@ pub enum LoadError {
     },
 }
 
-/// Replaces the list with `backends`, durably.
-pub fn save(dir: &Path, backends: &[BackendConfig]) -> io::Result<()> {
-    let list: Vec<Known> = backends
-        .iter()
-        .map(|b| Known {
+impl From<&BackendConfig> for Known {
+    fn from(b: &BackendConfig) -> Known {
+        Known {
             id: b.id.clone(),
             address: b.address,
             weight: b.weight,
             host_id: b.host_id.clone(),
             public_host_id: b.public_host_id.clone(),
             tls_server_name: b.tls.as_ref().map(|t| t.server_name.clone()),
-        })
-        .collect();
+        }
+    }
+}
+
+impl From<Known> for BackendConfig {
+    /// A backend known only from a record: draining, without health checks of its own.
+    fn from(k: Known) -> BackendConfig {
+        BackendConfig {
+            id: k.id,
+            address: k.address,
+            weight: k.weight.max(1),
+            host_id: k.host_id,
+            public_host_id: k.public_host_id,
+            drain: true,
+            health_check: None,
+            tls: k
+                .tls_server_name
+                .map(|server_name| crate::config::BackendTls { server_name }),
+        }
+    }
+}
+
+/// One backend as the JSON object of the file, for other places that keep the same
+/// facts (the shared store's retired backends).
+pub fn to_json(backend: &BackendConfig) -> String {
+    serde_json::to_string(&Known::from(backend)).unwrap_or_default()
+}
+
+/// A backend written by [`to_json`]; `None` when it is not one.
+pub fn from_json(text: &str) -> Option<BackendConfig> {
+    serde_json::from_str::<Known>(text).ok().map(Into::into)
+}
+
+/// Replaces the list with `backends`, durably.
+pub fn save(dir: &Path, backends: &[BackendConfig]) -> io::Result<()> {
+    let list: Vec<Known> = backends.iter().map(Known::from).collect();
     let text = serde_json::to_vec_pretty(&list).map_err(io::Error::other)?;
     // Per process: during an upgrade two processes may save at the same time.
     let temp = dir.join(format!("{FILE}.{}.tmp", std::process::id()));
@@ -110,21 +142,7 @@ pub fn load(dir: &Path) -> Result<Vec<BackendConfig>, LoadError> {
     };
     let list: Vec<Known> =
         serde_json::from_slice(&text).map_err(|source| LoadError::Damaged { path, source })?;
-    Ok(list
-        .into_iter()
-        .map(|k| BackendConfig {
-            id: k.id,
-            address: k.address,
-            weight: k.weight.max(1),
-            host_id: k.host_id,
-            public_host_id: k.public_host_id,
-            drain: true,
-            health_check: None,
-            tls: k
-                .tls_server_name
-                .map(|server_name| crate::config::BackendTls { server_name }),
-        })
-        .collect())
+    Ok(list.into_iter().map(Into::into).collect())
 }
 
 #[cfg(test)]
@@ -165,6 +183,18 @@ mod tests {
             .filter(|name| name != FILE)
             .collect();
         assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    }
+
+    #[test]
+    fn one_backend_round_trips_through_json() {
+        let b3 = backend("b3");
+        let back = from_json(&to_json(&b3)).expect("decodes");
+        assert_eq!(
+            (back.id.as_str(), back.address, back.weight),
+            ("b3", b3.address, 2)
+        );
+        assert!(back.drain, "known from a record only: draining");
+        assert!(from_json("{\"id\": 1}").is_none());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// Reply mode on every backend, each naming itself differently in its reply URLs: by
 /// its address (backend 0), its `host_id` with a port (1), its `public_host_id` (2).
-fn reply_mode(i: usize, config: &mut ServerConfig) {
+pub(crate) fn reply_mode(i: usize, config: &mut ServerConfig) {
     config.reply = true;
     config.reply_host = match i {
         0 => None,
@@ -143,9 +143,45 @@ async fn head(proxy: SocketAddr, path: &str) -> usize {
         .unwrap_or_else(|| panic!("no Content-Length: {answer}"))
 }
 
+/// The reply at `path`, downloaded through `proxy` as a BITS client does: `HEAD`, then
+/// the reply in small ranges, each request on a new connection.
+pub(crate) async fn download_reply(proxy: SocketAddr, path: &str) -> Vec<u8> {
+    let total = head(proxy, path).await;
+    let mut reply = Vec::new();
+    while reply.len() < total {
+        let last = (reply.len() + 29).min(total - 1);
+        let range = format!("bytes={}-{last}", reply.len());
+        let part = raw::send(proxy, &RawRequest::new("GET", path).header("Range", range))
+            .await
+            .expect("GET");
+        assert_eq!(part.status, 206, "{part:?}");
+        reply.extend_from_slice(&part.body);
+    }
+    reply
+}
+
+/// Backend `owner` served at least `at_least` reply requests, the others none.
+pub(crate) fn only_the_owner_served(stats: &[Stats], owner: usize, at_least: u64) {
+    for (i, stats) in stats.iter().enumerate() {
+        let served = replies_served(stats);
+        if i == owner {
+            assert!(
+                served >= at_least,
+                "HEAD and ranged GETs at the owner: {served}"
+            );
+        } else {
+            assert_eq!(served, 0, "backend {i} is not the owner");
+        }
+    }
+}
+
 /// Create-Session and one Fragment holding the whole file, through `proxy`: returns the
 /// session id and the final Ack.
-async fn upload_until_reply(proxy: SocketAddr, path: &str, data: &[u8]) -> (String, RawResponse) {
+pub(crate) async fn upload_until_reply(
+    proxy: SocketAddr,
+    path: &str,
+    data: &[u8],
+) -> (String, RawResponse) {
     let created = raw::send(
         proxy,
         &RawRequest::bits(PacketType::CreateSession, path)
@@ -178,33 +214,14 @@ async fn a_reply_route_survives_a_restart_of_bitsgate_between_the_final_ack_and_
     let mut second = start(&farm, false, "second.log");
     tokio::task::block_in_place(|| wait_listening(farm.proxy));
 
-    // Each request on a new connection: HEAD, then the reply in small ranges.
     let path = &url[format!("http://{}", farm.proxy).len()..];
-    let total = head(farm.proxy, path).await;
-    let mut reply = Vec::new();
-    while reply.len() < total {
-        let last = (reply.len() + 29).min(total - 1);
-        let part = raw::send(
-            farm.proxy,
-            &RawRequest::new("GET", path).header("Range", format!("bytes={}-{last}", reply.len())),
-        )
-        .await
-        .expect("GET");
-        assert_eq!(part.status, 206, "{part:?}");
-        reply.extend_from_slice(&part.body);
-    }
+    let reply = download_reply(farm.proxy, path).await;
     assert!(bits_testkit::reply::is_reply_to(&reply, &data));
     let owner = (0..3)
         .find(|&i| farm.backends[i].stats().sessions.contains_key(&id))
         .expect("an owner");
-    for (i, backend) in farm.backends.iter().enumerate() {
-        let served = replies_served(&backend.stats());
-        if i == owner {
-            assert!(served >= 4, "HEAD and ranged GETs at the owner: {served}");
-        } else {
-            assert_eq!(served, 0, "backend {i} is not the owner");
-        }
-    }
+    let stats: Vec<Stats> = farm.backends.iter().map(|b| b.stats()).collect();
+    only_the_owner_served(&stats, owner, 4);
 
     let close = raw::send(
         farm.proxy,

@@ -1,11 +1,13 @@
 //! A replica that does not hold a session asks the shared store before routing its
 //! packet, and caches the answer: only a definite "not there" may become a
-//! session-not-found, which makes the client restart its upload from byte 0.
+//! session-not-found, which makes the client restart its upload from byte 0. The same
+//! goes for the `HEAD`/`GET` of an upload reply another replica routed.
 
-use super::SharedPin;
+use super::{RedisPins, SharedPin};
 use crate::session::{unix_now, Pin, SessionKey};
 use crate::state::Shared;
 use bits_proto::{headers as h, SessionId};
+use http::Method;
 use pingora::http::RequestHeader;
 
 /// What the shared store said about a packet's session.
@@ -20,17 +22,22 @@ pub enum Lookup {
 }
 
 impl Shared {
-    /// Before a packet is decided: a session id the table does not hold is looked up
-    /// in the shared store, and a pin found there is cached in the table.
-    pub async fn look_up_shared_pin(&self, req: &RequestHeader) -> Lookup {
+    /// Before a request is decided: a session id the table does not hold is looked up
+    /// in the shared store, and a pin found there is cached in the table; a `HEAD` or
+    /// `GET` without one may be the download of a reply another replica routed.
+    pub async fn look_up_shared(&self, req: &RequestHeader) -> Lookup {
         let Some(store) = self.redis.get() else {
             return Lookup::Settled;
         };
-        let Some(id) = req
-            .headers
-            .get(h::SESSION_ID)
-            .and_then(|v| SessionId::validate(v.as_bytes()).ok())
-        else {
+        let Some(id) = req.headers.get(h::SESSION_ID) else {
+            if req.method == Method::GET || req.method == Method::HEAD {
+                if let Some(path) = req.uri.path_and_query() {
+                    self.look_up_shared_reply(store, path.as_str()).await;
+                }
+            }
+            return Lookup::Settled;
+        };
+        let Ok(id) = SessionId::validate(id.as_bytes()) else {
             return Lookup::Settled;
         };
         let key = SessionKey::new(id);
@@ -45,6 +52,53 @@ impl Shared {
                 tracing::debug!(target: "bitsgate::store", session = %key, error = %e, "cannot look the session up in the shared store; answered 503");
                 Lookup::Unsettled
             }
+        }
+    }
+
+    /// Takes over the reply route of `path` another replica learnt, while its session
+    /// lives. Redis unreachable: the request is routed as one that is not a reply
+    /// (the client retries a download that fails).
+    async fn look_up_shared_reply(&self, store: &RedisPins, path: &str) {
+        if self.reply_owner(path).is_some() {
+            return;
+        }
+        let route = match store.reply_route(path).await {
+            Ok(Some(route)) => route,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(target: "bitsgate::store", path, error = %e, "cannot look a reply route up in the shared store; routed as any request");
+                return;
+            }
+        };
+        let Ok(id) = SessionId::validate(route.session.as_bytes()) else {
+            return;
+        };
+        let key = SessionKey::new(id);
+        let generation = self.generation();
+        let Some(backend) = generation
+            .farm
+            .backends
+            .iter()
+            .find(|b| *b.id == *route.backend)
+        else {
+            return;
+        };
+        if self.table.owner(&key) != Some(backend.slot) {
+            match store.lookup(&key).await {
+                Ok(Some(pin)) if pin.backend == route.backend => {
+                    self.cache_shared_pin(key.clone(), pin);
+                }
+                // The session ended: its route is dead.
+                Ok(_) => {
+                    store.forget_reply(path);
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+        if self.table.owner(&key) == Some(backend.slot) {
+            self.replies.insert(path, key, backend.slot);
+            self.publish_reply_routes();
         }
     }
 

@@ -6,28 +6,44 @@
 //! activity interval per session and replica, and deleted on Close, Cancel and
 //! not-found. Redis's TTL is the only expiry: a replica's table is a cache of the
 //! store, and forgetting an idle cached pin neither deletes the key nor cancels the
-//! session (the session may be busy at another replica). `docs/scaling.md` has the
-//! semantics, `docs/storage.md` the data.
+//! session (the session may be busy at another replica). Every pin write also scores
+//! the session in its backend's index (`owned:BACKEND`), in the same transaction, and
+//! every delete removes it there and announces the end to the other replicas' caches
+//! ([`keys`] lists every key). `docs/scaling.md` has the semantics, `docs/storage.md`
+//! the data.
 //!
 //! Commands run on a runtime of their own, on one thread: the connection manager's
 //! background task lives there, whatever Pingora runtime a request runs on, and the
 //! connection can be made before Pingora starts its runtimes.
 
+mod connection;
+pub mod farm;
 mod health;
+pub mod keys;
+pub mod listing;
 pub mod lookup;
+pub mod replies;
+pub mod sync;
 pub mod value;
 
 use crate::config::redis::{redacted_url, RedisConfig};
 use crate::session::store::{PendingWrite, StoreError};
-use crate::session::{SessionKey, UnixSecs};
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{IntoConnectionInfo, RedisResult};
-use health::Health;
+use crate::session::{unix_now, SessionKey, UnixSecs};
+use ::redis::aio::ConnectionManager;
+use ::redis::RedisResult;
+use connection::Connection;
+use keys::Keys;
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{oneshot, OnceCell};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 pub use value::SharedPin;
+
+/// Ended sessions the `ended` stream keeps (about; Redis trims it in whole nodes). A
+/// replica that misses some (an outage longer than the stream) keeps their pins in
+/// its cache until their owner answers not-found or they idle out.
+const ENDED_KEPT: u64 = 10_000;
 
 /// How often the store is pinged, so `/readyz` and the outage log follow Redis even
 /// when no request does.
@@ -42,9 +58,14 @@ pub struct RedisPins {
 struct Inner {
     runtime: tokio::runtime::Handle,
     connection: Arc<Connection>,
-    prefix: String,
+    keys: Keys,
     /// Seconds a pin lives in Redis after its last write.
     ttl_secs: u64,
+    /// Sessions per backend id in the store, as last counted.
+    counts: RwLock<HashMap<String, Count>>,
+    /// Drains and undrains this replica recorded, so a poll answered before one of
+    /// them does not undo it here for a second.
+    drain_changes: std::sync::atomic::AtomicU64,
     /// Failed commands made for requests (`bitsgate_store_errors_total`); pin writes are
     /// counted by their caller, pings not at all.
     errors: prometheus::IntCounter,
@@ -52,40 +73,11 @@ struct Inner {
     _stop: oneshot::Sender<()>,
 }
 
-/// The client and its connection manager, made on first use (and again after a first
-/// connect failed), with the health it reports to.
-struct Connection {
-    client: ::redis::Client,
-    config: ConnectionManagerConfig,
-    manager: OnceCell<ConnectionManager>,
-    health: Health,
-    /// For logs, without a password.
-    url: String,
-}
-
-impl Connection {
-    async fn run<T, F, Fut>(&self, command: F) -> RedisResult<T>
-    where
-        F: FnOnce(ConnectionManager) -> Fut,
-        Fut: Future<Output = RedisResult<T>>,
-    {
-        let result = match self
-            .manager
-            .get_or_try_init(|| {
-                self.client
-                    .get_connection_manager_with_config(self.config.clone())
-            })
-            .await
-        {
-            Ok(manager) => command(manager.clone()).await,
-            Err(e) => Err(e),
-        };
-        match &result {
-            Ok(_) => self.health.succeeded(&self.url),
-            Err(e) => self.health.failed(e, &self.url),
-        }
-        result
-    }
+/// A backend's sessions in the store, and when the command that counted them was sent.
+#[derive(Debug, Clone, Copy)]
+struct Count {
+    sessions: Option<u64>,
+    asked: Instant,
 }
 
 impl RedisPins {
@@ -96,26 +88,7 @@ impl RedisPins {
         ttl: Duration,
         errors: prometheus::IntCounter,
     ) -> anyhow::Result<RedisPins> {
-        let mut info = config.url.as_str().into_connection_info()?;
-        if let Some(password) = &config.password {
-            let settings = info.redis_settings().clone().set_password(password);
-            info = info.set_redis_settings(settings);
-        }
-        let client = ::redis::Client::open(info)?;
-        // A command fails after `timeout` rather than waiting for reconnects: a
-        // request answers 503 and its client retries.
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let connection = Arc::new(Connection {
-            client,
-            config: manager_config,
-            manager: OnceCell::new(),
-            health: Health::default(),
-            url: redacted_url(&config.url),
-        });
+        let connection = Arc::new(Connection::new(config)?);
         let (stop, stopped) = oneshot::channel::<()>();
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         let pinger = Arc::downgrade(&connection);
@@ -144,8 +117,10 @@ impl RedisPins {
             inner: Arc::new(Inner {
                 runtime,
                 connection,
-                prefix: config.key_prefix.clone(),
+                keys: Keys::new(&config.key_prefix),
                 ttl_secs: ttl.as_secs().max(1),
+                counts: RwLock::new(HashMap::new()),
+                drain_changes: std::sync::atomic::AtomicU64::new(0),
                 errors,
                 _stop: stop,
             }),
@@ -154,7 +129,39 @@ impl RedisPins {
 
     /// The Redis key of a session's pin.
     pub fn key(&self, key: &SessionKey) -> String {
-        format!("{}pin:{key}", self.inner.prefix)
+        self.inner.keys.pin(key)
+    }
+
+    /// Seconds a pin lives in Redis after its last write.
+    pub fn ttl_secs(&self) -> u64 {
+        self.inner.ttl_secs
+    }
+
+    /// The sessions of `backend` in the store as last counted; `None` when the last
+    /// count failed, or it was never counted (it joined the farm since the last poll).
+    pub fn sessions_of(&self, backend: &str) -> Option<u64> {
+        let counts = self.inner.counts.read().unwrap_or_else(|e| e.into_inner());
+        counts.get(backend).and_then(|c| c.sessions)
+    }
+
+    /// Records the counts of a command sent at `asked` (`None`: it failed), except
+    /// where a command sent later recorded one already: a poll sent before a session
+    /// was created must not undo the count a reload made after it.
+    fn record_counts<'a>(
+        &self,
+        asked: Instant,
+        counted: impl Iterator<Item = (&'a String, Option<u64>)>,
+    ) {
+        let mut counts = self.inner.counts.write().unwrap_or_else(|e| e.into_inner());
+        for (backend, sessions) in counted {
+            match counts.get_mut(backend) {
+                Some(count) if count.asked > asked => {}
+                Some(count) => *count = Count { sessions, asked },
+                None => {
+                    counts.insert(backend.clone(), Count { sessions, asked });
+                }
+            }
+        }
     }
 
     /// Runs `command` on the store's runtime; the result comes back whether or not
@@ -173,6 +180,52 @@ impl RedisPins {
         rx
     }
 
+    /// Runs `task` on the store's runtime and waits for its result from blocking code
+    /// (a start, before any runtime of Pingora's runs), at most `limit`.
+    pub fn wait_for<T, F, Fut>(&self, limit: Duration, task: F) -> Option<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(RedisPins) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let store = self.clone();
+        self.inner.runtime.spawn(async move {
+            let _ = tx.send(task(store).await);
+        });
+        rx.recv_timeout(limit).ok()
+    }
+
+    /// Runs `command` and waits for its answer; `Err` holds the error's text. Not
+    /// counted as a failure of a request (background work).
+    async fn ask<T, F, Fut>(&self, command: F) -> Result<T, String>
+    where
+        T: Send + 'static,
+        F: FnOnce(ConnectionManager) -> Fut + Send + 'static,
+        Fut: Future<Output = RedisResult<T>> + Send,
+    {
+        match self.spawn(command).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the Redis store stopped".into()),
+        }
+    }
+
+    /// [`Self::ask`] for a request or an operator: a failure counts in
+    /// `bitsgate_store_errors_total`.
+    async fn ask_counted<T, F, Fut>(&self, command: F) -> Result<T, String>
+    where
+        T: Send + 'static,
+        F: FnOnce(ConnectionManager) -> Fut + Send + 'static,
+        Fut: Future<Output = RedisResult<T>> + Send,
+    {
+        let answer = self.ask(command).await;
+        if answer.is_err() {
+            self.inner.errors.inc();
+        }
+        answer
+    }
+
     /// Writes a new pin; the future resolves once Redis has it. The caller holds the
     /// Create-Session Ack until then.
     pub fn pin(
@@ -183,7 +236,12 @@ impl RedisPins {
         path: &str,
         created: UnixSecs,
     ) -> PendingWrite {
-        let rx = self.set(key, value::encode(backend, host, path, created));
+        let rx = self.write_pin(key, backend, value::encode(backend, host, path, created));
+        self.pending(rx)
+    }
+
+    /// A write the caller waits for, as the journal's writes are waited for.
+    fn pending(&self, rx: oneshot::Receiver<RedisResult<()>>) -> PendingWrite {
         let (ack, acked) = oneshot::channel();
         self.inner.runtime.spawn(async move {
             let result = match rx.await {
@@ -207,30 +265,72 @@ impl RedisPins {
         path: &str,
         created: UnixSecs,
     ) {
-        let rx = self.set(key, value::encode(backend, host, path, created));
+        let rx = self.write_pin(key, backend, value::encode(backend, host, path, created));
         self.count_failure(rx);
     }
 
-    fn set(&self, key: &SessionKey, value: String) -> oneshot::Receiver<RedisResult<()>> {
-        let key = self.key(key);
+    /// The pin and its place in the backend's index, in one transaction, so the index
+    /// never names a session whose pin write failed.
+    fn write_pin(
+        &self,
+        key: &SessionKey,
+        backend: &str,
+        value: String,
+    ) -> oneshot::Receiver<RedisResult<()>> {
+        let keys = &self.inner.keys;
+        let (pin, owned, member) = (keys.pin(key), keys.owned(backend), key.to_string());
         let ttl = self.inner.ttl_secs;
+        let expires = u64::from(unix_now()) + ttl;
         self.spawn(move |mut c| async move {
-            ::redis::cmd("SET")
-                .arg(key)
+            ::redis::pipe()
+                .atomic()
+                .cmd("SET")
+                .arg(pin)
                 .arg(value)
                 .arg("EX")
                 .arg(ttl)
+                .ignore()
+                .cmd("ZADD")
+                .arg(owned)
+                .arg(expires)
+                .arg(member)
+                .ignore()
                 .query_async::<()>(&mut c)
                 .await
         })
     }
 
-    /// Deletes a pin, without waiting: a delete lost to an outage leaves a key whose
-    /// owner answers not-found, and which expires.
-    pub fn unpin(&self, key: &SessionKey) {
-        let key = self.key(key);
+    /// Deletes a pin owned by `backend`, its index entry and its reply route, and
+    /// announces its end to the other replicas' caches; without waiting: a delete lost
+    /// to an outage leaves a key whose owner answers not-found, and which expires.
+    pub fn unpin(&self, key: &SessionKey, backend: &str) {
+        let (keys, backend, member) =
+            (self.inner.keys.clone(), backend.to_owned(), key.to_string());
+        let rx = self
+            .spawn(move |mut c| async move { delete_pin(&mut c, &keys, &backend, &member).await });
+        self.count_failure(rx);
+    }
+
+    /// Deletes every pin of `backend` in the store, as [`Self::unpin`] does each, in
+    /// batches, without waiting: `[reload] removed_backends = "end"` ends the sessions
+    /// of every replica, not only those this one cached.
+    pub fn unpin_all_of(&self, backend: &str) {
+        let (keys, backend) = (self.inner.keys.clone(), backend.to_owned());
         let rx = self.spawn(move |mut c| async move {
-            ::redis::cmd("DEL").arg(key).query_async::<()>(&mut c).await
+            loop {
+                let batch: Vec<String> = ::redis::cmd("ZRANGE")
+                    .arg(keys.owned(&backend))
+                    .arg(0)
+                    .arg(999)
+                    .query_async(&mut c)
+                    .await?;
+                if batch.is_empty() {
+                    return Ok(());
+                }
+                for member in &batch {
+                    delete_pin(&mut c, &keys, &backend, member).await?;
+                }
+            }
         });
         self.count_failure(rx);
     }
@@ -239,20 +339,15 @@ impl RedisPins {
     /// answered that there is none (or a value this build cannot read).
     pub async fn lookup(&self, key: &SessionKey) -> Result<Option<SharedPin>, String> {
         let key = self.key(key);
-        let rx = self.spawn(move |mut c| async move {
-            ::redis::cmd("GET")
-                .arg(key)
-                .query_async::<Option<Vec<u8>>>(&mut c)
-                .await
-        });
-        match rx.await {
-            Ok(Ok(value)) => Ok(value.as_deref().and_then(value::decode)),
-            Ok(Err(e)) => {
-                self.inner.errors.inc();
-                Err(e.to_string())
-            }
-            Err(_) => Err("the Redis store stopped".into()),
-        }
+        let value = self
+            .ask_counted(move |mut c| async move {
+                ::redis::cmd("GET")
+                    .arg(key)
+                    .query_async::<Option<Vec<u8>>>(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(value.as_deref().and_then(value::decode))
     }
 
     /// The error while Redis is unreachable, for `/readyz`.
@@ -267,6 +362,48 @@ impl RedisPins {
                 errors.inc();
             }
         });
+    }
+}
+
+/// Deletes the pin of session `member` owned by `backend`, its index entry and its
+/// reply route, and announces its end on the stream of ended sessions.
+async fn delete_pin(
+    c: &mut ConnectionManager,
+    keys: &Keys,
+    backend: &str,
+    member: &str,
+) -> RedisResult<()> {
+    // The reply path, if the session has one, whichever replica learnt it.
+    let (reply,): (Option<String>,) = ::redis::pipe()
+        .atomic()
+        .cmd("DEL")
+        .arg(keys.pin(&member))
+        .ignore()
+        .cmd("ZREM")
+        .arg(keys.owned(backend))
+        .arg(member)
+        .ignore()
+        .cmd("XADD")
+        .arg(keys.ended())
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(ENDED_KEPT)
+        .arg("*")
+        .arg("s")
+        .arg(member)
+        .ignore()
+        .cmd("GETDEL")
+        .arg(keys.reply_of(&member))
+        .query_async(c)
+        .await?;
+    match reply {
+        Some(path) => {
+            ::redis::cmd("DEL")
+                .arg(keys.reply(&path))
+                .query_async::<()>(c)
+                .await
+        }
+        None => Ok(()),
     }
 }
 
