@@ -3,7 +3,7 @@
 
 use crate::admin::AdminApp;
 use crate::config::{Config, ListenerConfig, StorageMode};
-use crate::edge::{Gate, Places};
+use crate::edge::{BeforeTls, Gate, Places, ProxyProtocol};
 use crate::health_service::HealthService;
 use crate::proxy::BitsProxy;
 use crate::reload::ReloadService;
@@ -77,12 +77,16 @@ fn proxy_service(
     name: &str,
 ) -> anyhow::Result<Service<Gate<HttpProxy<BitsProxy>>>> {
     let http = pingora::proxy::http_proxy(&server.configuration, BitsProxy::new(shared.clone()));
-    let gate = Gate::new(
-        http,
-        shared.clone(),
-        places.clone(),
-        listener.proxy_protocol,
-    );
+    let proxy_protocol = match (listener.proxy_protocol, &listener.tls) {
+        (false, _) => ProxyProtocol::Off,
+        (true, None) => ProxyProtocol::Plain,
+        (true, Some(_)) => ProxyProtocol::BeforeTls(Default::default()),
+    };
+    let before_tls = match &proxy_protocol {
+        ProxyProtocol::BeforeTls(sources) => BeforeTls::new(shared.clone(), Some(sources.clone())),
+        _ => BeforeTls::new(shared.clone(), None),
+    };
+    let gate = Gate::new(http, shared.clone(), places.clone(), proxy_protocol);
     let mut proxy = Service::new(name.to_owned(), gate);
     let mut endpoint = pingora::listeners::ListenerConfig::tcp(listener.address.to_string())
         .l4_buffer(client_buffers());
@@ -91,6 +95,7 @@ fn proxy_service(
             &tls.cert_path.to_string_lossy(),
             &tls.key_path.to_string_lossy(),
         )?);
+        proxy.endpoints().set_pre_tls_callback(Arc::new(before_tls));
     }
     proxy.add_listener(endpoint);
     Ok(proxy)

@@ -186,13 +186,6 @@ impl Validator {
             .as_ref()
             .and_then(|tls| self.tls_files("listener.tls", tls));
         let proxy_protocol = raw.proxy_protocol.unwrap_or(d::LISTENER_PROXY_PROTOCOL);
-        if proxy_protocol && tls.is_some() {
-            self.push(
-                "listener.proxy_protocol",
-                "is not supported together with [listener.tls]",
-                "terminate TLS in the load balancer that sends the PROXY header, or turn one off",
-            );
-        }
         let edge = self.edge_limits(raw);
         ListenerConfig {
             address,

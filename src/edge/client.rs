@@ -36,11 +36,10 @@ pub(super) fn digest_with_peer(stream: &Stream, client: SocketAddr) -> Option<Ar
     if digest.peer_addr.set(peer.clone()).is_ok() {
         return Some(digest);
     }
-    // Something looked at the TCP peer already: a digest of our own for the socket.
-    let tcp = stream
-        .as_any()
-        .downcast_ref::<pingora::protocols::l4::stream::Stream>()?;
-    let own = SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(tcp));
+    // Something looked at the TCP peer already (Pingora does, before a TLS
+    // handshake): a digest of our own for the socket, which the stream's id names
+    // (its descriptor, through a TLS layer too).
+    let own = SocketDigest::from_raw_fd(stream.id());
     let _ = own.peer_addr.set(peer);
     Some(Arc::new(own))
 }

@@ -22,11 +22,10 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use prometheus::IntGauge;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 
 /// What a connection beyond `max_connections` gets before it is closed: a client
 /// retries a 503 later.
@@ -35,6 +34,17 @@ Content-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n";
 
 /// The longest the 503 to a connection over capacity may take to write.
 const REFUSAL_WRITE: Duration = Duration::from_secs(1);
+
+/// Where a connection's PROXY protocol header is read, if the listener expects one.
+#[derive(Clone)]
+pub enum ProxyProtocol {
+    /// No header: the TCP peer is the client.
+    Off,
+    /// Read by the Gate, on a plain listener.
+    Plain,
+    /// Read before the TLS handshake ([`super::BeforeTls`]); its source is here.
+    BeforeTls(super::ProxySources),
+}
 
 /// Places for client connections, shared by every worker of the listener.
 pub type Places = Arc<Semaphore>;
@@ -49,37 +59,41 @@ pub struct Gate<A> {
     inner: Arc<A>,
     shared: Arc<Shared>,
     places: Places,
-    proxy_protocol: bool,
-    /// Set when the service shuts down: connections waiting between requests close.
-    closing: AtomicBool,
-    closing_now: Notify,
+    proxy_protocol: ProxyProtocol,
 }
 
 impl<A> Gate<A> {
     /// A gate in front of `inner`, taking places from `places`.
-    pub fn new(inner: A, shared: Arc<Shared>, places: Places, proxy_protocol: bool) -> Self {
+    pub fn new(
+        inner: A,
+        shared: Arc<Shared>,
+        places: Places,
+        proxy_protocol: ProxyProtocol,
+    ) -> Self {
         Gate {
             inner: Arc::new(inner),
             shared,
             places,
             proxy_protocol,
-            closing: AtomicBool::new(false),
-            closing_now: Notify::new(),
         }
     }
 
     /// Waits for the next request on `edge` until `until`; false when there is none
-    /// (closed, timed out, or the service is shutting down).
-    async fn next_request(&self, edge: &mut EdgeStream, until: Instant) -> bool {
-        let closing = self.closing_now.notified();
-        if self.closing.load(Ordering::Acquire) {
-            return false;
-        }
+    /// (closed, timed out, or the service is shutting down). `shutdown` is this
+    /// connection's own copy of the service's watch (tokio shards its wake-ups, so
+    /// many connections waiting on it share no lock).
+    async fn next_request(
+        &self,
+        edge: &mut EdgeStream,
+        until: Instant,
+        shutdown: &mut ShutdownWatch,
+    ) -> bool {
         tokio::select! {
-            // A request already buffered is served even when shutdown begins.
+            // Bytes already sent are read first: a request the client sent before
+            // shutdown began is served, as Pingora's own loop does.
             biased;
             waited = edge.wait_for_request(until) => waited == Waited::Bytes,
-            _ = closing => false,
+            _ = shutdown.wait_for(|down| *down) => false,
         }
     }
 }
@@ -110,24 +124,29 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Gate<A> {
         metrics.open.inc();
         let _open = Open(metrics.open.clone());
         let limits = self.shared.generation().config.listener.edge;
-        let (client, rest) = if self.proxy_protocol {
-            let deadline = tokio::time::Instant::from_std(accepted + limits.header_timeout);
-            // Boxed: its buffer is not part of every waiting connection's state.
-            match Box::pin(proxy_header::read(&mut stream, deadline)).await {
-                Ok(header) => (header.source, header.rest),
-                Err(refused) => {
-                    match refused {
-                        Refused::Invalid => metrics.closed(EdgeClose::ProxyHeaderInvalid),
-                        Refused::Timeout => metrics.closed(EdgeClose::HeaderTimeout),
-                        // A load balancer's TCP health check: nothing to count.
-                        Refused::Closed => {}
+        let (client, rest) = match &self.proxy_protocol {
+            ProxyProtocol::Off => (None, Bytes::new()),
+            ProxyProtocol::BeforeTls(sources) => (
+                sources.remove(&stream.id()).and_then(|(_, source)| source),
+                Bytes::new(),
+            ),
+            ProxyProtocol::Plain => {
+                let deadline = tokio::time::Instant::from_std(accepted + limits.header_timeout);
+                // Boxed: its buffer is not part of every waiting connection's state.
+                match Box::pin(proxy_header::read(&mut stream, deadline)).await {
+                    Ok(header) => (header.source, header.rest),
+                    Err(refused) => {
+                        match refused {
+                            Refused::Invalid => metrics.closed(EdgeClose::ProxyHeaderInvalid),
+                            Refused::Timeout => metrics.closed(EdgeClose::HeaderTimeout),
+                            // A load balancer's TCP health check: nothing to count.
+                            Refused::Closed => {}
+                        }
+                        tracing::debug!(target: "bitsgate::edge", ?refused, "connection without a valid PROXY protocol header closed");
+                        return None;
                     }
-                    tracing::debug!(target: "bitsgate::edge", ?refused, "connection without a valid PROXY protocol header closed");
-                    return None;
                 }
             }
-        } else {
-            (None, Bytes::new())
         };
         let edge = EdgeStream::new(stream, rest, client, limits, metrics.clone(), accepted);
         let reusable = if speaks_http2(&edge, self.inner.as_ref()) {
@@ -142,8 +161,6 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Gate<A> {
     }
 
     async fn cleanup(&self) {
-        self.closing.store(true, Ordering::Release);
-        self.closing_now.notify_waiters();
         ServerApp::cleanup(self.inner.as_ref()).await
     }
 }
@@ -154,8 +171,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> Gate<A> {
     async fn serve_http1(self: &Arc<Self>, mut edge: Box<EdgeStream>, shutdown: &ShutdownWatch) {
         let mut until = edge.header_deadline();
         let mut carried: Option<HttpPersistentSettings> = None;
+        let mut watch = shutdown.clone();
         loop {
-            if !self.next_request(&mut edge, until).await {
+            if !self.next_request(&mut edge, until, &mut watch).await {
                 return;
             }
             let mut session = ServerSession::new_http1(edge);
@@ -175,12 +193,16 @@ impl<A: HttpServerApp + Send + Sync + 'static> Gate<A> {
             let Some(reused) = self.inner.process_new_http(session, shutdown).await else {
                 return;
             };
+            // Pingora carries pipelined bytes in `settings`, out of the wait's sight:
+            // pipelining stays off (bitsgate never enables it), so Pingora does not
+            // reuse a connection that sent bytes past its request.
             let (stream, settings) = reused.consume();
             carried = settings;
             edge = match stream.into_any().downcast::<EdgeStream>() {
                 Ok(edge) => edge,
                 Err(_) => return,
             };
+            edge.between_requests();
             let keepalive = self.shared.generation().config.listener.keepalive_timeout;
             until = Instant::now() + keepalive.max(Duration::from_secs(1));
         }

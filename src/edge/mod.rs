@@ -3,12 +3,14 @@
 //! `max_header_block`, `body_timeout`), the PROXY protocol, and the client's
 //! address.
 
+mod before_tls;
 pub mod capacity;
 pub mod client;
 mod gate;
 mod proxy_header;
 mod stream;
 
+pub use before_tls::{BeforeTls, ProxySources};
 pub use client::{announce, client_addr};
-pub use gate::{places, Gate, Places};
+pub use gate::{places, Gate, Places, ProxyProtocol};
 pub use stream::{EdgeStream, Phase, Waited};

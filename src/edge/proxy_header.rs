@@ -5,10 +5,9 @@
 //! HTTP, handed back to be read first.
 
 use bytes::{Bytes, BytesMut};
-use pingora::protocols::Stream;
 use ppp::{v1, v2, HeaderResult, PartialResult};
 use std::net::SocketAddr;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
 /// Longest header accepted: a v1 header is at most 107 bytes; a v2 header's TLVs
@@ -37,7 +36,10 @@ pub enum Refused {
 }
 
 /// Reads the header that must open `stream`, by `deadline`.
-pub async fn read(stream: &mut Stream, deadline: Instant) -> Result<ProxyHeader, Refused> {
+pub async fn read<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    deadline: Instant,
+) -> Result<ProxyHeader, Refused> {
     let mut buf = BytesMut::with_capacity(256);
     loop {
         let read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await;

@@ -53,8 +53,9 @@ impl Phase {
     }
 }
 
-/// How many bytes the wait for a request reads: a stack buffer, so a waiting
-/// connection holds no heap buffer at all.
+/// How many bytes the wait for a request reads, into a buffer inside the
+/// connection's future (instead of Pingora's 4 KiB header buffer, made only once
+/// bytes are in).
 const FIRST_READ: usize = 512;
 
 /// How the wait for a request ended.
@@ -164,6 +165,7 @@ impl EdgeStream {
             return Waited::Bytes;
         }
         // Most BITS request heads fit: one read, as the HTTP reader would have made.
+        // The buffer lives in this future while it waits.
         let mut first = [0u8; FIRST_READ];
         let read = tokio::io::AsyncReadExt::read(&mut self.inner, &mut first);
         match tokio::time::timeout_at(tokio::time::Instant::from_std(until), read).await {
@@ -179,6 +181,15 @@ impl EdgeStream {
                 Waited::TimedOut
             }
         }
+    }
+
+    /// The request is over: the wait for the next one is not a header phase, whatever
+    /// the proxy last announced (a request answered without reading its body may end
+    /// with no read that would have followed the announcement).
+    pub fn between_requests(&mut self) {
+        self.current = Phase::Idle;
+        self.announce(Phase::Idle);
+        self.waiting_since = None;
     }
 
     /// When the first header block of a new connection must be complete.

@@ -146,6 +146,36 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_keepalive_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_idle_after_a_local_answer_is_not_counted_as_a_header_timeout() {
+    let cluster = Cluster::new()
+        .backends(1)
+        .listener_config("keepalive_timeout = \"1s\"")
+        .start()
+        .await;
+    let addr = cluster.proxy_addr();
+    // A Close-Session for a session nobody pinned: answered by bitsgate itself, with
+    // no body read, and the connection kept alive.
+    let close = RawRequest::bits(PacketType::CloseSession, "/uploads/x.bin")
+        .header("BITS-Session-Id", "{00000000-0000-4000-8000-000000000001}");
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    stream
+        .write_all(&close.encode(&addr.to_string()))
+        .await
+        .expect("writes");
+    let answer = read_answer(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    let got = read_to_close(&mut stream, Duration::from_secs(5)).await;
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    assert_eq!(cluster.stats(0).requests_total, 0);
+    let metrics = cluster.metrics().await;
+    assert_eq!(closed_by(&metrics, "header_timeout"), 0.0, "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_arriving_a_byte_first_and_in_pieces_is_read_whole() {
     let cluster = Cluster::new().backends(1).start().await;
     let addr = cluster.proxy_addr();

@@ -75,6 +75,16 @@ impl ServerCertVerifier for Pinned {
 /// Sends `request` over TLS (trusting only the test certificate) and reads the answer
 /// until the server closes.
 async fn exchange_over_tls(addr: std::net::SocketAddr, request: &'static [u8]) -> String {
+    exchange_over_tls_after(addr, &[], request).await
+}
+
+/// As [`exchange_over_tls`], with `preamble` (a PROXY protocol header) written on the
+/// TCP connection before the TLS handshake.
+async fn exchange_over_tls_after(
+    addr: std::net::SocketAddr,
+    preamble: &'static [u8],
+    request: &'static [u8],
+) -> String {
     let pem = std::fs::read(fixture("cert.pem")).unwrap();
     let cert = rustls_pemfile::certs(&mut pem.as_slice())
         .next()
@@ -95,8 +105,12 @@ async fn exchange_over_tls(addr: std::net::SocketAddr, request: &'static [u8]) -
         socket
             .set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .unwrap();
+        socket.write_all(preamble).unwrap();
         let mut tls = rustls::Stream::new(&mut connection, &mut socket);
-        tls.write_all(request).unwrap();
+        // A server that refuses the handshake (closes) answers nothing.
+        if tls.write_all(request).is_err() {
+            return String::new();
+        }
         let mut answer = Vec::new();
         let _ = tls.read_to_end(&mut answer);
         String::from_utf8_lossy(&answer).into_owned()
@@ -163,4 +177,90 @@ async fn a_bits_ping_over_tls_is_proxied_to_a_backend() {
         "{response}"
     );
     assert_eq!(cluster.stats(0).packets.get("ping"), Some(&1));
+}
+
+const PING_CLOSE: &[u8] = b"BITS_POST /uploads/t.bin HTTP/1.1\r\nHost: localhost\r\nBITS-Packet-Type: Ping\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_header_before_the_tls_handshake_names_the_client() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("access.log");
+    let cluster = Cluster::new()
+        .backends(1)
+        .listener_config("proxy_protocol = true")
+        .config(&format!(
+            "{}\n[log]\naccess = {:?}\n",
+            tls_files("listener.tls"),
+            log.display().to_string()
+        ))
+        .start()
+        .await;
+    let addr = cluster.proxy_addr();
+    let v1: &[u8] = b"PROXY TCP4 192.0.2.7 127.0.0.1 50123 443\r\n";
+    let answer = exchange_over_tls_after(addr, v1, PING_CLOSE).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Without the header, the TLS bytes are not a PROXY header: closed, nothing sent.
+    let refused = exchange_over_tls_after(addr, &[], PING_CLOSE).await;
+    assert!(refused.is_empty(), "{refused}");
+    assert_eq!(cluster.stats(0).packets.get("ping"), Some(&1));
+    let clients = || -> Vec<String> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("client=")))
+            .map(str::to_owned)
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while clients().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(clients(), vec!["192.0.2.7:50123".to_owned()]);
+    let metrics = cluster.metrics().await;
+    assert_eq!(
+        crate::cluster::sample(
+            &metrics,
+            "bitsgate_client_connections_closed_total{reason=\"proxy_header_invalid\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_to_the_tls_listener_is_closed_after_the_header_timeout() {
+    use tokio::io::AsyncReadExt;
+    let cluster = Cluster::new()
+        .backends(1)
+        .listener_config("header_timeout = \"1s\"")
+        .config(&tls_files("listener.tls"))
+        .start()
+        .await;
+    let started = std::time::Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(cluster.proxy_addr())
+        .await
+        .expect("connects");
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), silent.read(&mut byte))
+        .await
+        .expect("closed well before Pingora's 60 s handshake timeout");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(900)
+            && waited < std::time::Duration::from_secs(5),
+        "{waited:?}"
+    );
+    let metrics = cluster.metrics().await;
+    assert_eq!(
+        crate::cluster::sample(
+            &metrics,
+            "bitsgate_client_connections_closed_total{reason=\"header_timeout\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    // A real client still gets through.
+    let answer = exchange_over_tls(cluster.proxy_addr(), PING_CLOSE).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
