@@ -29,6 +29,7 @@ mod replica_kit;
 mod replicas;
 mod replicas_shared;
 mod sessions;
+mod slow_clients;
 mod soak;
 mod status_page;
 mod systemd_notify;

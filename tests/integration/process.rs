@@ -192,7 +192,7 @@ pub(crate) fn options() -> UploadOptions {
 
 pub(crate) type Uploads = Vec<tokio::task::JoinHandle<(String, String, UploadReport)>>;
 
-fn start_uploads(farm: &Farm, prefix: &str, count: u64, size: usize) -> Uploads {
+pub(crate) fn start_uploads(farm: &Farm, prefix: &str, count: u64, size: usize) -> Uploads {
     (0..count)
         .map(|i| {
             let url = format!("http://{}/uploads/{prefix}-{i}.bin", farm.proxy);

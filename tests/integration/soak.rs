@@ -211,7 +211,7 @@ async fn graceful_upgrade(farm: &Farm, old: Proc, log: &str) -> Proc {
 }
 
 /// Open descriptors and resident memory (KiB) of a process.
-fn footprint(pid: u32) -> (usize, u64) {
+pub(crate) fn footprint(pid: u32) -> (usize, u64) {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0);

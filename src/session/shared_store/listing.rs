@@ -96,11 +96,15 @@ impl RedisPins {
             .await?;
         let entries: Vec<(String, u64)> = entries.into_iter().flatten().collect();
         let pins: Vec<String> = entries.iter().map(|(id, _)| keys.pin(id)).collect();
-        let values: Vec<Option<Vec<u8>>> = self
-            .ask_counted(move |mut c| async move {
+        // MGET with no key is an error to Redis, not an empty answer.
+        let values: Vec<Option<Vec<u8>>> = if pins.is_empty() {
+            Vec::new()
+        } else {
+            self.ask_counted(move |mut c| async move {
                 ::redis::cmd("MGET").arg(pins).query_async(&mut c).await
             })
-            .await?;
+            .await?
+        };
         // A pin deleted between the two reads is left out.
         let sessions = entries
             .into_iter()
