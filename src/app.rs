@@ -3,7 +3,7 @@
 
 use crate::admin::AdminApp;
 use crate::config::{Config, ListenerConfig, StorageMode};
-use crate::edge::{BeforeTls, Gate, Places, ProxyProtocol};
+use crate::edge::{Arrival, Arrivals, BeforeTls, Gate, Places};
 use crate::health_service::HealthService;
 use crate::proxy::BitsProxy;
 use crate::reload::ReloadService;
@@ -77,16 +77,14 @@ fn proxy_service(
     name: &str,
 ) -> anyhow::Result<Service<Gate<HttpProxy<BitsProxy>>>> {
     let http = pingora::proxy::http_proxy(&server.configuration, BitsProxy::new(shared.clone()));
-    let proxy_protocol = match (listener.proxy_protocol, &listener.tls) {
-        (false, _) => ProxyProtocol::Off,
-        (true, None) => ProxyProtocol::Plain,
-        (true, Some(_)) => ProxyProtocol::BeforeTls(Default::default()),
+    let arrivals = Arrivals::default();
+    let arrival = match &listener.tls {
+        Some(_) => Arrival::Tls(arrivals.clone()),
+        None => Arrival::Plain {
+            proxy_protocol: listener.proxy_protocol,
+        },
     };
-    let before_tls = match &proxy_protocol {
-        ProxyProtocol::BeforeTls(sources) => BeforeTls::new(shared.clone(), Some(sources.clone())),
-        _ => BeforeTls::new(shared.clone(), None),
-    };
-    let gate = Gate::new(http, shared.clone(), places.clone(), proxy_protocol);
+    let gate = Gate::new(http, shared.clone(), places.clone(), arrival);
     let mut proxy = Service::new(name.to_owned(), gate);
     let mut endpoint = pingora::listeners::ListenerConfig::tcp(listener.address.to_string())
         .l4_buffer(client_buffers());
@@ -95,6 +93,7 @@ fn proxy_service(
             &tls.cert_path.to_string_lossy(),
             &tls.key_path.to_string_lossy(),
         )?);
+        let before_tls = BeforeTls::new(shared.clone(), arrivals, listener.proxy_protocol);
         proxy.endpoints().set_pre_tls_callback(Arc::new(before_tls));
     }
     proxy.add_listener(endpoint);

@@ -35,15 +35,18 @@ Content-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n";
 /// The longest the 503 to a connection over capacity may take to write.
 const REFUSAL_WRITE: Duration = Duration::from_secs(1);
 
-/// Where a connection's PROXY protocol header is read, if the listener expects one.
+/// What the Gate knows of a connection before it sees it.
 #[derive(Clone)]
-pub enum ProxyProtocol {
-    /// No header: the TCP peer is the client.
-    Off,
-    /// Read by the Gate, on a plain listener.
-    Plain,
-    /// Read before the TLS handshake ([`super::BeforeTls`]); its source is here.
-    BeforeTls(super::ProxySources),
+pub enum Arrival {
+    /// A plain listener: the connection was accepted just now; the Gate reads its
+    /// PROXY protocol header if the listener expects one.
+    Plain {
+        /// Whether every connection opens with a PROXY protocol header.
+        proxy_protocol: bool,
+    },
+    /// A TLS listener: the time of accept and the PROXY header's source were noted
+    /// before the handshake ([`super::BeforeTls`]).
+    Tls(super::Arrivals),
 }
 
 /// Places for client connections, shared by every worker of the listener.
@@ -59,22 +62,17 @@ pub struct Gate<A> {
     inner: Arc<A>,
     shared: Arc<Shared>,
     places: Places,
-    proxy_protocol: ProxyProtocol,
+    arrival: Arrival,
 }
 
 impl<A> Gate<A> {
     /// A gate in front of `inner`, taking places from `places`.
-    pub fn new(
-        inner: A,
-        shared: Arc<Shared>,
-        places: Places,
-        proxy_protocol: ProxyProtocol,
-    ) -> Self {
+    pub fn new(inner: A, shared: Arc<Shared>, places: Places, arrival: Arrival) -> Self {
         Gate {
             inner: Arc::new(inner),
             shared,
             places,
-            proxy_protocol,
+            arrival,
         }
     }
 
@@ -114,7 +112,6 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Gate<A> {
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let accepted = Instant::now();
         let metrics = &self.shared.metrics.edge;
         let Ok(place) = self.places.clone().try_acquire_owned() else {
             metrics.closed(EdgeClose::OverCapacity);
@@ -124,17 +121,23 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Gate<A> {
         metrics.open.inc();
         let _open = Open(metrics.open.clone());
         let limits = self.shared.generation().config.listener.edge;
-        let (client, rest) = match &self.proxy_protocol {
-            ProxyProtocol::Off => (None, Bytes::new()),
-            ProxyProtocol::BeforeTls(sources) => (
-                sources.remove(&stream.id()).and_then(|(_, source)| source),
-                Bytes::new(),
-            ),
-            ProxyProtocol::Plain => {
+        let (accepted, client, rest) = match &self.arrival {
+            Arrival::Tls(arrivals) => match arrivals.remove(&stream.id()) {
+                // The header deadline counts from accept, the handshake included.
+                Some((_, noted)) => (noted.accepted, noted.source, Bytes::new()),
+                None => (Instant::now(), None, Bytes::new()),
+            },
+            Arrival::Plain {
+                proxy_protocol: false,
+            } => (Instant::now(), None, Bytes::new()),
+            Arrival::Plain {
+                proxy_protocol: true,
+            } => {
+                let accepted = Instant::now();
                 let deadline = tokio::time::Instant::from_std(accepted + limits.header_timeout);
                 // Boxed: its buffer is not part of every waiting connection's state.
                 match Box::pin(proxy_header::read(&mut stream, deadline)).await {
-                    Ok(header) => (header.source, header.rest),
+                    Ok(header) => (accepted, header.source, header.rest),
                     Err(refused) => {
                         match refused {
                             Refused::Invalid => metrics.closed(EdgeClose::ProxyHeaderInvalid),

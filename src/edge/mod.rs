@@ -10,7 +10,7 @@ mod gate;
 mod proxy_header;
 mod stream;
 
-pub use before_tls::{BeforeTls, ProxySources};
+pub use before_tls::{Arrivals, BeforeTls, Noted};
 pub use client::{announce, client_addr};
-pub use gate::{places, Gate, Places, ProxyProtocol};
+pub use gate::{places, Arrival, Gate, Places};
 pub use stream::{EdgeStream, Phase, Waited};

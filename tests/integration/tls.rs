@@ -72,6 +72,22 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
+/// A client trusting only the test certificate.
+fn client_config() -> rustls::ClientConfig {
+    let pem = std::fs::read(fixture("cert.pem")).unwrap();
+    let cert = rustls_pemfile::certs(&mut pem.as_slice())
+        .next()
+        .unwrap()
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned { cert, provider }))
+        .with_no_client_auth()
+}
+
 /// Sends `request` over TLS (trusting only the test certificate) and reads the answer
 /// until the server closes.
 async fn exchange_over_tls(addr: std::net::SocketAddr, request: &'static [u8]) -> String {
@@ -85,18 +101,7 @@ async fn exchange_over_tls_after(
     preamble: &'static [u8],
     request: &'static [u8],
 ) -> String {
-    let pem = std::fs::read(fixture("cert.pem")).unwrap();
-    let cert = rustls_pemfile::certs(&mut pem.as_slice())
-        .next()
-        .unwrap()
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned { cert, provider }))
-        .with_no_client_auth();
+    let config = client_config();
     tokio::task::spawn_blocking(move || {
         let mut connection =
             rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap())
@@ -263,4 +268,44 @@ async fn a_silent_connection_to_the_tls_listener_is_closed_after_the_header_time
     // A real client still gets through.
     let answer = exchange_over_tls(cluster.proxy_addr(), PING_CLOSE).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_connection_owes_its_first_request_header_timeout_after_accept() {
+    let cluster = Cluster::new()
+        .backends(1)
+        .listener_config("header_timeout = \"2s\"")
+        .config(&tls_files("listener.tls"))
+        .start()
+        .await;
+    // The handshake starts 1.5 s after connecting (in time) and then no request
+    // comes: the connection closes 2 s after accept, not 2 s after the handshake.
+    let config = client_config();
+    let addr = cluster.proxy_addr();
+    let waited = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let mut socket = std::net::TcpStream::connect(addr).unwrap();
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let mut connection =
+            rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap())
+                .unwrap();
+        while connection.is_handshaking() {
+            connection.complete_io(&mut socket).expect("handshake");
+        }
+        let mut tls = rustls::Stream::new(&mut connection, &mut socket);
+        let mut rest = Vec::new();
+        let _ = tls.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+        started.elapsed()
+    })
+    .await
+    .unwrap();
+    assert!(
+        waited >= std::time::Duration::from_millis(1900)
+            && waited < std::time::Duration::from_millis(2900),
+        "closed {waited:?} after connecting"
+    );
 }
