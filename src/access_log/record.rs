@@ -224,9 +224,10 @@ impl Fields<'_> {
             }
             None => out.extend_from_slice(b"null"),
         }
-        json_field(out, "method", Some(self.method));
+        // A method is an HTTP token (checked by the `http` crate): nothing to escape.
+        json_plain(out, "method", self.method);
         json_field(out, "path", Some(self.path));
-        json_field(out, "packet", Some(self.packet));
+        json_plain(out, "packet", self.packet);
         json_field(out, "session", self.session);
         json_field(out, "backend", self.backend);
         json_number(out, "status", u64::from(self.status));
@@ -235,9 +236,9 @@ impl Fields<'_> {
         json_number(out, "bytes_out", self.bytes_out);
         out.extend_from_slice(b",\"duration_ms\":");
         write_millis(out, self.duration_ms);
-        json_field(out, "answer", Some(self.answer));
+        json_plain(out, "answer", self.answer);
         if let Some(reason) = self.reason {
-            json_field(out, "reason", Some(reason));
+            json_plain(out, "reason", reason);
         }
         out.push(b'}');
     }
@@ -251,6 +252,17 @@ fn json_field(out: &mut Vec<u8>, key: &str, value: Option<&str>) {
         Some(v) => json_string(out, v),
         None => out.extend_from_slice(b"null"),
     }
+}
+
+/// A string field whose value needs no escaping: one of bitsgate's own names, or an
+/// HTTP token (debug builds check it).
+fn json_plain(out: &mut Vec<u8>, key: &str, value: &str) {
+    debug_assert!(!value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'));
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":\"");
+    out.extend_from_slice(value.as_bytes());
+    out.push(b'"');
 }
 
 fn json_number(out: &mut Vec<u8>, key: &str, value: u64) {
