@@ -92,13 +92,20 @@ fn cancel_job(generation: &Generation, stored: &StoredSession) -> Option<CancelJ
     })
 }
 
-/// Removes a stored session's pin: through the table when this replica caches it
-/// (its gauges follow), else in the store only. Every replica's cache drops it at its
-/// next poll.
-fn unpin(shared: &Shared, store: &RedisPins, key: &SessionKey, stored: &StoredSession) {
-    if shared.end_session(key, EndReason::Cancelled).is_none() {
-        store.unpin(key, &stored.pin.backend);
-    }
+/// Removes a stored session's pin: from this replica's table when it caches it (its
+/// gauges follow), and from the store before the answer, so a listing that follows
+/// through any replica no longer shows it. Every replica's cache drops it at its next
+/// poll. Returns whether the store confirmed the delete.
+async fn unpin(
+    shared: &Shared,
+    store: &RedisPins,
+    key: &SessionKey,
+    stored: &StoredSession,
+) -> bool {
+    // A cached pin's own delete is sent without waiting; the one below is awaited (a
+    // second delete of the same keys changes nothing).
+    let _ = shared.end_session(key, EndReason::Cancelled);
+    store.unpin_now(key, &stored.pin.backend).await.is_ok()
 }
 
 /// `DELETE /sessions/{id}` of a session this replica has not cached: Cancel-Session at
@@ -120,7 +127,12 @@ pub async fn cancel(shared: &Shared, store: &RedisPins, key: &SessionKey) -> Rep
         );
     };
     let answer = shared.cancels.send_now(&generation, job).await;
-    unpin(shared, store, key, &stored);
+    if !unpin(shared, store, key, &stored).await {
+        return Reply::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{key}: Cancel-Session was sent, but the shared pin store (Redis) did not confirm the pin's removal; retry"),
+        );
+    }
     Reply::json(
         StatusCode::OK,
         &json!({
@@ -155,8 +167,9 @@ pub async fn cancel_many(
         if let Some(job) = cancel_job(generation, stored) {
             shared.cancels.submit(generation, job);
         }
-        unpin(shared, store, &key, stored);
-        unpinned += 1;
+        if unpin(shared, store, &key, stored).await {
+            unpinned += 1;
+        }
     }
     let remaining = listing.total.saturating_sub(unpinned);
     tracing::warn!(target: "bitsgate::admin", matched = listing.total, unpinned, remaining, "sessions cancelled in bulk from the shared store");

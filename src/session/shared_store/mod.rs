@@ -311,6 +311,22 @@ impl RedisPins {
         self.count_failure(rx);
     }
 
+    /// As [`Self::unpin`], answering once Redis has done it.
+    pub async fn unpin_now(&self, key: &SessionKey, backend: &str) -> Result<(), String> {
+        let (keys, backend, member) =
+            (self.inner.keys.clone(), backend.to_owned(), key.to_string());
+        let rx = self
+            .spawn(move |mut c| async move { delete_pin(&mut c, &keys, &backend, &member).await });
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                self.inner.errors.inc();
+                Err(e.to_string())
+            }
+            Err(_) => Err("the pin store stopped".to_owned()),
+        }
+    }
+
     /// Deletes every pin of `backend` in the store, as [`Self::unpin`] does each, in
     /// batches, without waiting: `[reload] removed_backends = "end"` ends the sessions
     /// of every replica, not only those this one cached.
