@@ -16,9 +16,32 @@ pub fn connectable(address: SocketAddr) -> SocketAddr {
     }
 }
 
+/// The host part of an authority or address: without user info, port or IPv6
+/// brackets (`u@h.example:1` → `h.example`, `[::1]:443` → `::1`, `h` → `h`).
+pub fn host_of(authority: &str) -> &str {
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    if let Some(inner) = authority.strip_prefix('[') {
+        return inner.split(']').next().unwrap_or(inner);
+    }
+    match authority.rsplit_once(':') {
+        // A bare IPv6 address has colons but no port.
+        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host
+        }
+        _ => authority,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_of_strips_port_user_info_and_brackets() {
+        assert_eq!(host_of("[::1]:80"), "::1");
+        assert_eq!(host_of("u:p@h.example:1"), "h.example");
+        assert_eq!(host_of("h"), "h");
+    }
 
     #[test]
     fn an_unspecified_address_is_called_on_loopback() {

@@ -466,6 +466,23 @@ impl Shared {
         Some(pin)
     }
 
+    /// Drops a session from this process's table and its side tables (client,
+    /// reply route) and counts its end, without telling any store: for a session the
+    /// shared store has ended, or is ending, by other means. The caller publishes the
+    /// reply routes when it has dropped sessions.
+    pub fn forget_cached(
+        &self,
+        key: &SessionKey,
+        reason: crate::metrics::EndReason,
+    ) -> Option<Pin> {
+        let pin = self.table.unpin(key)?;
+        self.clients.remove(key);
+        self.replies.remove_session(key);
+        self.metrics
+            .session_ended(&self.backend_name(pin.backend), reason);
+        Some(pin)
+    }
+
     /// Ends a session's pin only while `backend` owns it (see
     /// [`SessionTable::unpin_owned_by`]).
     pub fn end_session_owned_by(

@@ -19,32 +19,16 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+from benchlib import free_port, wait_port
+
 BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release"
 SAMPLES = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
 PROTOCOL = "{7df0354d-249b-430f-820d-3d2a9bef4931}"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, what):
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"{what} did not listen on {port}")
 
 
 def percentiles(samples):

@@ -26,12 +26,13 @@ import os
 import re
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+
+from benchlib import fds, free_port, rss_kib, wait_port
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")),
@@ -40,35 +41,6 @@ SLOWLORIS = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
 STALLED = int(sys.argv[2]) if len(sys.argv) > 2 else 200
 UPLOADS = int(sys.argv[3]) if len(sys.argv) > 3 else 50
 TIMEOUT = int(os.environ.get("SLOW_TIMEOUT", "10"))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(addr, limit=30):
-    host, port = addr.rsplit(":", 1)
-    end = time.time() + limit
-    while time.time() < end:
-        try:
-            socket.create_connection((host, int(port)), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on {addr}")
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
-
-
-def fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def metric(admin, name):
@@ -153,7 +125,7 @@ async def main():
         procs.append(subprocess.Popen(
             [os.path.join(BIN, "bits-server"), "--listen", backend, "--root", os.path.join(work, "root")],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "server.log"), "w")))
-        wait_port(backend)
+        wait_port(backend.rsplit(":", 1)[1], "bits-server")
         proxy, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
         config = os.path.join(work, "bitsgate.toml")
         with open(config, "w") as f:
@@ -168,7 +140,7 @@ async def main():
                                 stdout=subprocess.DEVNULL,
                                 stderr=open(os.path.join(work, "bitsgate.log"), "w"), env=env)
         procs.append(gate)
-        wait_port(proxy)
+        wait_port(proxy.rsplit(":", 1)[1], "bitsgate")
         data = os.path.join(work, "data.bin")
         with open(data, "wb") as f:
             f.write(os.urandom(4 * 1024 * 1024))

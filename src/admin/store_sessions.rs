@@ -102,9 +102,10 @@ async fn unpin(
     key: &SessionKey,
     stored: &StoredSession,
 ) -> bool {
-    // A cached pin's own delete is sent without waiting; the one below is awaited (a
-    // second delete of the same keys changes nothing).
-    let _ = shared.end_session(key, EndReason::Cancelled);
+    // The cache is dropped without a delete of its own: the store's is the one below.
+    if shared.forget_cached(key, EndReason::Cancelled).is_some() {
+        shared.publish_reply_routes();
+    }
     store.unpin_now(key, &stored.pin.backend).await.is_ok()
 }
 

@@ -58,7 +58,7 @@ impl Validator {
         }
         let name = match (&raw.tls_server_name, &raw.address) {
             (Some(name), _) => name.clone(),
-            (None, Some(address)) => host_part(address).to_owned(),
+            (None, Some(address)) => crate::reach::host_of(address).to_owned(),
             // The missing address is reported already.
             (None, None) => return None,
         };
@@ -85,22 +85,8 @@ impl Validator {
     }
 }
 
-/// `host` of `host:port`, `[v6]:port` or a bare host.
-fn host_part(address: &str) -> &str {
-    if let Some(rest) = address.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match address.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
-            host
-        }
-        _ => address,
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::host_part;
     use crate::config::load_str;
     use rcgen::{CertificateParams, KeyPair};
     use std::path::Path;
@@ -181,9 +167,10 @@ mod tests {
 
     #[test]
     fn the_default_server_name_is_the_host_part_of_the_address() {
-        assert_eq!(host_part("iis1.corp.example:443"), "iis1.corp.example");
-        assert_eq!(host_part("10.0.0.11:443"), "10.0.0.11");
-        assert_eq!(host_part("[::1]:443"), "::1");
-        assert_eq!(host_part("iis1"), "iis1");
+        use crate::reach::host_of;
+        assert_eq!(host_of("iis1.corp.example:443"), "iis1.corp.example");
+        assert_eq!(host_of("10.0.0.11:443"), "10.0.0.11");
+        assert_eq!(host_of("[::1]:443"), "::1");
+        assert_eq!(host_of("iis1"), "iis1");
     }
 }

@@ -10,7 +10,7 @@
 //! through [`Arrivals`], keyed by the socket: the first header block is then due
 //! `header_timeout` after accept, the handshake included, as on a plain listener.
 
-use super::proxy_header::{self, Refused};
+use super::proxy_header;
 use crate::metrics::EdgeClose;
 use crate::state::Shared;
 use async_trait::async_trait;
@@ -96,10 +96,8 @@ impl PreTlsProcess for BeforeTls {
                 Ok(())
             }
             Err(refused) => {
-                match refused {
-                    Refused::Invalid => metrics.closed(EdgeClose::ProxyHeaderInvalid),
-                    Refused::Timeout => metrics.closed(EdgeClose::HeaderTimeout),
-                    Refused::Closed => {}
+                if let Some(reason) = refused.close_reason() {
+                    metrics.closed(reason);
                 }
                 tracing::debug!(target: "bitsgate::edge", ?refused, "TLS connection without a valid PROXY protocol header closed");
                 Error::e_explain(ErrorType::ReadError, "no valid PROXY protocol header")

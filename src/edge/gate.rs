@@ -10,7 +10,7 @@
 //! fragments. Here a connection waits for its next request holding only its stream,
 //! and the request's state exists while a request does.
 
-use super::proxy_header::{self, Refused};
+use super::proxy_header;
 use super::stream::EdgeStream;
 use super::stream::Waited;
 use crate::metrics::EdgeClose;
@@ -139,11 +139,8 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Gate<A> {
                 match Box::pin(proxy_header::read(&mut stream, deadline)).await {
                     Ok(header) => (accepted, header.source, header.rest),
                     Err(refused) => {
-                        match refused {
-                            Refused::Invalid => metrics.closed(EdgeClose::ProxyHeaderInvalid),
-                            Refused::Timeout => metrics.closed(EdgeClose::HeaderTimeout),
-                            // A load balancer's TCP health check: nothing to count.
-                            Refused::Closed => {}
+                        if let Some(reason) = refused.close_reason() {
+                            metrics.closed(reason);
                         }
                         tracing::debug!(target: "bitsgate::edge", ?refused, "connection without a valid PROXY protocol header closed");
                         return None;

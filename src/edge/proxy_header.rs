@@ -35,6 +35,18 @@ pub enum Refused {
     Closed,
 }
 
+impl Refused {
+    /// The close reason a refusal is counted under; none for a connection that
+    /// closed first (a load balancer's TCP health check).
+    pub fn close_reason(self) -> Option<crate::metrics::EdgeClose> {
+        match self {
+            Refused::Invalid => Some(crate::metrics::EdgeClose::ProxyHeaderInvalid),
+            Refused::Timeout => Some(crate::metrics::EdgeClose::HeaderTimeout),
+            Refused::Closed => None,
+        }
+    }
+}
+
 /// Reads the header that must open `stream`, by `deadline`.
 pub async fn read<S: AsyncRead + Unpin>(
     stream: &mut S,

@@ -34,7 +34,7 @@ pub fn apply(
         ip,
         trusted(config, ip),
     );
-    request.remove_header(X_FORWARDED_FOR);
+    // Replaces every value the request brought (and their spelling).
     request.insert_header(X_FORWARDED_FOR, value)
 }
 

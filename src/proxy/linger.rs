@@ -60,7 +60,7 @@ pub async fn discard_rest_of_body(session: &mut Session, listener: &ListenerConf
 /// The body length the request announces: `Some(0)` without a body, `None` when it
 /// is framed otherwise (chunked) or the framing is unclear (several different
 /// `Content-Length` values, or one that is not a number).
-fn declared_body_length(request: &RequestHeader) -> Option<u64> {
+pub(super) fn declared_body_length(request: &RequestHeader) -> Option<u64> {
     if request.headers.contains_key(header::TRANSFER_ENCODING) {
         return None;
     }

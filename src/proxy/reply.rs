@@ -76,27 +76,15 @@ fn parse(value: &str) -> ReplyUrl<'_> {
 /// The backend an authority names (`host` or `host:port`, case-insensitive): by its
 /// address, `host_id` or `public_host_id`, whatever the port.
 fn names_a_backend(farm: &Farm, authority: &str) -> bool {
-    let host = host_of(authority);
+    let host = crate::reach::host_of(authority);
     farm.backends.iter().any(|b| {
         let ip = b.address.ip().to_string();
         host.eq_ignore_ascii_case(&ip)
             || [&b.host_id, &b.public_host_id]
                 .into_iter()
                 .flatten()
-                .any(|name| host.eq_ignore_ascii_case(host_of(name)))
+                .any(|name| host.eq_ignore_ascii_case(crate::reach::host_of(name)))
     })
-}
-
-/// The host part of an authority: without user info, port or IPv6 brackets.
-fn host_of(authority: &str) -> &str {
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    if let Some(inner) = authority.strip_prefix('[') {
-        return inner.split(']').next().unwrap_or(inner);
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => authority,
-    }
 }
 
 /// What a reply URL becomes and where its downloads go.
@@ -334,12 +322,5 @@ mod tests {
         );
         assert_eq!(got.rewritten.as_deref(), Some("/r?1"));
         assert_eq!(got.route.as_deref(), Some("/r?1"));
-    }
-
-    #[test]
-    fn host_of_strips_port_user_info_and_brackets() {
-        assert_eq!(host_of("[::1]:80"), "::1");
-        assert_eq!(host_of("u:p@h.example:1"), "h.example");
-        assert_eq!(host_of("h"), "h");
     }
 }

@@ -216,17 +216,9 @@ impl BitsProxy {
 
 /// The connection's phase once `req`'s header is in: reading its body, if it has one.
 fn body_phase(req: &RequestHeader) -> crate::edge::Phase {
-    let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
-    let length = req
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(0);
-    if chunked || length > 0 {
-        crate::edge::Phase::Body
-    } else {
-        crate::edge::Phase::Request
+    match super::linger::declared_body_length(req) {
+        Some(0) => crate::edge::Phase::Request,
+        _ => crate::edge::Phase::Body,
     }
 }
 

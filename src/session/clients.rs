@@ -65,6 +65,7 @@ impl ClientPins {
     }
 
     /// Pins `client` holds now.
+    #[cfg(test)]
     pub fn count(&self, client: IpAddr) -> u64 {
         self.counts.get(&client).map_or(0, |n| *n)
     }

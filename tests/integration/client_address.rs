@@ -3,7 +3,7 @@
 //! `trusted_forwarders`, and a connection without the PROXY header closed with
 //! nothing forwarded.
 
-use crate::cluster::{eventually, sample, Cluster};
+use crate::cluster::{access_log_clients, eventually, sample, Cluster};
 use bits_proto::PacketType;
 use bits_testkit::client::raw::{self, RawRequest};
 use std::net::SocketAddr;
@@ -153,19 +153,11 @@ async fn the_proxy_protocol_source_is_the_client() {
     assert_eq!(seen_since(&cluster, &before), vec!["127.0.0.1".to_owned()]);
 
     // The access log names the same clients, ports included.
-    let clients = || -> Vec<String> {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("client=")))
-            .map(str::to_owned)
-            .collect()
-    };
     eventually("three access-log lines", Duration::from_secs(10), || {
-        clients().len() >= 3
+        access_log_clients(&log).len() >= 3
     })
     .await;
-    let clients = clients();
+    let clients = access_log_clients(&log);
     assert_eq!(clients[0], "192.0.2.7:50123");
     assert_eq!(clients[1], "[2001:db8::9]:4000");
     assert!(clients[2].starts_with("127.0.0.1:"), "{clients:?}");

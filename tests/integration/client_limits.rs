@@ -58,6 +58,27 @@ async fn read_answer(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
+/// Opens a connection, sends `request` and reads its answer (no body), keeping the
+/// connection for more.
+async fn open_with(addr: std::net::SocketAddr, request: &RawRequest) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    stream
+        .write_all(&request.encode(&addr.to_string()))
+        .await
+        .expect("writes");
+    let answer = read_answer(&mut stream).await;
+    (stream, answer)
+}
+
+/// The connection is closed by bitsgate with nothing more said, and that close was not
+/// counted as a header timeout (the client owed nothing).
+async fn closed_without_a_header_timeout(stream: &mut TcpStream, cluster: &Cluster) {
+    let got = read_to_close(stream, Duration::from_secs(5)).await;
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    let metrics = cluster.metrics().await;
+    assert_eq!(closed_by(&metrics, "header_timeout"), 0.0, "{metrics}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_trickling_clients_are_closed_after_the_header_timeout() {
     let cluster = Cluster::new()
@@ -125,24 +146,15 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_keepalive_timeout() {
         .listener_config("keepalive_timeout = \"1s\"")
         .start()
         .await;
-    let addr = cluster.proxy_addr();
-    let mut stream = TcpStream::connect(addr).await.expect("connects");
-    stream
-        .write_all(&ping().encode(&addr.to_string()))
-        .await
-        .expect("writes");
-    assert!(read_answer(&mut stream).await.starts_with("HTTP/1.1 200"));
+    let (mut stream, answer) = open_with(cluster.proxy_addr(), &ping()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let idle = Instant::now();
-    let got = read_to_close(&mut stream, Duration::from_secs(5)).await;
-    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    closed_without_a_header_timeout(&mut stream, &cluster).await;
     assert!(
         idle.elapsed() >= Duration::from_millis(900),
         "{:?}",
         idle.elapsed()
     );
-    // Not a header timeout: the client owed nothing.
-    let metrics = cluster.metrics().await;
-    assert_eq!(closed_by(&metrics, "header_timeout"), 0.0, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,27 +164,18 @@ async fn a_connection_idle_after_a_local_answer_is_not_counted_as_a_header_timeo
         .listener_config("keepalive_timeout = \"1s\"")
         .start()
         .await;
-    let addr = cluster.proxy_addr();
     // A Close-Session for a session nobody pinned: answered by bitsgate itself, with
     // no body read, and the connection kept alive.
     let close = RawRequest::bits(PacketType::CloseSession, "/uploads/x.bin")
         .header("BITS-Session-Id", "{00000000-0000-4000-8000-000000000001}");
-    let mut stream = TcpStream::connect(addr).await.expect("connects");
-    stream
-        .write_all(&close.encode(&addr.to_string()))
-        .await
-        .expect("writes");
-    let answer = read_answer(&mut stream).await;
+    let (mut stream, answer) = open_with(cluster.proxy_addr(), &close).await;
     assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
     assert!(
         !answer.to_ascii_lowercase().contains("connection: close"),
         "{answer}"
     );
-    let got = read_to_close(&mut stream, Duration::from_secs(5)).await;
-    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    closed_without_a_header_timeout(&mut stream, &cluster).await;
     assert_eq!(cluster.stats(0).requests_total, 0);
-    let metrics = cluster.metrics().await;
-    assert_eq!(closed_by(&metrics, "header_timeout"), 0.0, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

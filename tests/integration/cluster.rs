@@ -442,6 +442,16 @@ pub async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> 
     }
 }
 
+/// The `client=` field of every line of a text access log, in order.
+pub fn access_log_clients(log: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("client=")))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The value of one sample line of a Prometheus text exposition.
 pub fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
     metrics.lines().find_map(|line| {

@@ -1,6 +1,6 @@
 //! HTTPS on the listener: a BITS Ping over TLS reaches a backend and comes back as an Ack.
 
-use crate::cluster::Cluster;
+use crate::cluster::{access_log_clients, eventually, Cluster};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -208,19 +208,13 @@ async fn a_proxy_header_before_the_tls_handshake_names_the_client() {
     let refused = exchange_over_tls_after(addr, &[], PING_CLOSE).await;
     assert!(refused.is_empty(), "{refused}");
     assert_eq!(cluster.stats(0).packets.get("ping"), Some(&1));
-    let clients = || -> Vec<String> {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("client=")))
-            .map(str::to_owned)
-            .collect()
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while clients().is_empty() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(clients(), vec!["192.0.2.7:50123".to_owned()]);
+    eventually(
+        "an access-log line",
+        std::time::Duration::from_secs(10),
+        || !access_log_clients(&log).is_empty(),
+    )
+    .await;
+    assert_eq!(access_log_clients(&log), vec!["192.0.2.7:50123".to_owned()]);
     let metrics = cluster.metrics().await;
     assert_eq!(
         crate::cluster::sample(

@@ -77,9 +77,8 @@ impl Shared {
         let generation = self.generation();
         let Some(backend) = generation
             .farm
-            .backends
-            .iter()
-            .find(|b| *b.id == *route.backend)
+            .index_of_id(&route.backend)
+            .map(|i| &generation.farm.backends[i])
         else {
             return;
         };
@@ -109,9 +108,8 @@ impl Shared {
         let generation = self.generation();
         let Some(backend) = generation
             .farm
-            .backends
-            .iter()
-            .find(|b| *b.id == *pin.backend)
+            .index_of_id(&pin.backend)
+            .map(|i| &generation.farm.backends[i])
         else {
             // Replicas with different backend lists: another replica may route it.
             // Dropping the pin here would delete it for every replica.

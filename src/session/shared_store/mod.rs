@@ -304,27 +304,28 @@ impl RedisPins {
     /// announces its end to the other replicas' caches; without waiting: a delete lost
     /// to an outage leaves a key whose owner answers not-found, and which expires.
     pub fn unpin(&self, key: &SessionKey, backend: &str) {
-        let (keys, backend, member) =
-            (self.inner.keys.clone(), backend.to_owned(), key.to_string());
-        let rx = self
-            .spawn(move |mut c| async move { delete_pin(&mut c, &keys, &backend, &member).await });
+        let rx = self.spawn(self.delete(key, backend));
         self.count_failure(rx);
     }
 
     /// As [`Self::unpin`], answering once Redis has done it.
     pub async fn unpin_now(&self, key: &SessionKey, backend: &str) -> Result<(), String> {
+        self.ask_counted(self.delete(key, backend)).await
+    }
+
+    /// The command that deletes the pin of `key`, owned by `backend`.
+    fn delete(
+        &self,
+        key: &SessionKey,
+        backend: &str,
+    ) -> impl FnOnce(
+        ConnectionManager,
+    ) -> std::pin::Pin<Box<dyn Future<Output = RedisResult<()>> + Send>>
+           + Send
+           + 'static {
         let (keys, backend, member) =
             (self.inner.keys.clone(), backend.to_owned(), key.to_string());
-        let rx = self
-            .spawn(move |mut c| async move { delete_pin(&mut c, &keys, &backend, &member).await });
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                self.inner.errors.inc();
-                Err(e.to_string())
-            }
-            Err(_) => Err("the pin store stopped".to_owned()),
-        }
+        move |mut c| Box::pin(async move { delete_pin(&mut c, &keys, &backend, &member).await })
     }
 
     /// Deletes every pin of `backend` in the store, as [`Self::unpin`] does each, in

@@ -246,14 +246,7 @@ impl Shared {
             let Ok(id) = SessionId::validate(id.as_bytes()) else {
                 continue;
             };
-            let key = SessionKey::new(id);
-            let Some(pin) = self.table.unpin(&key) else {
-                continue;
-            };
-            self.clients.remove(&key);
-            self.replies.remove_session(&key);
-            self.metrics
-                .session_ended(&self.backend_name(pin.backend), EndReason::EndedElsewhere);
+            self.forget_cached(&SessionKey::new(id), EndReason::EndedElsewhere);
         }
         if !ended.is_empty() {
             self.publish_reply_routes();
