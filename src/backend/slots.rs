@@ -30,6 +30,9 @@ pub struct BackendStatus {
     config_drain: AtomicBool,
     retired: AtomicBool,
     retired_elsewhere: AtomicBool,
+    /// It answered a 401 offering NTLM or Negotiate: client connections sent to it
+    /// are bound from their first request.
+    asks_windows_auth: AtomicBool,
 }
 
 impl BackendStatus {
@@ -40,6 +43,7 @@ impl BackendStatus {
             config_drain: AtomicBool::new(false),
             retired: AtomicBool::new(false),
             retired_elsewhere: AtomicBool::new(false),
+            asks_windows_auth: AtomicBool::new(false),
         }
     }
 
@@ -100,6 +104,18 @@ impl BackendStatus {
     /// Whether another replica retired it while this config still lists it.
     pub fn is_retired_elsewhere(&self) -> bool {
         self.retired_elsewhere.load(Ordering::Relaxed)
+    }
+
+    /// Whether it has offered NTLM or Negotiate since this process started.
+    pub fn asks_windows_auth(&self) -> bool {
+        self.asks_windows_auth.load(Ordering::Relaxed)
+    }
+
+    /// Records that it offered NTLM or Negotiate.
+    pub fn set_asks_windows_auth(&self) {
+        if !self.asks_windows_auth() {
+            self.asks_windows_auth.store(true, Ordering::Relaxed);
+        }
     }
 }
 

@@ -215,6 +215,9 @@ impl TlsFailure {
     /// The TLS failure behind a connect error, if it is one. Pingora keeps only
     /// rustls's message, so the certificate error is read from its text.
     pub fn of(error: &Error) -> Option<TlsFailure> {
+        if Self::refused_after_handshake(error) {
+            return Some(TlsFailure::Handshake);
+        }
         if !matches!(
             error.etype(),
             ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert
@@ -223,6 +226,16 @@ impl TlsFailure {
         }
         let text = error.to_string();
         Some(Self::from_message(&text))
+    }
+
+    /// Whether an error after connecting is the backend refusing the TLS session: a
+    /// fatal alert at the first read, as a TLS 1.3 server sends when it refuses the
+    /// client certificate after the client's side of the handshake is done.
+    pub fn refused_after_handshake(error: &Error) -> bool {
+        matches!(
+            error.etype(),
+            ErrorType::ReadError | ErrorType::ConnectionClosed | ErrorType::TLSHandshakeFailure
+        ) && error.to_string().contains("received fatal alert")
     }
 
     /// The failure a handshake error message describes.

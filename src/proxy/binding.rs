@@ -9,20 +9,30 @@
 //! includes it, so the pool hands that upstream connection back only to this client
 //! connection, and no other request can ever be given it.
 //!
+//! Once a backend has offered NTLM or Negotiate, every client connection sent to it is
+//! bound from its first request on, so the connection that carries the anonymous
+//! request and its 401 is the one the handshake continues on, as behind IIS directly.
+//! The one 401 that taught bitsgate the backend's scheme came over a shared connection:
+//! that connection is closed once its answer is read, never pooled for anyone else.
+//!
 //! The binding lives with the client connection: Pingora carries it from one request
 //! to the next on a kept-alive connection (`persist_connection_context` /
-//! `on_connection_reuse`) and drops it with the connection. Keys come from a
-//! process-wide counter and are never reused, so a key outlives nothing it could be
-//! confused with.
+//! `on_connection_reuse`) and drops it with the connection. Dropping the last copy
+//! shuts the bound upstream socket down, so the pool lets go of it at once instead of
+//! keeping it idle for nobody. Keys come from a process-wide counter and are never
+//! reused, so a key outlives nothing it could be confused with.
 //!
 //! The check is a header lookup on requests that carry `Authorization` and on 401s;
 //! plain traffic pays one failed map lookup and shares the pool as before.
 
+use super::upstream_socket::SocketMark;
 use crate::backend::BackendSlot;
-use http::header::{AUTHORIZATION, CONNECTION, WWW_AUTHENTICATE};
+use http::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH, WWW_AUTHENTICATE};
 use http::HeaderMap;
 use pingora::upstreams::peer::HttpPeer;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Group keys of bound connections; 0 is the shared pool.
@@ -34,7 +44,7 @@ const BOUND_IDLE_MARGIN: Duration = Duration::from_secs(1);
 
 /// A client connection's private upstream connection: which backend holds it and the
 /// pool key that reaches it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Binding {
     /// `HttpPeer::group_key` of every request sent on this binding.
     pub key: u64,
@@ -43,14 +53,51 @@ pub struct Binding {
     /// An answer came back over the bound connection: it exists, so a fresh connect
     /// under this key means the backend closed it.
     pub established: bool,
+    /// NTLM or Negotiate took place on it (credentials sent, or a 401 offering them):
+    /// if the backend closes it, the client must authenticate again.
+    pub authenticating: bool,
+    /// The upstream socket, shut down when the last copy of the binding is dropped.
+    socket: Arc<BoundSocket>,
 }
 
 impl Binding {
-    fn new(backend: BackendSlot) -> Self {
+    fn new(backend: BackendSlot, authenticating: bool) -> Self {
         Binding {
             key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
             backend,
             established: false,
+            authenticating,
+            socket: Arc::default(),
+        }
+    }
+}
+
+/// The socket a binding's requests travel on, while it has one.
+#[derive(Debug, Default)]
+struct BoundSocket(Mutex<Option<SocketMark>>);
+
+impl BoundSocket {
+    /// Remembers the socket a request of the binding was sent on. A pooled one under
+    /// the binding's key is the one already remembered: no other request can have put
+    /// it there. A new socket means the previous one is gone or unusable: it is shut
+    /// down, if it is still there.
+    fn sent_on(&self, fd: RawFd, reused: bool) {
+        let mut current = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mark) = *current {
+            if reused && mark.fd() == fd {
+                return;
+            }
+            mark.shut_down();
+        }
+        *current = SocketMark::of(fd);
+    }
+}
+
+impl Drop for BoundSocket {
+    fn drop(&mut self) {
+        let mark = self.0.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(mark) = mark.take() {
+            mark.shut_down();
         }
     }
 }
@@ -63,6 +110,11 @@ pub struct AuthCtx {
     /// The bound upstream connection is gone: the client connection is closed without
     /// an answer, so the client starts its handshake again on a new one.
     pub lost: bool,
+    /// The descriptor of this request's upstream connection.
+    upstream_fd: Option<RawFd>,
+    /// A shared upstream connection that carried a 401 offering NTLM or Negotiate: it
+    /// is closed once the answer is read, not pooled for another client.
+    close_shared: Option<SocketMark>,
 }
 
 impl AuthCtx {
@@ -70,28 +122,57 @@ impl AuthCtx {
     /// to another backend (a session pinned elsewhere, a backend gone) gets a fresh
     /// binding there: that backend answers 401 and the client authenticates again on
     /// the same client connection. An unbound one binds when the request carries
-    /// NTLM or Negotiate credentials.
-    pub fn route_to(&mut self, backend: BackendSlot, request: &HeaderMap) {
-        match &self.binding {
-            Some(binding) if binding.backend == backend => {}
-            Some(_) => self.binding = Some(Binding::new(backend)),
-            None if carries_connection_credentials(request) => {
-                self.binding = Some(Binding::new(backend))
+    /// NTLM or Negotiate credentials, or when `backend` is known to ask for them.
+    pub fn route_to(&mut self, backend: BackendSlot, request: &HeaderMap, asks_windows_auth: bool) {
+        let credentials = carries_connection_credentials(request);
+        match &mut self.binding {
+            Some(binding) if binding.backend == backend => binding.authenticating |= credentials,
+            Some(_) => self.binding = Some(Binding::new(backend, credentials)),
+            None if credentials || asks_windows_auth => {
+                self.binding = Some(Binding::new(backend, credentials))
             }
             None => {}
+        }
+    }
+
+    /// A request of this client connection was sent on upstream socket `fd`, taken
+    /// from the pool or newly connected.
+    pub fn sent_on(&mut self, fd: RawFd, reused: bool) {
+        self.upstream_fd = Some(fd);
+        if let Some(binding) = &self.binding {
+            binding.socket.sent_on(fd, reused);
         }
     }
 
     /// Learns from a final answer of `backend`: the bound connection exists, or a 401
     /// offering NTLM/Negotiate binds the client connection to that backend (its next
     /// request, the handshake's first message, goes there on a private connection).
-    pub fn answered(&mut self, backend: BackendSlot, status: u16, response: &HeaderMap) {
+    /// Returns whether the answer offered NTLM or Negotiate.
+    pub fn answered(&mut self, backend: BackendSlot, status: u16, response: &HeaderMap) -> bool {
+        let offers = status == 401 && offers_connection_auth(response);
         match &mut self.binding {
-            Some(binding) if binding.backend == backend => binding.established = true,
-            _ if status == 401 && offers_connection_auth(response) => {
-                self.binding = Some(Binding::new(backend));
+            Some(binding) if binding.backend == backend => {
+                binding.established = true;
+                binding.authenticating |= offers;
+            }
+            _ if offers => {
+                self.binding = Some(Binding::new(backend, true));
+                // It came over a shared connection: keep it from the pool.
+                self.close_shared = self.upstream_fd.and_then(SocketMark::of);
+                if response.get(CONTENT_LENGTH).is_some_and(|v| v == "0") {
+                    self.answer_read();
+                }
             }
             _ => {}
+        }
+        offers
+    }
+
+    /// The upstream answer has been read whole: a shared connection that carried a
+    /// Windows-authentication offer is closed now, before it can return to the pool.
+    pub fn answer_read(&mut self) {
+        if let Some(mark) = self.close_shared.take() {
+            mark.shut_down();
         }
     }
 
@@ -100,10 +181,14 @@ impl AuthCtx {
         self.binding.as_ref().map_or(0, |b| b.key)
     }
 
-    /// Whether a connect that did not reuse a pooled connection means the bound one was
-    /// closed by the backend.
+    /// Whether a connect that did not reuse a pooled connection means the bound,
+    /// authenticated one was closed by the backend.
     pub fn bound_connection_lost(&self, reused: bool) -> bool {
-        !reused && self.binding.as_ref().is_some_and(|b| b.established)
+        !reused
+            && self
+                .binding
+                .as_ref()
+                .is_some_and(|b| b.established && b.authenticating)
     }
 }
 
@@ -191,19 +276,19 @@ mod tests {
             "  Negotiate x",
         ] {
             let mut auth = AuthCtx::default();
-            auth.route_to(A, &headers(AUTHORIZATION, &[value]));
+            auth.route_to(A, &headers(AUTHORIZATION, &[value]), false);
             assert!(auth.binding.is_some(), "{value}");
             assert_ne!(auth.group_key(), 0);
         }
         for value in ["Basic dXNlcjpw", "Bearer abc", "NTLMx abc", "Negotiator x"] {
             let mut auth = AuthCtx::default();
-            auth.route_to(A, &headers(AUTHORIZATION, &[value]));
-            assert_eq!(auth.binding, None, "{value}");
+            auth.route_to(A, &headers(AUTHORIZATION, &[value]), false);
+            assert!(auth.binding.is_none(), "{value}");
             assert_eq!(auth.group_key(), 0);
         }
         let mut auth = AuthCtx::default();
-        auth.route_to(A, &HeaderMap::new());
-        assert_eq!(auth.binding, None);
+        auth.route_to(A, &HeaderMap::new(), false);
+        assert!(auth.binding.is_none());
     }
 
     #[test]
@@ -225,21 +310,21 @@ mod tests {
         }
         let mut auth = AuthCtx::default();
         auth.answered(A, 401, &headers(WWW_AUTHENTICATE, &["Basic realm=\"x\""]));
-        assert_eq!(auth.binding, None);
+        assert!(auth.binding.is_none());
         auth.answered(A, 200, &headers(WWW_AUTHENTICATE, &["Negotiate abc"]));
-        assert_eq!(auth.binding, None, "only a 401 binds from the answer");
+        assert!(auth.binding.is_none(), "only a 401 binds from the answer");
     }
 
     #[test]
     fn a_binding_keeps_its_key_on_its_backend_and_gets_a_new_one_elsewhere() {
         let mut auth = AuthCtx::default();
-        auth.route_to(A, &headers(AUTHORIZATION, &["NTLM x"]));
+        auth.route_to(A, &headers(AUTHORIZATION, &["NTLM x"]), false);
         let key = auth.group_key();
         auth.answered(A, 200, &HeaderMap::new());
-        auth.route_to(A, &HeaderMap::new());
+        auth.route_to(A, &HeaderMap::new(), false);
         assert_eq!(auth.group_key(), key);
         assert!(auth.binding.as_ref().unwrap().established);
-        auth.route_to(B, &HeaderMap::new());
+        auth.route_to(B, &HeaderMap::new(), false);
         let moved = auth.binding.clone().unwrap();
         assert_eq!(moved.backend, B);
         assert_ne!(
@@ -253,7 +338,7 @@ mod tests {
     fn only_a_fresh_connect_after_an_answer_on_the_binding_means_it_was_lost() {
         let mut auth = AuthCtx::default();
         assert!(!auth.bound_connection_lost(false), "unbound");
-        auth.route_to(A, &headers(AUTHORIZATION, &["NTLM x"]));
+        auth.route_to(A, &headers(AUTHORIZATION, &["NTLM x"]), false);
         assert!(
             !auth.bound_connection_lost(false),
             "the first connect is fresh"
@@ -264,9 +349,115 @@ mod tests {
     }
 
     #[test]
+    fn a_backend_known_to_ask_binds_from_the_first_anonymous_request() {
+        let mut auth = AuthCtx::default();
+        auth.route_to(A, &HeaderMap::new(), true);
+        let key = auth.group_key();
+        assert_ne!(
+            key, 0,
+            "the anonymous request travels on a private connection"
+        );
+        auth.answered(A, 401, &headers(WWW_AUTHENTICATE, &["NTLM"]));
+        assert_eq!(
+            auth.group_key(),
+            key,
+            "its 401's connection is the bound one"
+        );
+        assert!(auth.bound_connection_lost(false));
+    }
+
+    #[test]
+    fn a_binding_never_used_for_windows_auth_is_not_lost_with_its_connection() {
+        let mut auth = AuthCtx::default();
+        auth.route_to(A, &HeaderMap::new(), true);
+        auth.answered(A, 200, &HeaderMap::new());
+        assert!(
+            !auth.bound_connection_lost(false),
+            "anonymous traffic reconnects quietly"
+        );
+        auth.route_to(A, &headers(AUTHORIZATION, &["Negotiate x"]), true);
+        assert!(auth.bound_connection_lost(false));
+    }
+
+    fn socket_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let upstream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (backend, _) = listener.accept().unwrap();
+        (upstream, backend)
+    }
+
+    fn closed_by_us(backend: &mut std::net::TcpStream) -> bool {
+        use std::io::Read;
+        backend
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        matches!(backend.read(&mut [0u8; 4]), Ok(0))
+    }
+
+    #[test]
+    fn the_bound_socket_is_shut_down_when_the_last_copy_of_the_binding_goes() {
+        use std::os::fd::AsRawFd;
+        let (upstream, mut backend) = socket_pair();
+        let mut auth = AuthCtx::default();
+        auth.route_to(A, &headers(AUTHORIZATION, &["NTLM x"]), false);
+        auth.sent_on(upstream.as_raw_fd(), false);
+        let carried = auth.binding.clone();
+        drop(auth);
+        assert!(
+            !closed_by_us(&mut backend),
+            "the next request may still come"
+        );
+        drop(carried);
+        assert!(closed_by_us(&mut backend), "the client connection is gone");
+    }
+
+    #[test]
+    fn a_new_bound_socket_or_another_backend_lets_the_old_socket_go() {
+        use std::os::fd::AsRawFd;
+        let (first, mut first_backend) = socket_pair();
+        let (second, mut second_backend) = socket_pair();
+        let mut auth = AuthCtx::default();
+        auth.route_to(A, &headers(AUTHORIZATION, &["NTLM x"]), false);
+        auth.sent_on(first.as_raw_fd(), false);
+        auth.sent_on(first.as_raw_fd(), true);
+        assert!(!closed_by_us(&mut first_backend), "reused: the same socket");
+        auth.sent_on(second.as_raw_fd(), false);
+        assert!(closed_by_us(&mut first_backend), "replaced");
+        auth.route_to(B, &HeaderMap::new(), false);
+        assert!(
+            closed_by_us(&mut second_backend),
+            "moved to another backend"
+        );
+    }
+
+    #[test]
+    fn a_shared_connection_that_carried_the_first_offer_is_closed_once_read() {
+        use std::os::fd::AsRawFd;
+        let (shared, mut backend) = socket_pair();
+        let mut auth = AuthCtx::default();
+        auth.route_to(A, &HeaderMap::new(), false);
+        auth.sent_on(shared.as_raw_fd(), true);
+        assert!(auth.answered(A, 401, &headers(WWW_AUTHENTICATE, &["NTLM"])));
+        assert!(!closed_by_us(&mut backend), "its body is still to be read");
+        auth.answer_read();
+        assert!(closed_by_us(&mut backend));
+
+        let (shared, mut backend) = socket_pair();
+        let mut auth = AuthCtx::default();
+        auth.route_to(A, &HeaderMap::new(), false);
+        auth.sent_on(shared.as_raw_fd(), true);
+        auth.answered(A, 200, &HeaderMap::new());
+        auth.answer_read();
+        assert!(
+            !closed_by_us(&mut backend),
+            "an ordinary answer keeps it pooled"
+        );
+    }
+
+    #[test]
     fn keys_are_never_zero_nor_repeated() {
-        let a = Binding::new(A);
-        let b = Binding::new(A);
+        let a = Binding::new(A, false);
+        let b = Binding::new(A, true);
         assert!(a.key != 0 && b.key != 0 && a.key != b.key);
     }
 

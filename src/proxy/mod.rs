@@ -9,6 +9,7 @@ mod learn;
 mod linger;
 mod reply;
 mod service;
+mod upstream_socket;
 
 pub use ctx::RequestCtx;
 pub use service::BitsProxy;

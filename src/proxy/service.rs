@@ -15,6 +15,7 @@ use crate::session::{unix_now, SessionKey};
 use crate::state::{Generation, Shared};
 use async_trait::async_trait;
 use bits_proto::{headers as h, Ack, Classified, PacketType};
+use bytes::Bytes;
 use http::{Method, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -167,7 +168,11 @@ impl BitsProxy {
         match decision {
             Route::Forward(index) => {
                 let backend = &generation.farm.backends[index];
-                ctx.auth.route_to(backend.slot, &req.headers);
+                ctx.auth.route_to(
+                    backend.slot,
+                    &req.headers,
+                    backend.status.asks_windows_auth(),
+                );
                 ctx.chosen = Some(Chosen {
                     index,
                     slot: backend.slot,
@@ -383,12 +388,36 @@ impl ProxyHttp for BitsProxy {
         e
     }
 
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        if !client_reused && crate::backend::tls::TlsFailure::refused_after_handshake(&e) {
+            // Under TLS 1.3 a backend refuses bitsgate's client certificate only after
+            // bitsgate's side of the handshake is done, at the first read: the request
+            // never reached it, so this is answered as a failed connect.
+            return self.fail_to_connect(session, peer, ctx, e);
+        }
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
     async fn connected_to_upstream(
         &self,
         _session: &mut Session,
         reused: bool,
         _peer: &HttpPeer,
-        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(unix)] fd: std::os::unix::io::RawFd,
         #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
         _digest: Option<&Digest>,
         ctx: &mut RequestCtx,
@@ -410,6 +439,7 @@ impl ProxyHttp for BitsProxy {
                 "the backend closed the bound connection",
             ));
         }
+        ctx.auth.sent_on(fd, reused);
         Ok(())
     }
 
@@ -449,8 +479,16 @@ impl ProxyHttp for BitsProxy {
         }
         ctx.status = upstream_response.status.as_u16();
         if let Some(chosen) = &ctx.chosen {
-            ctx.auth
+            let offers = ctx
+                .auth
                 .answered(chosen.slot, ctx.status, &upstream_response.headers);
+            if offers {
+                if let Some(generation) = &ctx.generation {
+                    generation.farm.backends[chosen.index]
+                        .status
+                        .set_asks_windows_auth();
+                }
+            }
             if ctx.auth.binding.is_some() && binding::closes_after(&upstream_response.headers) {
                 // The bound connection ends with this answer: so does the client's.
                 session.set_keepalive(None);
@@ -496,6 +534,19 @@ impl ProxyHttp for BitsProxy {
             .await;
         }
         Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if end_of_stream {
+            ctx.auth.answer_read();
+        }
+        Ok(None)
     }
 
     async fn fail_to_proxy(

@@ -250,14 +250,21 @@ async fn a_backend_that_requires_a_client_certificate_gets_bitsgates() {
     drop(cluster);
 
     // Without one, the backend serves nothing. With TLS 1.3 the backend refuses the
-    // certificate only after bitsgate's side of the handshake is done, so this shows
-    // as a failed exchange (502), not as a failed connect.
+    // certificate only after bitsgate's side of the handshake is done, at the first
+    // read: the client gets what a failed connect gets (no other backend: 503), and
+    // the failure is counted as a TLS failure of b0.
     let cluster = start(pki.upstream()).await;
     let ping = cluster
         .send(&RawRequest::bits(PacketType::Ping, "/uploads/"))
         .await;
-    assert_eq!(ping.status, 502, "{ping:?}");
+    assert_eq!(ping.status, 503, "{ping:?}");
     assert_eq!(cluster.stats(0).requests_total, 0, "b0 served nothing");
+    let metrics = cluster.metrics().await;
+    assert_eq!(
+        sample(&metrics, &tls_failures("b0", "handshake")),
+        Some(1.0),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -450,3 +450,108 @@ async fn a_packet_of_a_session_pinned_elsewhere_moves_the_binding_to_its_owner()
         "bound to the owner now"
     );
 }
+
+/// One NTLM node; client connections may idle a minute, far longer than the tests
+/// wait for an upstream connection to close.
+async fn ntlm_node_with_long_keepalive() -> Cluster {
+    Cluster::new()
+        .backends(1)
+        .server(auth(AuthMode::Ntlm))
+        .listener_config("keepalive_timeout = \"60s\"")
+        .start()
+        .await
+}
+
+/// Server-side connections still open.
+fn open_connections(cluster: &Cluster, backend: usize) -> Vec<u64> {
+    let stats = cluster.stats(backend);
+    stats
+        .connections
+        .iter()
+        .filter(|(_, c)| !c.closed)
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+/// The bound upstream connection goes when its client connection goes: it is not
+/// left idle in the pool, where nobody else may use it, until a timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_upstream_connection_closes_with_its_client_connection() {
+    let cluster = ntlm_node_with_long_keepalive().await;
+    let mut client = KeptAlive::connect(cluster.proxy_addr()).await;
+    let (_, done) = client.authenticate("/up/q", "hugo").await;
+    assert_eq!(done.status, 200, "{done:?}");
+    let ping = RawRequest::bits(PacketType::Ping, "/up/q");
+    assert_eq!(client.send(&ping).await.expect("an answer").status, 200);
+    let bound = cluster
+        .stats(0)
+        .connections
+        .iter()
+        .find(|(_, c)| c.user.as_deref() == Some("CORP\\hugo"))
+        .map(|(id, _)| *id)
+        .expect("the authenticated connection");
+    assert!(open_connections(&cluster, 0).contains(&bound));
+    drop(client);
+    eventually(
+        "the bound upstream connection closed with its client",
+        Duration::from_secs(3),
+        || !open_connections(&cluster, 0).contains(&bound),
+    )
+    .await;
+}
+
+/// Once a backend has asked for NTLM, a client connection's anonymous request travels
+/// on a connection of its own, and the handshake continues on that very connection,
+/// as it would against IIS directly. The connection whose 401 first showed the
+/// backend's scheme was shared: it is closed once its answer is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_that_carried_the_anonymous_401_is_the_bound_one() {
+    let cluster = ntlm_node_with_long_keepalive().await;
+    let anonymous_ping = RawRequest::bits(PacketType::Ping, "/up/r");
+    let mut first = KeptAlive::connect(cluster.proxy_addr()).await;
+    let learned = first.send(&anonymous_ping).await.expect("an answer");
+    assert_eq!(learned.status, 401, "{learned:?}");
+    eventually(
+        "the shared connection that carried the first offer is closed",
+        Duration::from_secs(3),
+        || open_connections(&cluster, 0).is_empty(),
+    )
+    .await;
+
+    let mut second = KeptAlive::connect(cluster.proxy_addr()).await;
+    let refused = second.send(&anonymous_ping).await.expect("an answer");
+    assert_eq!(refused.status, 401, "{refused:?}");
+    let carried = open_connections(&cluster, 0);
+    assert_eq!(
+        carried.len(),
+        1,
+        "one connection carried the 401: {carried:?}"
+    );
+    let (_, done) = second.authenticate("/up/r", "ivy").await;
+    assert_eq!(done.status, 200, "{done:?}");
+    assert_eq!(
+        second.send(&anonymous_ping).await.map(|a| a.status),
+        Some(200)
+    );
+    let stats = cluster.stats(0);
+    assert_eq!(
+        stats.connections[&carried[0]].user.as_deref(),
+        Some("CORP\\ivy"),
+        "the handshake ran on the 401's connection: {stats:?}"
+    );
+    assert_eq!(stats.connections_total, 2, "no other connection: {stats:?}");
+    // The first client authenticates on its own connection too, never on ivy's.
+    let (_, done) = first.authenticate("/up/r", "jon").await;
+    assert_eq!(done.status, 200, "{done:?}");
+    let stats = cluster.stats(0);
+    let users: Vec<_> = stats
+        .connections
+        .values()
+        .filter_map(|c| c.user.clone())
+        .collect();
+    assert_eq!(users.len(), 2, "{stats:?}");
+    assert_eq!(
+        stats.connections[&carried[0]].user.as_deref(),
+        Some("CORP\\ivy")
+    );
+}
