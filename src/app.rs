@@ -3,7 +3,7 @@
 
 use crate::admin::AdminApp;
 use crate::config::{Config, ListenerConfig, StorageMode};
-use crate::edge::{Arrival, Arrivals, BeforeTls, Gate, Places};
+use crate::edge::{Accepting, Arrival, Arrivals, BeforeTls, Gate, Places};
 use crate::health_service::HealthService;
 use crate::proxy::BitsProxy;
 use crate::reload::ReloadService;
@@ -69,33 +69,37 @@ fn open_store(
 }
 
 /// A proxy service on the client listener, with its own upstream connection pool.
-fn proxy_service(
+/// The HTTP application of one client listener service, behind its Gate.
+fn client_gate(
+    server: &Server,
+    shared: &Arc<Shared>,
+    arrival: Arrival,
+    places: &Places,
+) -> Gate<HttpProxy<BitsProxy>> {
+    let http = pingora::proxy::http_proxy(&server.configuration, BitsProxy::new(shared.clone()));
+    Gate::new(http, shared.clone(), places.clone(), arrival)
+}
+
+/// A TLS client listener service: Pingora's listener, which runs the handshake.
+fn tls_proxy_service(
     server: &Server,
     shared: &Arc<Shared>,
     listener: &ListenerConfig,
+    tls: &crate::config::TlsConfig,
     places: &Places,
     name: &str,
 ) -> anyhow::Result<Service<Gate<HttpProxy<BitsProxy>>>> {
-    let http = pingora::proxy::http_proxy(&server.configuration, BitsProxy::new(shared.clone()));
     let arrivals = Arrivals::default();
-    let arrival = match &listener.tls {
-        Some(_) => Arrival::Tls(arrivals.clone()),
-        None => Arrival::Plain {
-            proxy_protocol: listener.proxy_protocol,
-        },
-    };
-    let gate = Gate::new(http, shared.clone(), places.clone(), arrival);
+    let gate = client_gate(server, shared, Arrival::Tls(arrivals.clone()), places);
     let mut proxy = Service::new(name.to_owned(), gate);
-    let mut endpoint = pingora::listeners::ListenerConfig::tcp(listener.address.to_string())
-        .l4_buffer(client_buffers());
-    if let Some(tls) = &listener.tls {
-        endpoint = endpoint.tls(pingora::listeners::tls::TlsSettings::intermediate(
+    let endpoint = pingora::listeners::ListenerConfig::tcp(listener.address.to_string())
+        .l4_buffer(client_buffers())
+        .tls(pingora::listeners::tls::TlsSettings::intermediate(
             &tls.cert_path.to_string_lossy(),
             &tls.key_path.to_string_lossy(),
         )?);
-        let before_tls = BeforeTls::new(shared.clone(), arrivals, listener.proxy_protocol);
-        proxy.endpoints().set_pre_tls_callback(Arc::new(before_tls));
-    }
+    let before_tls = BeforeTls::new(shared.clone(), arrivals, listener.proxy_protocol);
+    proxy.endpoints().set_pre_tls_callback(Arc::new(before_tls));
     proxy.add_listener(endpoint);
     Ok(proxy)
 }
@@ -166,21 +170,36 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
 
     // One count of client connections for every worker of the listener.
     let places = crate::edge::places(listener.edge.max_connections);
-    if work_stealing || threads == 1 {
-        // One runtime (shared by every thread when stealing), so one pool.
-        server.add_service(proxy_service(
-            &server,
-            &shared,
-            &listener,
-            &places,
-            "bitsgate proxy",
-        )?);
+    let shared_listener = SharedListener::new(listener.address.to_string());
+    // One runtime (shared by every thread when stealing), so one pool; otherwise one
+    // single-threaded service per worker.
+    let (services, threads_each) = if work_stealing || threads == 1 {
+        (1, threads)
     } else {
-        let shared_listener = SharedListener::new(listener.address.to_string());
-        for worker in 0..threads {
-            let name = format!("bitsgate proxy {worker}");
-            let service = proxy_service(&server, &shared, &listener, &places, &name)?;
-            server.add_service(Worker::new(service, shared_listener.clone()));
+        (threads, 1)
+    };
+    for worker in 0..services {
+        let name = match services {
+            1 => "bitsgate proxy".to_owned(),
+            _ => format!("bitsgate proxy {worker}"),
+        };
+        match &listener.tls {
+            None => {
+                let arrival = Arrival::Plain {
+                    proxy_protocol: listener.proxy_protocol,
+                };
+                let gate = client_gate(&server, &shared, arrival, &places);
+                let accepting = Accepting::new(name, gate, shared_listener.clone(), threads_each);
+                server.add_service(accepting);
+            }
+            Some(tls) => {
+                let service = tls_proxy_service(&server, &shared, &listener, tls, &places, &name)?;
+                if services == 1 {
+                    server.add_service(service);
+                } else {
+                    server.add_service(Worker::new(service, shared_listener.clone()));
+                }
+            }
         }
     }
     server.add_service(admin);

@@ -46,10 +46,12 @@ impl SharedListener {
         })
     }
 
-    /// A descriptor table for one worker, holding its own duplicate of the socket:
-    /// the one received from a previous process when there is one, else one this
-    /// process binds (once) and records in the process table for a later upgrade.
-    fn table_for_worker(&self, process: &ListenFds) -> io::Result<ListenFds> {
+    /// The worker's own duplicate of the socket: the one received from a previous
+    /// process when there is one, else one this process binds (once) and records in
+    /// the process table for a later upgrade. Non-blocking, as the worker's runtime
+    /// needs it (a socket received from a process that did not set it included); the
+    /// flag belongs to the shared socket.
+    pub fn socket_for_worker(&self, process: &ListenFds) -> io::Result<TcpListener> {
         let mut bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
         let duplicate: OwnedFd = match bound.as_ref() {
             Some(listener) => listener.try_clone()?.into(),
@@ -58,7 +60,7 @@ impl SharedListener {
                 match inherited {
                     Some(fd) => duplicate_inherited(fd)?,
                     None => {
-                        let listener = TcpListener::bind(&self.key)?;
+                        let listener = bind(&self.key)?;
                         process.lock().add(self.key.clone(), listener.as_raw_fd());
                         let duplicate = listener.try_clone()?.into();
                         *bound = Some(listener);
@@ -67,16 +69,44 @@ impl SharedListener {
                 }
             }
         };
-        // Non-blocking, as the worker's runtime needs it (a socket received from a
-        // process that did not set it included); the flag belongs to the shared socket.
         let duplicate = TcpListener::from(duplicate);
         duplicate.set_nonblocking(true)?;
+        Ok(duplicate)
+    }
+
+    /// A descriptor table for one worker of Pingora's listener, holding the worker's
+    /// own duplicate of the socket.
+    fn table_for_worker(&self, process: &ListenFds) -> io::Result<ListenFds> {
+        let duplicate = self.socket_for_worker(process)?;
         let mut table = Fds::new();
         // Pingora takes the worker's descriptor over and closes it when the worker stops.
         table.add(self.key.clone(), duplicate.into_raw_fd());
         Ok(Arc::new(parking_lot::Mutex::new(table)))
     }
+
+    /// The address as configured.
+    pub fn address(&self) -> &str {
+        &self.key
+    }
 }
+
+/// Binds a listening socket as Pingora does: address reuse (a restart does not wait
+/// for the old connections' TIME_WAIT) and a long accept queue (the kernel caps it at
+/// `net.core.somaxconn`), so a burst of connections waits instead of being dropped.
+fn bind(address: &str) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let address: std::net::SocketAddr = address
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{address}: {e}")))?;
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Pingora's accept queue length.
+const LISTEN_BACKLOG: i32 = 65535;
 
 /// Duplicates a listening socket received from the previous process in an upgrade.
 /// Pingora's bootstrap received it into the process table, and no listener of this

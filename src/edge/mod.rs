@@ -3,6 +3,7 @@
 //! `max_header_block`, `body_timeout`), the PROXY protocol, and the client's
 //! address.
 
+mod accept;
 mod before_tls;
 pub mod capacity;
 pub mod client;
@@ -10,6 +11,7 @@ mod gate;
 mod proxy_header;
 mod stream;
 
+pub use accept::Accepting;
 pub use before_tls::{Arrivals, BeforeTls, Noted};
 pub use client::{announce, client_addr};
 pub use gate::{places, Arrival, Gate, Places};
