@@ -4,25 +4,22 @@
 //! is sized for its TLS handshake, even on plain TCP: about 9 KiB that every waiting
 //! client holds for as long as it waits, next to HAProxy's 1 KiB for the whole
 //! connection. On a plain listener nothing needs that state, so bitsgate accepts
-//! itself: the task of a connection holds the [`Gate`]'s future and no more, and the
-//! stream starts without buffers (its writes go straight to the socket; Pingora's
-//! HTTP/1 code writes a whole head at once). TLS listeners keep Pingora's loop, which
-//! runs the handshake.
+//! itself: the task of a connection holds the [`Gate`]'s future and no more, over the
+//! bare socket ([`Transport::Tcp`]): no buffers, and no Pingora L4 stream (its writes
+//! go straight to the socket; Pingora's HTTP/1 code writes a whole head at once). TLS
+//! listeners keep Pingora's loop, which runs the handshake.
 //!
 //! The socket comes from the shared listener ([`crate::workers::SharedListener`]),
 //! which binds it once or takes it over from the previous process in an upgrade, so
 //! an upgrade hands the same socket on as before.
 
 use super::Gate;
+use super::Transport;
 use crate::workers::SharedListener;
 use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, ServerApp};
-use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
-use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::protocols::{GetSocketDigest, SocketDigest};
 use pingora::server::{Fds, ListenFds, ShutdownWatch};
 use pingora::services::Service;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -86,15 +83,18 @@ impl<A: HttpServerApp + Send + Sync + 'static> Service for Accepting<A> {
             };
             match accepted {
                 Ok((tcp, peer)) => {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(target: "bitsgate::edge", error = %e, "a connection closed as it was accepted");
+                        continue;
+                    }
                     let gate = self.gate.clone();
                     let shutdown = shutdown.clone();
+                    // Boxed: the task keeps no copy of it once it moved into the stream.
+                    let transport = Box::new(Transport::Tcp { tcp, peer });
                     tokio::spawn(async move {
-                        let Some(stream) = client_stream(tcp, peer) else {
-                            return;
-                        };
                         // A reusable stream comes back only from HTTP/2, which the
                         // client listener does not speak.
-                        let _ = ServerApp::process_new(&gate, stream, &shutdown).await;
+                        let _ = gate.serve(transport, &shutdown).await;
                     });
                 }
                 Err(e) => {
@@ -121,22 +121,4 @@ impl<A: HttpServerApp + Send + Sync + 'static> Service for Accepting<A> {
     fn listen_addresses(&self) -> Option<Vec<String>> {
         Some(vec![self.listener.address().to_owned()])
     }
-}
-
-/// Pingora's stream for an accepted connection, as its listener would make it: no
-/// Nagle delay, and the peer's address in the socket digest (which the client
-/// address, the access log and the per-client limits read).
-fn client_stream(
-    tcp: tokio::net::TcpStream,
-    peer: std::net::SocketAddr,
-) -> Option<pingora::protocols::Stream> {
-    if let Err(e) = tcp.set_nodelay(true) {
-        tracing::debug!(target: "bitsgate::edge", error = %e, "a connection closed as it was accepted");
-        return None;
-    }
-    let mut stream = L4Stream::from(tcp);
-    let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
-    let _ = digest.peer_addr.set(Some(PeerAddr::Inet(peer)));
-    stream.set_socket_digest(digest);
-    Some(Box::new(stream))
 }

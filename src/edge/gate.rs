@@ -13,13 +13,14 @@
 use super::proxy_header;
 use super::stream::EdgeStream;
 use super::stream::Waited;
+use super::transport::Transport;
 use crate::metrics::EdgeClose;
 use crate::state::Shared;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::{Stream, ALPN};
+use pingora::protocols::{Stream, UniqueID, ALPN};
 use pingora::server::ShutdownWatch;
 use prometheus::IntGauge;
 use std::sync::Arc;
@@ -109,7 +110,26 @@ impl Drop for Open {
 impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Gate<A> {
     async fn process_new(
         self: &Arc<Self>,
-        mut stream: Stream,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        self.serve(Box::new(Transport::Pingora(stream)), shutdown)
+            .await
+    }
+
+    async fn cleanup(&self) {
+        ServerApp::cleanup(self.inner.as_ref()).await
+    }
+}
+
+impl<A: HttpServerApp + Send + Sync + 'static> Gate<A> {
+    /// Serves one client connection: a place, its PROXY header when expected, then
+    /// its requests. Returns a stream only from HTTP/2, which Pingora may reuse. The
+    /// transport comes boxed so that the connection's state does not keep copies of
+    /// it after it moved into the stream.
+    pub async fn serve(
+        self: &Arc<Self>,
+        mut stream: Box<Transport>,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let metrics = &self.shared.metrics.edge;
@@ -148,64 +168,83 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Gate<A> {
                 }
             }
         };
-        let edge = EdgeStream::new(stream, rest, client, limits, metrics.clone(), accepted);
+        // Boxed from the start: not a copy in every waiting connection's state.
+        let edge = Box::new(EdgeStream::new(
+            *stream,
+            rest,
+            client,
+            limits,
+            metrics.clone(),
+            accepted,
+        ));
         let reusable = if speaks_http2(&edge, self.inner.as_ref()) {
             // Not offered by the client listener; Pingora's own loop if it ever is.
-            ServerApp::process_new(&self.inner, Box::new(edge), shutdown).await
+            ServerApp::process_new(&self.inner, edge, shutdown).await
         } else {
-            self.serve_http1(Box::new(edge), shutdown).await;
+            self.serve_http1(edge, shutdown).await;
             None
         };
         drop(place);
         reusable
     }
 
-    async fn cleanup(&self) {
-        ServerApp::cleanup(self.inner.as_ref()).await
-    }
-}
-
-impl<A: HttpServerApp + Send + Sync + 'static> Gate<A> {
     /// The HTTP/1 request loop of one connection, as Pingora's own, except that
     /// each request's session is made once its first bytes are in.
     async fn serve_http1(self: &Arc<Self>, mut edge: Box<EdgeStream>, shutdown: &ShutdownWatch) {
         let mut until = edge.header_deadline();
-        let mut carried: Option<HttpPersistentSettings> = None;
+        // Boxed while it waits: most of it is for pipelining, which stays off.
+        let mut carried: Option<Box<HttpPersistentSettings>> = None;
         let mut watch = shutdown.clone();
         loop {
             if !self.next_request(&mut edge, until, &mut watch).await {
                 return;
             }
-            let mut session = ServerSession::new_http1(edge);
-            match carried.take() {
-                Some(settings) => settings.apply_to_session(&mut session),
-                None => {
-                    // What Pingora's loop sets on a connection's first session; the
-                    // proxy sets the configured keep-alive on every request.
-                    session.set_keepalive((!*shutdown.borrow()).then_some(60));
-                    session.set_keepalive_reuses_remaining(
-                        self.inner
-                            .server_options()
-                            .and_then(|o| o.keepalive_request_limit),
-                    );
-                }
-            }
-            let Some(reused) = self.inner.process_new_http(session, shutdown).await else {
+            // Boxed: the session and its future exist while the request does, not in
+            // every waiting connection's state.
+            let Some((next, settings)) =
+                Box::pin(self.one_request(edge, carried.take().map(|c| *c), shutdown)).await
+            else {
                 return;
             };
-            // Pingora carries pipelined bytes in `settings`, out of the wait's sight:
-            // pipelining stays off (bitsgate never enables it), so Pingora does not
-            // reuse a connection that sent bytes past its request.
-            let (stream, settings) = reused.consume();
-            carried = settings;
-            edge = match stream.into_any().downcast::<EdgeStream>() {
-                Ok(edge) => edge,
-                Err(_) => return,
-            };
+            carried = settings.map(Box::new);
+            edge = next;
             edge.between_requests();
             let keepalive = self.shared.generation().config.listener.keepalive_timeout;
             until = Instant::now() + keepalive.max(Duration::from_secs(1));
         }
+    }
+}
+
+impl<A: HttpServerApp + Send + Sync + 'static> Gate<A> {
+    /// One request on `edge`, whose first bytes are in. Returns the stream and the
+    /// settings to carry when the connection may serve another.
+    async fn one_request(
+        self: &Arc<Self>,
+        edge: Box<EdgeStream>,
+        carried: Option<HttpPersistentSettings>,
+        shutdown: &ShutdownWatch,
+    ) -> Option<(Box<EdgeStream>, Option<HttpPersistentSettings>)> {
+        let mut session = ServerSession::new_http1(edge);
+        match carried {
+            Some(settings) => settings.apply_to_session(&mut session),
+            None => {
+                // What Pingora's loop sets on a connection's first session; the
+                // proxy sets the configured keep-alive on every request.
+                session.set_keepalive((!*shutdown.borrow()).then_some(60));
+                session.set_keepalive_reuses_remaining(
+                    self.inner
+                        .server_options()
+                        .and_then(|o| o.keepalive_request_limit),
+                );
+            }
+        }
+        let reused = self.inner.process_new_http(session, shutdown).await?;
+        // Pingora carries pipelined bytes in `settings`, out of the wait's sight:
+        // pipelining stays off (bitsgate never enables it), so Pingora does not
+        // reuse a connection that sent bytes past its request.
+        let (stream, settings) = reused.consume();
+        let edge = stream.into_any().downcast::<EdgeStream>().ok()?;
+        Some((edge, settings))
     }
 }
 
@@ -218,7 +257,7 @@ fn speaks_http2<A: HttpServerApp>(edge: &EdgeStream, app: &A) -> bool {
 }
 
 /// Tells a connection over capacity to come back later, within a bounded time.
-async fn refuse(stream: &mut Stream) {
+async fn refuse(stream: &mut Transport) {
     let _ = tokio::time::timeout(REFUSAL_WRITE, async {
         stream.write_all(OVER_CAPACITY).await?;
         stream.flush().await

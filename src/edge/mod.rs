@@ -10,9 +10,11 @@ pub mod client;
 mod gate;
 mod proxy_header;
 mod stream;
+mod transport;
 
 pub use accept::Accepting;
 pub use before_tls::{Arrivals, BeforeTls, Noted};
 pub use client::{announce, client_addr};
 pub use gate::{places, Arrival, Gate, Places};
 pub use stream::{EdgeStream, Phase, Waited};
+pub use transport::Transport;

@@ -8,6 +8,7 @@
 //! sending a byte every 59 s holds its connection forever; and it accepts header
 //! blocks up to 1 MiB. Both are decided below Pingora's parser, where the bytes are.
 
+use super::transport::{Arrived, Transport};
 use crate::config::EdgeLimits;
 use crate::metrics::{EdgeClose, EdgeMetrics};
 use async_trait::async_trait;
@@ -53,10 +54,14 @@ impl Phase {
     }
 }
 
-/// How many bytes the wait for a request reads, into a buffer inside the
-/// connection's future (instead of Pingora's 4 KiB header buffer, made only once
-/// bytes are in).
-const FIRST_READ: usize = 512;
+/// The source of a connection's socket digest.
+enum Peer {
+    /// A plain connection: a digest naming this address is made for each request
+    /// (a waiting connection holds none).
+    Plain(std::net::SocketAddr),
+    /// A connection Pingora made: its digest, kept.
+    Made(Option<Arc<SocketDigest>>),
+}
 
 /// How the wait for a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,12 +81,13 @@ Content-Length: 0\r\nConnection: close\r\n\r\n";
 
 /// A client connection under the listener's limits.
 pub struct EdgeStream {
-    inner: Stream,
-    /// Bytes read past a PROXY protocol header, handed out before the socket's.
+    inner: Transport,
+    /// Bytes already read (past a PROXY protocol header, or by the wait for a
+    /// request), handed out before the socket's.
     prefix: Bytes,
-    /// The socket digest the proxy sees: its peer address is the client's (the
-    /// PROXY header's source when there is one).
-    digest: Option<Arc<SocketDigest>>,
+    /// Where the socket digest the proxy sees comes from: its peer address is the
+    /// client's (the PROXY header's source when there is one).
+    peer: Peer,
     limits: EdgeLimits,
     metrics: EdgeMetrics,
     /// Set by the proxy (through a shared reference): see [`Phase`].
@@ -124,21 +130,24 @@ impl EdgeStream {
     /// `header_timeout` after it. `prefix` holds bytes already read from it;
     /// `client` replaces the TCP peer as the client's address.
     pub fn new(
-        inner: Stream,
+        inner: Transport,
         prefix: Bytes,
         client: Option<std::net::SocketAddr>,
         limits: EdgeLimits,
         metrics: EdgeMetrics,
         accepted: Instant,
     ) -> EdgeStream {
-        let digest = match client {
-            Some(addr) => super::client::digest_with_peer(&inner, addr),
-            None => inner.get_socket_digest(),
+        let peer = match (&inner, client) {
+            (Transport::Tcp { peer, .. }, client) => Peer::Plain(client.unwrap_or(*peer)),
+            (Transport::Pingora(stream), Some(addr)) => {
+                Peer::Made(super::client::digest_with_peer(stream, addr))
+            }
+            (Transport::Pingora(stream), None) => Peer::Made(stream.get_socket_digest()),
         };
         EdgeStream {
             inner,
             prefix,
-            digest,
+            peer,
             header_deadline: accepted + limits.header_timeout,
             limits,
             metrics,
@@ -164,14 +173,11 @@ impl EdgeStream {
         if !self.prefix.is_empty() {
             return Waited::Bytes;
         }
-        // Most BITS request heads fit: one read, as the HTTP reader would have made.
-        // The buffer lives in this future while it waits.
-        let mut first = [0u8; FIRST_READ];
-        let read = tokio::io::AsyncReadExt::read(&mut self.inner, &mut first);
-        match tokio::time::timeout_at(tokio::time::Instant::from_std(until), read).await {
-            Ok(Ok(0)) | Ok(Err(_)) => Waited::Closed,
-            Ok(Ok(n)) => {
-                self.prefix = Bytes::copy_from_slice(&first[..n]);
+        let arrived = self.inner.first_bytes();
+        match tokio::time::timeout_at(tokio::time::Instant::from_std(until), arrived).await {
+            Ok(Arrived::Closed) => Waited::Closed,
+            Ok(Arrived::Bytes(bytes)) => {
+                self.prefix = bytes;
                 Waited::Bytes
             }
             Err(_) => {
@@ -354,6 +360,10 @@ impl AsyncRead for EdgeStream {
         if !this.prefix.is_empty() {
             let n = this.prefix.len().min(buf.remaining());
             let chunk = this.prefix.split_to(n);
+            if this.prefix.is_empty() {
+                // Its buffer goes with the last chunk, not kept by an empty view.
+                this.prefix = Bytes::new();
+            }
             buf.put_slice(&chunk);
             return match this.account(&chunk, now) {
                 Ok(()) => Poll::Ready(Ok(())),
@@ -439,7 +449,12 @@ impl AsyncWrite for EdgeStream {
 #[async_trait]
 impl Shutdown for EdgeStream {
     async fn shutdown(&mut self) {
-        self.inner.shutdown().await
+        match &mut self.inner {
+            Transport::Tcp { tcp, .. } => {
+                let _ = tokio::io::AsyncWriteExt::shutdown(tcp).await;
+            }
+            Transport::Pingora(stream) => stream.shutdown().await,
+        }
     }
 }
 
@@ -451,41 +466,46 @@ impl UniqueID for EdgeStream {
 
 impl Ssl for EdgeStream {
     fn get_ssl(&self) -> Option<&TlsRef> {
-        self.inner.get_ssl()
+        self.pingora().and_then(|s| s.get_ssl())
     }
 
     fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
-        self.inner.get_ssl_digest()
+        self.pingora().and_then(|s| s.get_ssl_digest())
     }
 
     fn selected_alpn_proto(&self) -> Option<ALPN> {
-        self.inner.selected_alpn_proto()
+        self.pingora().and_then(|s| s.selected_alpn_proto())
     }
 }
 
 impl GetTimingDigest for EdgeStream {
     fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        self.inner.get_timing_digest()
+        self.inner.timing_digest()
     }
 
     fn get_read_pending_time(&self) -> Duration {
-        self.inner.get_read_pending_time()
+        self.pingora()
+            .map_or(Duration::ZERO, |s| s.get_read_pending_time())
     }
 
     fn get_write_pending_time(&self) -> Duration {
-        self.inner.get_write_pending_time()
+        self.pingora()
+            .map_or(Duration::ZERO, |s| s.get_write_pending_time())
     }
 }
 
 impl GetProxyDigest for EdgeStream {
     fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
-        self.inner.get_proxy_digest()
+        self.pingora().and_then(|s| s.get_proxy_digest())
     }
 }
 
 impl GetSocketDigest for EdgeStream {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.digest.clone()
+        match &self.peer {
+            Peer::Plain(addr) => Some(self.inner.plain_digest(*addr)),
+            Peer::Made(digest) => digest.clone(),
+        }
     }
 }
 
@@ -497,7 +517,20 @@ impl Peek for EdgeStream {
             buf[..n].copy_from_slice(&self.prefix.chunk()[..n]);
             return Ok(true);
         }
-        self.inner.try_peek(buf).await
+        match &mut self.inner {
+            Transport::Tcp { .. } => Ok(false),
+            Transport::Pingora(stream) => stream.try_peek(buf).await,
+        }
+    }
+}
+
+impl EdgeStream {
+    /// The stream Pingora made, if it made this one.
+    fn pingora(&self) -> Option<&Stream> {
+        match &self.inner {
+            Transport::Pingora(stream) => Some(stream),
+            Transport::Tcp { .. } => None,
+        }
     }
 }
 

@@ -1,0 +1,158 @@
+//! What carries a client connection's bytes under the [`super::EdgeStream`].
+//!
+//! A plain connection bitsgate accepted itself ([`super::Accepting`]) is its bare
+//! socket: Pingora's L4 stream would add 376 bytes of state and a layer to every read
+//! and write, and a waiting connection can wait for readiness on the socket itself,
+//! holding no buffer until bytes are there. A connection Pingora made (TLS) keeps
+//! Pingora's stream.
+
+use bytes::{Bytes, BytesMut};
+use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora::protocols::{SocketDigest, Stream, TimingDigest, UniqueID, UniqueIDType};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// How many bytes the wait for a request reads at most: most BITS request heads fit,
+/// so this is the one read the HTTP reader would have made. The buffer is made when
+/// the bytes are there (on a plain connection) and becomes the request's prefix.
+const FIRST_READ: usize = 512;
+
+/// A client connection's transport.
+#[derive(Debug)]
+pub enum Transport {
+    /// A plain TCP connection accepted by bitsgate.
+    Tcp {
+        tcp: TcpStream,
+        /// The TCP peer.
+        peer: SocketAddr,
+    },
+    /// A stream Pingora's listener made (TLS).
+    Pingora(Stream),
+}
+
+/// What a wait for bytes found.
+pub enum Arrived {
+    /// The first bytes of a request.
+    Bytes(Bytes),
+    /// The end of the connection (or an error).
+    Closed,
+}
+
+impl Transport {
+    /// Waits until bytes arrive and reads what is there, up to [`FIRST_READ`].
+    pub async fn first_bytes(&mut self) -> Arrived {
+        match self {
+            Transport::Tcp { tcp, .. } => loop {
+                if tcp.readable().await.is_err() {
+                    return Arrived::Closed;
+                }
+                let mut buf = BytesMut::with_capacity(FIRST_READ);
+                match tcp.try_read_buf(&mut buf) {
+                    Ok(0) => return Arrived::Closed,
+                    Ok(_) => return Arrived::Bytes(buf.freeze()),
+                    // The readiness was stale: wait again.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(_) => return Arrived::Closed,
+                }
+            },
+            Transport::Pingora(stream) => {
+                let mut buf = BytesMut::with_capacity(FIRST_READ);
+                match stream.read_buf(&mut buf).await {
+                    Ok(0) | Err(_) => Arrived::Closed,
+                    Ok(_) => Arrived::Bytes(buf.freeze()),
+                }
+            }
+        }
+    }
+
+    /// The socket digest of a plain connection, with `peer` as its peer address. Made
+    /// when a request's session asks for it, so a waiting connection does not hold
+    /// one.
+    pub fn plain_digest(&self, peer: SocketAddr) -> Arc<SocketDigest> {
+        let digest = SocketDigest::from_raw_fd(self.id());
+        let _ = digest.peer_addr.set(Some(PingoraAddr::Inet(peer)));
+        Arc::new(digest)
+    }
+
+    /// The timing digest of the connection's layers: Pingora's, or none for a plain
+    /// connection (nothing in bitsgate reads it; Pingora's logs do without).
+    pub fn timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        match self {
+            Transport::Tcp { .. } => Vec::new(),
+            Transport::Pingora(stream) => stream.get_timing_digest(),
+        }
+    }
+}
+
+impl UniqueID for Transport {
+    fn id(&self) -> UniqueIDType {
+        match self {
+            Transport::Tcp { tcp, .. } => tcp.as_raw_fd(),
+            Transport::Pingora(stream) => stream.id(),
+        }
+    }
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp { tcp, .. } => Pin::new(tcp).poll_read(cx, buf),
+            Transport::Pingora(stream) => Pin::new(stream).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Tcp { tcp, .. } => Pin::new(tcp).poll_write(cx, buf),
+            Transport::Pingora(stream) => Pin::new(stream).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp { tcp, .. } => Pin::new(tcp).poll_flush(cx),
+            Transport::Pingora(stream) => Pin::new(stream).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp { tcp, .. } => Pin::new(tcp).poll_shutdown(cx),
+            Transport::Pingora(stream) => Pin::new(stream).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Tcp { tcp, .. } => Pin::new(tcp).poll_write_vectored(cx, bufs),
+            Transport::Pingora(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Transport::Tcp { tcp, .. } => tcp.is_write_vectored(),
+            Transport::Pingora(stream) => stream.is_write_vectored(),
+        }
+    }
+}
