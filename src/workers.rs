@@ -91,22 +91,40 @@ impl SharedListener {
 }
 
 /// Binds a listening socket as Pingora does: address reuse (a restart does not wait
-/// for the old connections' TIME_WAIT) and a long accept queue (the kernel caps it at
-/// `net.core.somaxconn`), so a burst of connections waits instead of being dropped.
+/// for the old connections' TIME_WAIT), a long accept queue (the kernel caps it at
+/// `net.core.somaxconn`), so a burst of connections waits instead of being dropped,
+/// and a second try every `BIND_RETRY_STEP` while the address is in use (a process
+/// that is stopping may still hold it), up to `BIND_TRIES` times.
 fn bind(address: &str) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let address: std::net::SocketAddr = address
         .parse()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{address}: {e}")))?;
-    let socket = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&address.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket.into())
+    let mut tries = 0;
+    loop {
+        let socket = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        match socket.bind(&address.into()) {
+            Ok(()) => {
+                socket.listen(LISTEN_BACKLOG)?;
+                return Ok(socket.into());
+            }
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && tries + 1 < BIND_TRIES => {
+                tries += 1;
+                tracing::warn!(target: "bitsgate::proxy", %address, "the listener address is in use; trying again in a second");
+                // Before the worker serves anything: blocking its thread costs nothing.
+                std::thread::sleep(BIND_RETRY_STEP);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Pingora's accept queue length.
 const LISTEN_BACKLOG: i32 = 65535;
+/// Pingora's tries at binding an address in use, and the pause between them.
+const BIND_TRIES: u32 = 30;
+const BIND_RETRY_STEP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Duplicates a listening socket received from the previous process in an upgrade.
 /// Pingora's bootstrap received it into the process table, and no listener of this
@@ -210,6 +228,24 @@ mod tests {
         let mut byte = [0u8; 1];
         accepted.read_exact(&mut byte).expect("reads");
         assert_eq!(&byte, b"x");
+    }
+
+    #[test]
+    fn an_address_in_use_is_tried_again_until_it_is_free() {
+        let holder = TcpListener::bind("127.0.0.1:0").expect("binds");
+        let address = holder.local_addr().expect("address").to_string();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            drop(holder);
+        });
+        let started = std::time::Instant::now();
+        let bound = bind(&address).expect("bound once the holder let go");
+        assert!(
+            started.elapsed() >= std::time::Duration::from_secs(1),
+            "it waited"
+        );
+        assert_eq!(bound.local_addr().unwrap().to_string(), address);
+        release.join().unwrap();
     }
 
     #[test]
