@@ -6,6 +6,7 @@ use crate::proxy::RequestCtx;
 use crate::session::SessionKey;
 use bits_proto::headers as h;
 use http::HeaderValue;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -64,11 +65,45 @@ fn method_name(method: &http::Method) -> Cow<'static, str> {
     }
 }
 
+/// What the access log reads of one request and its answer.
+pub struct Exchange<'a> {
+    /// The request as the client sent it.
+    pub request: &'a RequestHeader,
+    /// The answer's header as written to the client, if one was.
+    pub response: Option<&'a ResponseHeader>,
+    /// The client's address.
+    pub client: Option<std::net::SocketAddr>,
+    /// Request body bytes read from the client.
+    pub bytes_in: u64,
+    /// Response body bytes written to the client.
+    pub bytes_out: u64,
+}
+
 impl AccessRecord {
     /// Captures a request in the proxy's `logging` phase.
     pub fn of_request(session: &Session, ctx: &RequestCtx, status: u16) -> AccessRecord {
-        let request = session.req_header();
-        let response = session.response_written();
+        AccessRecord::of_exchange(
+            Exchange {
+                request: session.req_header(),
+                response: session.response_written(),
+                client: crate::edge::client_addr(session),
+                bytes_in: session.body_bytes_read() as u64,
+                bytes_out: session.body_bytes_sent() as u64,
+            },
+            ctx,
+            status,
+        )
+    }
+
+    /// The record of one exchange, however it was proxied.
+    pub fn of_exchange(exchange: Exchange<'_>, ctx: &RequestCtx, status: u16) -> AccessRecord {
+        let Exchange {
+            request,
+            response,
+            client,
+            bytes_in,
+            bytes_out,
+        } = exchange;
         let response_header = |name: &str| response.and_then(|r| r.headers.get(name));
         let session_id = ctx
             .packet
@@ -81,7 +116,7 @@ impl AccessRecord {
             });
         AccessRecord {
             time: SystemTime::now(),
-            client: crate::edge::client_addr(session),
+            client,
             method: method_name(&request.method),
             path: request.uri.path().into(),
             packet: ctx.packet_label().as_str(),
@@ -89,8 +124,8 @@ impl AccessRecord {
             backend: ctx.chosen.as_ref().map(|c| c.id.clone()),
             status,
             error_code: response_header(h::ERROR_CODE).cloned(),
-            bytes_in: session.body_bytes_read() as u64,
-            bytes_out: session.body_bytes_sent() as u64,
+            bytes_in,
+            bytes_out,
             duration: ctx.started.elapsed(),
             answered: match ctx.local {
                 Some(reason) => Answered::Local(reason.label()),

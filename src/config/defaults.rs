@@ -31,6 +31,8 @@ pub const LISTENER_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const LISTENER_BODY_MIN_BYTES: u64 = 1024;
 /// Expect no PROXY protocol header.
 pub const LISTENER_PROXY_PROTOCOL: bool = false;
+/// BITS packets on a plain listener take the fast path.
+pub const LISTENER_FAST_PATH: bool = true;
 /// Append the client's address to `X-Forwarded-For`.
 pub const UPSTREAM_FORWARDED_FOR: bool = true;
 /// Where the admin API (metrics, probes) listens. Loopback: it is not for clients.

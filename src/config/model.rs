@@ -55,6 +55,8 @@ pub struct ListenerConfig {
     pub proxy_protocol: bool,
     /// Bounds on each client connection.
     pub edge: EdgeLimits,
+    /// BITS packets on a plain listener take the fast path where they can.
+    pub fast_path: bool,
 }
 
 /// What one client connection may hold and for how long (`[listener]` keys).

@@ -59,6 +59,7 @@ pub struct RawListener {
     pub body_timeout: Option<String>,
     pub body_min_bytes: Option<NumOrText>,
     pub max_connections: Option<u64>,
+    pub fast_path: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

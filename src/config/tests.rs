@@ -247,6 +247,7 @@ fn the_example_config_names_every_key() {
         "body_timeout",
         "body_min_bytes",
         "max_connections",
+        "fast_path",
         "proxy_protocol",
         "forwarded_for",
         "trusted_forwarders",

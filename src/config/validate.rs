@@ -198,6 +198,7 @@ impl Validator {
             tls,
             proxy_protocol,
             edge,
+            fast_path: raw.fast_path.unwrap_or(d::LISTENER_FAST_PATH),
         }
     }
 

@@ -29,6 +29,18 @@ pub fn announce(session: &Session, phase: Phase) {
     }
 }
 
+/// Keeps the connection of `session` on Pingora's proxy for its later requests
+/// (no-op on a connection that is not an [`EdgeStream`]).
+pub fn stay_on_general_path(session: &Session) {
+    if let Some(edge) = session
+        .as_downstream()
+        .stream()
+        .and_then(|s| s.as_any().downcast_ref::<EdgeStream>())
+    {
+        edge.stay_on_general_path();
+    }
+}
+
 /// The socket digest of `stream` with `client` as its peer address.
 pub(super) fn digest_with_peer(stream: &Stream, client: SocketAddr) -> Option<Arc<SocketDigest>> {
     let peer = Some(PingoraAddr::Inet(client));

@@ -15,6 +15,7 @@ use super::stream::EdgeStream;
 use super::stream::Waited;
 use super::transport::Transport;
 use crate::metrics::EdgeClose;
+use crate::proxy::{FastPath, Served};
 use crate::state::Shared;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -64,6 +65,8 @@ pub struct Gate<A> {
     shared: Arc<Shared>,
     places: Places,
     arrival: Arrival,
+    /// BITS packets it can carry go this way first (see [`crate::proxy::FastPath`]).
+    fast: FastPath,
 }
 
 impl<A> Gate<A> {
@@ -71,6 +74,7 @@ impl<A> Gate<A> {
     pub fn new(inner: A, shared: Arc<Shared>, places: Places, arrival: Arrival) -> Self {
         Gate {
             inner: Arc::new(inner),
+            fast: FastPath::new(shared.clone()),
             shared,
             places,
             arrival,
@@ -194,24 +198,47 @@ impl<A: HttpServerApp + Send + Sync + 'static> Gate<A> {
         let mut until = edge.header_deadline();
         // Boxed while it waits: most of it is for pipelining, which stays off.
         let mut carried: Option<Box<HttpPersistentSettings>> = None;
+        // A binding the fast path made, for Pingora's proxy to carry on.
+        let mut handoff = None;
         let mut watch = shutdown.clone();
         loop {
             if !self.next_request(&mut edge, until, &mut watch).await {
                 return;
             }
+            if self.shared.generation().config.listener.fast_path {
+                let shutting_down = *shutdown.borrow();
+                // Boxed, as the session below: not part of a waiting connection.
+                match Box::pin(self.fast.serve(edge, shutting_down)).await {
+                    Served::Kept(next, binding) => {
+                        handoff = binding;
+                        edge = next;
+                        edge.between_requests();
+                        until = self.keepalive_until();
+                        continue;
+                    }
+                    Served::Closed => return,
+                    Served::NotMine(back) => edge = back,
+                }
+            }
             // Boxed: the session and its future exist while the request does, not in
             // every waiting connection's state.
+            let carried_now = carried.take().map(|c| *c);
             let Some((next, settings)) =
-                Box::pin(self.one_request(edge, carried.take().map(|c| *c), shutdown)).await
+                Box::pin(self.one_request(edge, carried_now, handoff.take(), shutdown)).await
             else {
                 return;
             };
             carried = settings.map(Box::new);
             edge = next;
             edge.between_requests();
-            let keepalive = self.shared.generation().config.listener.keepalive_timeout;
-            until = Instant::now() + keepalive.max(Duration::from_secs(1));
+            until = self.keepalive_until();
         }
+    }
+
+    /// When a kept-alive connection's wait for its next request ends.
+    fn keepalive_until(&self) -> Instant {
+        let keepalive = self.shared.generation().config.listener.keepalive_timeout;
+        Instant::now() + keepalive.max(Duration::from_secs(1))
     }
 }
 
@@ -222,11 +249,17 @@ impl<A: HttpServerApp + Send + Sync + 'static> Gate<A> {
         self: &Arc<Self>,
         edge: Box<EdgeStream>,
         carried: Option<HttpPersistentSettings>,
+        handoff: Option<Box<dyn std::any::Any + Send + Sync>>,
         shutdown: &ShutdownWatch,
     ) -> Option<(Box<EdgeStream>, Option<HttpPersistentSettings>)> {
         let mut session = ServerSession::new_http1(edge);
         match carried {
-            Some(settings) => settings.apply_to_session(&mut session),
+            Some(mut settings) => {
+                if let Some(context) = handoff {
+                    settings.set_user_context(context);
+                }
+                settings.apply_to_session(&mut session)
+            }
             None => {
                 // What Pingora's loop sets on a connection's first session; the
                 // proxy sets the configured keep-alive on every request.
@@ -236,6 +269,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> Gate<A> {
                         .server_options()
                         .and_then(|o| o.keepalive_request_limit),
                 );
+                if handoff.is_some() {
+                    session.set_connection_user_context(handoff);
+                }
             }
         }
         let reused = self.inner.process_new_http(session, shutdown).await?;

@@ -14,7 +14,7 @@ mod transport;
 
 pub use accept::Accepting;
 pub use before_tls::{Arrivals, BeforeTls, Noted};
-pub use client::{announce, client_addr};
+pub use client::{announce, client_addr, stay_on_general_path};
 pub use gate::{places, Arrival, Gate, Places};
 pub use stream::{EdgeStream, Phase, Waited};
 pub use transport::Transport;

@@ -21,7 +21,7 @@ use pingora::protocols::{
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -92,6 +92,9 @@ pub struct EdgeStream {
     metrics: EdgeMetrics,
     /// Set by the proxy (through a shared reference): see [`Phase`].
     announced: AtomicU8,
+    /// Its requests go to Pingora's proxy, not the fast path (set through a shared
+    /// reference, by the proxy that bound it for Windows authentication).
+    general_only: AtomicBool,
     /// The phase the clocks below belong to.
     current: Phase,
     /// When the current header block must be complete.
@@ -152,6 +155,7 @@ impl EdgeStream {
             limits,
             metrics,
             announced: AtomicU8::new(Phase::Header as u8),
+            general_only: AtomicBool::new(false),
             current: Phase::Header,
             header_bytes: 0,
             line_len: 1,
@@ -196,6 +200,48 @@ impl EdgeStream {
         self.current = Phase::Idle;
         self.announce(Phase::Idle);
         self.waiting_since = None;
+    }
+
+    /// Gives back bytes read from the connection but not used, to be read again
+    /// first. They count once towards the header block's size: its accounting starts
+    /// again (its deadline stays).
+    pub fn unread(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.prefix = bytes;
+        if self.current == Phase::Header {
+            self.header_bytes = 0;
+            self.line_len = 1;
+            self.header_seen = false;
+        }
+    }
+
+    /// Whether this is a plain TCP connection bitsgate accepted itself.
+    pub fn is_plain(&self) -> bool {
+        matches!(self.inner, Transport::Tcp { .. })
+    }
+
+    /// The client's address: the PROXY header's source when there was one, else
+    /// the TCP peer.
+    pub fn client(&self) -> Option<std::net::SocketAddr> {
+        match &self.peer {
+            Peer::Plain(addr) => Some(*addr),
+            Peer::Made(digest) => digest
+                .as_ref()
+                .and_then(|d| d.peer_addr())
+                .and_then(|a| a.as_inet().copied()),
+        }
+    }
+
+    /// Keeps the connection's later requests on Pingora's proxy.
+    pub fn stay_on_general_path(&self) {
+        self.general_only.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether its requests must go to Pingora's proxy.
+    pub fn stays_on_general_path(&self) -> bool {
+        self.general_only.load(Ordering::Relaxed)
     }
 
     /// When the first header block of a new connection must be complete.
@@ -330,14 +376,21 @@ fn failure(reason: EdgeClose) -> io::Error {
 /// Where the header block ends in `bytes` (the index after its final line feed),
 /// given `line_len`, the length of the line in progress before them; updates it.
 /// A line feed at the start of a line ends the block (`\r\n\r\n` or `\n\n`).
+///
+/// Only whether the line so far is empty matters, so it looks at line feeds (found
+/// with `memchr`) and at most the first byte of each line that is not a carriage
+/// return, not at every byte.
 fn header_end(line_len: &mut u32, bytes: &[u8]) -> Option<usize> {
-    for (i, &b) in bytes.iter().enumerate() {
-        match b {
-            b'\n' if *line_len == 0 => return Some(i + 1),
-            b'\n' => *line_len = 0,
-            b'\r' => {}
-            _ => *line_len = line_len.saturating_add(1),
+    let mut start = 0;
+    for i in memchr::memchr_iter(b'\n', bytes) {
+        if *line_len == 0 && bytes[start..i].iter().all(|&b| b == b'\r') {
+            return Some(i + 1);
         }
+        *line_len = 0;
+        start = i + 1;
+    }
+    if !bytes[start..].iter().all(|&b| b == b'\r') {
+        *line_len = line_len.saturating_add(1);
     }
     None
 }

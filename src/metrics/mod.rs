@@ -108,6 +108,8 @@ pub struct Metrics {
     pub store_failed: IntGauge,
     /// See [`names::ACCESS_LOG_DROPPED_TOTAL`].
     pub access_log_dropped: prometheus::IntCounter,
+    /// See [`names::FAST_PATH_REQUESTS_TOTAL`].
+    pub fast_path_requests: prometheus::IntCounter,
     /// See [`names::CONFIG_RELOADS_TOTAL`].
     pub reloads: IntCounterVec,
     /// See [`names::CANCELS_SENT_TOTAL`].
@@ -297,9 +299,18 @@ impl Metrics {
         registry
             .register(Box::new(access_log_dropped.clone()))
             .expect("unique metric");
+        let fast_path_requests = prometheus::IntCounter::new(
+            names::FAST_PATH_REQUESTS_TOTAL,
+            "Requests served on the fast path; the rest went through Pingora's proxy.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(fast_path_requests.clone()))
+            .expect("unique metric");
         let edge = EdgeMetrics::register(&registry);
         let metrics = Metrics {
             registry,
+            fast_path_requests,
             store_failed,
             store_errors,
             access_log_dropped,

@@ -61,6 +61,9 @@ pub const STORE_FAILED: &str = "bitsgate_store_failed";
 /// Access-log lines dropped: the writer fell behind or the file could not be written.
 pub const ACCESS_LOG_DROPPED_TOTAL: &str = "bitsgate_access_log_dropped_total";
 
+/// Requests served on the fast path (the rest went through Pingora's proxy).
+pub const FAST_PATH_REQUESTS_TOTAL: &str = "bitsgate_fast_path_requests_total";
+
 /// Upload-reply routes held: reply paths routed to the backend that issued them.
 pub const REPLY_ROUTES: &str = "bitsgate_reply_routes";
 
@@ -70,7 +73,8 @@ pub const CLIENT_CONNECTIONS: &str = "bitsgate_client_connections";
 pub const CLIENT_CONNECTIONS_CLOSED_TOTAL: &str = "bitsgate_client_connections_closed_total";
 
 /// Every name above, for the documentation check.
-pub const ALL: [&str; 27] = [
+pub const ALL: [&str; 28] = [
+    FAST_PATH_REQUESTS_TOTAL,
     REPLY_ROUTES,
     UPSTREAM_TLS_FAILURES_TOTAL,
     CLIENT_CONNECTIONS,

@@ -61,18 +61,7 @@ pub async fn answer(
     answer: Answer,
     reason: LocalReason,
 ) -> Result<()> {
-    let header = match answer {
-        Answer::Ack(ack) => {
-            let echo = ctx
-                .packet
-                .as_ref()
-                .and_then(|p| p.session.as_ref())
-                .map(ToString::to_string);
-            ack_header(ack, echo.as_deref())?
-        }
-        Answer::Plain(status) => plain_header(status)?,
-    };
-    record(ctx, metrics, header.status.as_u16(), reason);
+    let header = local_header(ctx, metrics, answer, reason)?;
     if linger::may_keep_alive(session) {
         // Pingora would otherwise close a connection whose body was not read yet.
         session.set_close_on_response_before_downstream_finish(false);
@@ -86,6 +75,28 @@ pub async fn answer(
         session.set_keepalive(None);
     }
     Ok(())
+}
+
+/// The header of a local answer, counted as answered locally for `reason`.
+pub fn local_header(
+    ctx: &mut RequestCtx,
+    metrics: &Metrics,
+    answer: Answer,
+    reason: LocalReason,
+) -> Result<ResponseHeader> {
+    let header = match answer {
+        Answer::Ack(ack) => {
+            let echo = ctx
+                .packet
+                .as_ref()
+                .and_then(|p| p.session.as_ref())
+                .map(ToString::to_string);
+            ack_header(ack, echo.as_deref())?
+        }
+        Answer::Plain(status) => plain_header(status)?,
+    };
+    record(ctx, metrics, header.status.as_u16(), reason);
+    Ok(header)
 }
 
 /// The header of an Ack, echoing `session` when given.

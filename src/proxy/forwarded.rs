@@ -18,24 +18,32 @@ pub fn apply(
     client: Option<SocketAddr>,
     config: &UpstreamConfig,
 ) -> pingora::Result<()> {
-    if !config.forwarded_for {
-        return Ok(());
+    match value_for(&request.headers, client, config) {
+        // Replaces every value the request brought (and their spelling).
+        Some(value) => request.insert_header(X_FORWARDED_FOR, value),
+        None => Ok(()),
     }
-    let Some(client) = client else {
-        return Ok(());
-    };
-    let ip = client.ip().to_canonical();
-    let value = forwarded_value(
-        request
-            .headers
+}
+
+/// The one `X-Forwarded-For` value a request with `headers` from `client` is sent
+/// with, replacing any it brought; `None` when it is sent as it came.
+pub fn value_for(
+    headers: &http::HeaderMap,
+    client: Option<SocketAddr>,
+    config: &UpstreamConfig,
+) -> Option<Vec<u8>> {
+    if !config.forwarded_for {
+        return None;
+    }
+    let ip = client?.ip().to_canonical();
+    Some(forwarded_value(
+        headers
             .get_all(X_FORWARDED_FOR)
             .iter()
             .map(|v| v.as_bytes()),
         ip,
         trusted(config, ip),
-    );
-    // Replaces every value the request brought (and their spelling).
-    request.insert_header(X_FORWARDED_FOR, value)
+    ))
 }
 
 /// Whether `ip` may bring an `X-Forwarded-For` of its own.

@@ -4,6 +4,7 @@
 mod acks;
 mod binding;
 mod ctx;
+pub mod fast;
 mod forwarded;
 mod learn;
 mod linger;
@@ -12,4 +13,5 @@ mod service;
 mod upstream_socket;
 
 pub use ctx::RequestCtx;
+pub use fast::{FastPath, Served};
 pub use service::BitsProxy;

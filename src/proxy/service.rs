@@ -46,13 +46,13 @@ impl BitsProxy {
 
 /// What `request_filter` decided, with everything needed to act on it owned, so the
 /// request header borrow ends before the answer is written.
-enum Verdict {
+pub(super) enum Verdict {
     Forward,
     Local(Answer, LocalReason),
 }
 
 impl BitsProxy {
-    fn decide(
+    pub(super) fn decide(
         &self,
         req: &RequestHeader,
         framing_conflict: bool,
@@ -196,6 +196,183 @@ impl BitsProxy {
         }
     }
 
+    /// What a failed connect to the chosen backend means: counted, passive health
+    /// told, and the error marked for a retry on another backend only where nothing
+    /// was created anywhere yet (Ping, Create-Session).
+    pub(super) fn after_connect_failure(
+        &self,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let Some(chosen) = ctx.chosen.take() else {
+            return e;
+        };
+        self.shared
+            .metrics
+            .connect_failures
+            .with_label_values(&[&chosen.id])
+            .inc();
+        if let Some(failure) = crate::backend::tls::TlsFailure::of(&e) {
+            let metrics = &self.shared.metrics;
+            crate::backend::tls_failures::report(metrics, &chosen.id, failure, "proxy", &e);
+        }
+        ctx.tried.push(chosen.index);
+        // Passive health: enough consecutive failures take the backend down.
+        if let Some(generation) = &ctx.generation {
+            crate::health_service::connect_failed(&self.shared, generation, chosen.index);
+        }
+        let session_bound =
+            ctx.reply || ctx.packet.as_ref().is_some_and(|p| p.kind.needs_session());
+        if session_bound {
+            // Never another node for a pinned session: it would answer not-found and the
+            // client would restart from byte 0. 503 makes it retry the owner later.
+            ctx.local = Some(LocalReason::OwnerUnavailable);
+            e.set_retry(false);
+        } else {
+            // Nothing was created anywhere yet: another backend may take it.
+            let farm_size = ctx.generation.as_ref().map_or(0, |g| g.farm.backends.len());
+            let retry = ctx.tried.len() < farm_size;
+            if !retry {
+                ctx.local = Some(LocalReason::NoBackend);
+            }
+            e.set_retry(retry);
+        }
+        if ctx.auth.bound_connection_lost(false) {
+            // The authenticated connection is gone with its backend: the client must
+            // start over on a new connection.
+            ctx.auth.lost = true;
+            e.set_retry(false);
+        }
+        e
+    }
+
+    /// Routes a request again after a failed connect, without the backends tried;
+    /// false when none is left (`ctx.local` then says why).
+    pub(super) fn route_again(&self, req: &RequestHeader, ctx: &mut RequestCtx) -> bool {
+        let generation = self.generation(ctx);
+        match self.decide(req, false, Lookup::Settled, &generation, ctx) {
+            Verdict::Forward => true,
+            Verdict::Local(_, reason) => {
+                ctx.local = Some(reason);
+                false
+            }
+        }
+    }
+
+    /// Learns from the backend's final answer before it is released to the client:
+    /// Windows authentication offers, passive health, pins, Reply-URL. Returns
+    /// whether the client connection must close after this answer.
+    pub(super) async fn on_final_response(
+        &self,
+        req: &RequestHeader,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        let mut close_client = false;
+        ctx.status = upstream_response.status.as_u16();
+        if let Some(chosen) = &ctx.chosen {
+            let offers = ctx
+                .auth
+                .answered(chosen.slot, ctx.status, &upstream_response.headers);
+            if offers {
+                if let Some(generation) = &ctx.generation {
+                    generation.farm.backends[chosen.index]
+                        .status
+                        .set_asks_windows_auth();
+                }
+            }
+            if ctx.auth.binding.is_some() && binding::closes_after(&upstream_response.headers) {
+                // The bound connection ends with this answer: so does the client's.
+                close_client = true;
+            }
+        }
+        // Passive health: an answer ends any run of connect failures.
+        if let (Some(chosen), Some(generation)) = (&ctx.chosen, &ctx.generation) {
+            crate::health_service::responded(&self.shared, generation, chosen.index);
+        }
+        if let (Some(packet), Some(chosen), Some(generation)) =
+            (&ctx.packet, &ctx.chosen, &ctx.generation)
+        {
+            let request = RequestUrl {
+                host: req
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|v| v.to_str().ok()),
+                path: req.uri.path(),
+            };
+            let new_pin = learn_from_ack(
+                &self.shared,
+                generation,
+                packet,
+                chosen,
+                upstream_response,
+                request,
+                unix_now(),
+            )?;
+            if let Some(new_pin) = new_pin {
+                // The pin must be on disk before the client learns the session id.
+                settle_new_pin(&self.shared, generation, chosen, new_pin, upstream_response)
+                    .await?;
+            }
+            super::reply::relay_reply_url(
+                &self.shared,
+                generation,
+                packet,
+                chosen,
+                upstream_response,
+                request,
+            )
+            .await;
+        }
+        Ok(close_client)
+    }
+
+    /// The Ack a failed request gets, and why; `None` when the client connection is
+    /// closed without one (the client went away, or its bound connection was lost).
+    pub(super) fn failure_answer(e: &Error, ctx: &RequestCtx) -> Option<(Ack, LocalReason)> {
+        if ctx.auth.lost {
+            return None;
+        }
+        Some(match ctx.local {
+            Some(LocalReason::OwnerUnavailable) => {
+                acks::ack_for_reply(LocalReply::OwnerUnavailable)
+            }
+            Some(LocalReason::NoBackend) => acks::ack_for_reply(LocalReply::NoBackend),
+            Some(other) => (Ack::new(503), other),
+            None => {
+                let status = match (e.etype(), e.esource()) {
+                    (ErrorType::HTTPStatus(code), _) => *code,
+                    (_, ErrorSource::Upstream) => 502,
+                    (
+                        ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
+                        ErrorSource::Downstream,
+                    ) => return None,
+                    (_, ErrorSource::Downstream) => 400,
+                    _ => 500,
+                };
+                // No BITS error code: a bare 5xx is transient for the client, which
+                // retries the same packet; the pin stays.
+                (Ack::new(status), LocalReason::UpstreamError)
+            }
+        })
+    }
+
+    /// Counts a finished request: by backend, packet type and status, and its
+    /// duration.
+    pub(super) fn count(&self, ctx: &RequestCtx, status: u16) {
+        let packet = ctx.packet_label();
+        let metrics = &self.shared.metrics;
+        let series = match (&ctx.chosen, ctx.local, &ctx.generation) {
+            (Some(chosen), None, Some(generation)) => &generation.series[chosen.index],
+            _ => &metrics.no_backend,
+        };
+        series.requests(metrics, packet, status).inc();
+        metrics
+            .durations
+            .of(metrics, packet)
+            .observe(ctx.started.elapsed().as_secs_f64());
+    }
+
     fn drop_removed_owner(&self, ctx: &RequestCtx) {
         let Some(key) = ctx.packet.as_ref().and_then(|p| p.session.as_ref()) else {
             return;
@@ -317,19 +494,12 @@ impl ProxyHttp for BitsProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let generation = self.generation(ctx);
-        if ctx.chosen.is_none() {
-            // A retry after a failed connect: route again without the failed backends.
-            let lookup = Lookup::Settled;
-            match self.decide(session.req_header(), false, lookup, &generation, ctx) {
-                Verdict::Forward => {}
-                Verdict::Local(_, reason) => {
-                    ctx.local = Some(reason);
-                    return Err(Error::explain(
-                        ErrorType::HTTPStatus(503),
-                        "no backend left to try",
-                    ));
-                }
-            }
+        // A retry after a failed connect: route again without the failed backends.
+        if ctx.chosen.is_none() && !self.route_again(session.req_header(), ctx) {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                "no backend left to try",
+            ));
         }
         let index = ctx
             .chosen
@@ -344,48 +514,9 @@ impl ProxyHttp for BitsProxy {
         _session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestCtx,
-        mut e: Box<Error>,
+        e: Box<Error>,
     ) -> Box<Error> {
-        let Some(chosen) = ctx.chosen.take() else {
-            return e;
-        };
-        self.shared
-            .metrics
-            .connect_failures
-            .with_label_values(&[&chosen.id])
-            .inc();
-        if let Some(failure) = crate::backend::tls::TlsFailure::of(&e) {
-            let metrics = &self.shared.metrics;
-            crate::backend::tls_failures::report(metrics, &chosen.id, failure, "proxy", &e);
-        }
-        ctx.tried.push(chosen.index);
-        // Passive health: enough consecutive failures take the backend down.
-        if let Some(generation) = &ctx.generation {
-            crate::health_service::connect_failed(&self.shared, generation, chosen.index);
-        }
-        let session_bound =
-            ctx.reply || ctx.packet.as_ref().is_some_and(|p| p.kind.needs_session());
-        if session_bound {
-            // Never another node for a pinned session: it would answer not-found and the
-            // client would restart from byte 0. 503 makes it retry the owner later.
-            ctx.local = Some(LocalReason::OwnerUnavailable);
-            e.set_retry(false);
-        } else {
-            // Nothing was created anywhere yet: another backend may take it.
-            let farm_size = ctx.generation.as_ref().map_or(0, |g| g.farm.backends.len());
-            let retry = ctx.tried.len() < farm_size;
-            if !retry {
-                ctx.local = Some(LocalReason::NoBackend);
-            }
-            e.set_retry(retry);
-        }
-        if ctx.auth.bound_connection_lost(false) {
-            // The authenticated connection is gone with its backend: the client must
-            // start over on a new connection.
-            ctx.auth.lost = true;
-            e.set_retry(false);
-        }
-        e
+        self.after_connect_failure(ctx, e)
     }
 
     fn error_while_proxy(
@@ -400,7 +531,7 @@ impl ProxyHttp for BitsProxy {
             // Under TLS 1.3 a backend refuses bitsgate's client certificate only after
             // bitsgate's side of the handshake is done, at the first read: the request
             // never reached it, so this is answered as a failed connect.
-            return self.fail_to_connect(session, peer, ctx, e);
+            return self.after_connect_failure(ctx, e);
         }
         let mut e = e.more_context(format!("Peer: {peer}"));
         if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
@@ -477,61 +608,11 @@ impl ProxyHttp for BitsProxy {
         if upstream_response.status.is_informational() {
             return Ok(());
         }
-        ctx.status = upstream_response.status.as_u16();
-        if let Some(chosen) = &ctx.chosen {
-            let offers = ctx
-                .auth
-                .answered(chosen.slot, ctx.status, &upstream_response.headers);
-            if offers {
-                if let Some(generation) = &ctx.generation {
-                    generation.farm.backends[chosen.index]
-                        .status
-                        .set_asks_windows_auth();
-                }
-            }
-            if ctx.auth.binding.is_some() && binding::closes_after(&upstream_response.headers) {
-                // The bound connection ends with this answer: so does the client's.
-                session.set_keepalive(None);
-            }
-        }
-        // Passive health: an answer ends any run of connect failures.
-        if let (Some(chosen), Some(generation)) = (&ctx.chosen, &ctx.generation) {
-            crate::health_service::responded(&self.shared, generation, chosen.index);
-        }
-        if let (Some(packet), Some(chosen), Some(generation)) =
-            (&ctx.packet, &ctx.chosen, &ctx.generation)
-        {
-            let req = session.req_header();
-            let request = RequestUrl {
-                host: req
-                    .headers
-                    .get(http::header::HOST)
-                    .and_then(|v| v.to_str().ok()),
-                path: req.uri.path(),
-            };
-            let new_pin = learn_from_ack(
-                &self.shared,
-                generation,
-                packet,
-                chosen,
-                upstream_response,
-                request,
-                unix_now(),
-            )?;
-            if let Some(new_pin) = new_pin {
-                // The pin must be on disk before the client learns the session id.
-                settle_new_pin(&self.shared, generation, chosen, new_pin, upstream_response)
-                    .await?;
-            }
-            super::reply::relay_reply_url(
-                &self.shared,
-                generation,
-                packet,
-                chosen,
-                upstream_response,
-                request,
-            )
-            .await;
+        let close_client = self
+            .on_final_response(session.req_header(), upstream_response, ctx)
+            .await?;
+        if close_client {
+            session.set_keepalive(None);
         }
         Ok(())
     }
@@ -559,32 +640,14 @@ impl ProxyHttp for BitsProxy {
             error_code,
             can_reuse_downstream: false,
         };
-        if session.response_written().is_some() || ctx.auth.lost {
-            // Mid-response: the status is out, all that is left is to close. A lost
-            // bound connection closes the client's without an answer too.
+        if session.response_written().is_some() {
+            // Mid-response: the status is out, all that is left is to close.
             return no_reuse(0);
         }
-        let (ack, reason) = match ctx.local {
-            Some(LocalReason::OwnerUnavailable) => {
-                acks::ack_for_reply(LocalReply::OwnerUnavailable)
-            }
-            Some(LocalReason::NoBackend) => acks::ack_for_reply(LocalReply::NoBackend),
-            Some(other) => (Ack::new(503), other),
-            None => {
-                let status = match (e.etype(), e.esource()) {
-                    (ErrorType::HTTPStatus(code), _) => *code,
-                    (_, ErrorSource::Upstream) => 502,
-                    (
-                        ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
-                        ErrorSource::Downstream,
-                    ) => return no_reuse(0),
-                    (_, ErrorSource::Downstream) => 400,
-                    _ => 500,
-                };
-                // No BITS error code: a bare 5xx is transient for the client, which
-                // retries the same packet; the pin stays.
-                (Ack::new(status), LocalReason::UpstreamError)
-            }
+        let Some((ack, reason)) = Self::failure_answer(e, ctx) else {
+            // The client went away, or its bound connection was lost: closed without
+            // an answer.
+            return no_reuse(0);
         };
         let status = ack.status;
         let answer = Answer::for_request(ctx, ack);
@@ -608,12 +671,14 @@ impl ProxyHttp for BitsProxy {
 
     fn persist_connection_context(
         &self,
-        _session: &Session,
+        session: &Session,
         ctx: &RequestCtx,
     ) -> Option<Box<dyn Any + Send + Sync>> {
         // The binding lives with the client connection: carried to its next request,
         // dropped with it.
         let binding = ctx.auth.binding.as_ref().filter(|_| !ctx.auth.lost)?;
+        // Its requests stay on this path, where the binding lives.
+        crate::edge::stay_on_general_path(session);
         Some(Box::new(binding.clone()))
     }
 
@@ -633,17 +698,7 @@ impl ProxyHttp for BitsProxy {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(ctx.status);
-        let packet = ctx.packet_label();
-        let metrics = &self.shared.metrics;
-        let series = match (&ctx.chosen, ctx.local, &ctx.generation) {
-            (Some(chosen), None, Some(generation)) => &generation.series[chosen.index],
-            _ => &metrics.no_backend,
-        };
-        series.requests(metrics, packet, status).inc();
-        metrics
-            .durations
-            .of(metrics, packet)
-            .observe(ctx.started.elapsed().as_secs_f64());
+        self.count(ctx, status);
         self.shared
             .access_log
             .record(|| crate::access_log::AccessRecord::of_request(session, ctx, status));

@@ -15,6 +15,7 @@ mod deploy_files;
 mod docs_index;
 mod expiry;
 mod failover;
+mod fast_path;
 mod health;
 mod host_id;
 mod lingering;

@@ -13,7 +13,7 @@ fn fragment() -> RawRequest {
 }
 
 /// (name, request, whether the Ack must echo the session id)
-fn cases() -> Vec<(&'static str, RawRequest, bool)> {
+pub(crate) fn cases() -> Vec<(&'static str, RawRequest, bool)> {
     vec![
         (
             "missing packet type",

@@ -1,0 +1,243 @@
+//! The request head on the fast path: read once into one buffer, parsed once with
+//! `httparse`, and taken only when it is a plain BITS packet (see [`Head::parse`]);
+//! anything else goes back to the stream for Pingora's proxy.
+
+use crate::edge::EdgeStream;
+use bytes::BytesMut;
+use pingora::http::RequestHeader;
+use tokio::io::AsyncReadExt;
+
+/// Headers a BITS packet may carry on this path; more go to Pingora's proxy.
+const MAX_HEADERS: usize = 64;
+
+/// A head taken by the fast path.
+pub struct Head {
+    /// The request, for routing, learning and the upstream request.
+    pub request: RequestHeader,
+    /// Its body length (`Content-Length`, 0 without one).
+    pub body_len: u64,
+    /// The client asked to close the connection after this request.
+    pub close: bool,
+}
+
+/// What reading a head found.
+// Made once per request and moved once: its size does not matter, an allocation would.
+#[allow(clippy::large_enum_variant)]
+pub enum Read {
+    /// A complete head, at the start of the buffer, `len` bytes long; `head` when
+    /// it is one this path takes.
+    Complete {
+        buf: BytesMut,
+        len: usize,
+        head: Option<Head>,
+    },
+    /// Something else (a partial head at the end of the connection, bytes that are
+    /// not HTTP/1, a limit hit): the bytes read so far, for Pingora's proxy.
+    Other(BytesMut),
+}
+
+/// Reads until a complete head is in (the stream keeps the header clock and size
+/// limit), or until something else is clear.
+pub async fn read(edge: &mut EdgeStream) -> Read {
+    // Most BITS heads fit; a head that trickles in holds no more than it sent.
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.capacity());
+        }
+        match edge.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return Read::Other(buf),
+            Ok(_) => {}
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut headers);
+        match parsed.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                // Taken from this one parse: the head is not parsed again.
+                let head = Head::of(&parsed);
+                return Read::Complete { buf, len, head };
+            }
+            Ok(httparse::Status::Partial) => continue,
+            Err(_) => return Read::Other(buf),
+        }
+    }
+}
+
+impl Head {
+    /// The head in `bytes`, when it is a request this path takes: `BITS_POST` over
+    /// HTTP/1.1 in origin form, framed by one `Content-Length` (or none), without
+    /// `Transfer-Encoding`, `Expect`, `Upgrade` or `Authorization` (Windows
+    /// authentication binds connections, which Pingora's proxy does).
+    pub fn parse(bytes: &[u8]) -> Option<Head> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut headers);
+        match parsed.parse(bytes).ok()? {
+            httparse::Status::Complete(_) => Head::of(&parsed),
+            httparse::Status::Partial => None,
+        }
+    }
+
+    /// The head `parsed` describes, when it is one this path takes.
+    fn of(parsed: &httparse::Request<'_, '_>) -> Option<Head> {
+        if parsed.method? != bits_proto::headers::METHOD_BITS_POST || parsed.version? != 1 {
+            return None;
+        }
+        let path = parsed.path?;
+        if !path.starts_with('/') {
+            return None;
+        }
+        // The decisions read a header map; the backend gets the client's own bytes
+        // (see [`upstream_head`]), so no case-preserving copy of the names is made.
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts.method =
+            http::Method::from_bytes(bits_proto::headers::METHOD_BITS_POST.as_bytes()).ok()?;
+        parts.uri = path.parse().ok()?;
+        parts.headers.reserve(parsed.headers.len());
+        let mut body_len = None;
+        let mut close = false;
+        for header in parsed.headers.iter() {
+            let name = header.name;
+            if name.eq_ignore_ascii_case("content-length") {
+                let value = std::str::from_utf8(header.value)
+                    .ok()?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()?;
+                if body_len.is_some_and(|seen| seen != value) {
+                    return None;
+                }
+                body_len = Some(value);
+            } else if name.eq_ignore_ascii_case("connection") {
+                for token in header.value.split(|&b| b == b',') {
+                    let token = token.trim_ascii();
+                    if token.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if token.eq_ignore_ascii_case(b"upgrade") {
+                        return None;
+                    }
+                }
+            } else if name.eq_ignore_ascii_case("transfer-encoding")
+                || name.eq_ignore_ascii_case("expect")
+                || name.eq_ignore_ascii_case("upgrade")
+                || name.eq_ignore_ascii_case("authorization")
+            {
+                return None;
+            }
+            parts.headers.append(
+                http::HeaderName::from_bytes(name.as_bytes()).ok()?,
+                http::HeaderValue::from_bytes(header.value).ok()?,
+            );
+        }
+        let request = RequestHeader::from(parts);
+        Some(Head {
+            request,
+            body_len: body_len.unwrap_or(0),
+            close,
+        })
+    }
+}
+
+/// The head the backend gets: the client's bytes as they came, with every
+/// `X-Forwarded-For` line replaced by one carrying `forwarded_for` when given.
+/// `raw` is a complete head (request line, header lines, empty line).
+pub fn upstream_head(raw: &[u8], forwarded_for: Option<&[u8]>, out: &mut BytesMut) {
+    let Some(forwarded_for) = forwarded_for else {
+        out.extend_from_slice(raw);
+        return;
+    };
+    out.reserve(raw.len() + forwarded_for.len() + 20);
+    let mut start = 0;
+    let mut first = true;
+    for end in memchr::memchr_iter(b'\n', raw) {
+        let line = &raw[start..=end];
+        start = end + 1;
+        if first {
+            first = false;
+        } else if line == b"\r\n" || line == b"\n" {
+            out.extend_from_slice(super::super::forwarded::X_FORWARDED_FOR.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(forwarded_for);
+            out.extend_from_slice(b"\r\n");
+        } else if is_forwarded_for(line) {
+            continue;
+        }
+        out.extend_from_slice(line);
+    }
+}
+
+fn is_forwarded_for(line: &[u8]) -> bool {
+    let name = super::super::forwarded::X_FORWARDED_FOR.as_bytes();
+    line.len() > name.len()
+        && line[..name.len()].eq_ignore_ascii_case(name)
+        && line[name.len()] == b':'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Option<Head> {
+        Head::parse(text.as_bytes())
+    }
+
+    #[test]
+    fn a_bits_packet_is_taken_with_its_length_and_header_spelling() {
+        let head = parse(
+            "BITS_POST /up/f.bin HTTP/1.1\r\nHost: farm\r\nBITS-Packet-Type: Fragment\r\n\
+             Content-Length: 10\r\nConnection: Keep-Alive\r\n\r\n",
+        )
+        .expect("taken");
+        assert_eq!(head.body_len, 10);
+        assert!(!head.close);
+        assert_eq!(head.request.uri.path(), "/up/f.bin");
+        assert_eq!(
+            head.request
+                .headers
+                .get("bits-packet-type")
+                .map(|v| v.as_bytes()),
+            Some(&b"Fragment"[..])
+        );
+    }
+
+    #[test]
+    fn the_backend_gets_the_client_bytes_with_one_x_forwarded_for() {
+        let raw = b"BITS_POST /up HTTP/1.1\r\nHost: farm\r\nx-forwarded-for: 203.0.113.9\r\n\
+                    BITS-Packet-Type: Ping\r\nX-Forwarded-For: 198.51.100.1\r\n\r\n";
+        let mut out = BytesMut::new();
+        upstream_head(raw, Some(b"203.0.113.9, 198.51.100.1, 127.0.0.1"), &mut out);
+        assert_eq!(
+            &out[..],
+            &b"BITS_POST /up HTTP/1.1\r\nHost: farm\r\nBITS-Packet-Type: Ping\r\n\
+               X-Forwarded-For: 203.0.113.9, 198.51.100.1, 127.0.0.1\r\n\r\n"[..]
+        );
+        let mut same = BytesMut::new();
+        upstream_head(raw, None, &mut same);
+        assert_eq!(&same[..], &raw[..]);
+    }
+
+    #[test]
+    fn anything_that_is_not_a_plain_bits_packet_goes_to_the_general_path() {
+        for text in [
+            "POST /up HTTP/1.1\r\nX-Http-Method-Override: BITS_POST\r\n\r\n",
+            "GET /up HTTP/1.1\r\n\r\n",
+            "BITS_POST /up HTTP/1.0\r\n\r\n",
+            "BITS_POST http://farm/up HTTP/1.1\r\n\r\n",
+            "BITS_POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "BITS_POST /up HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "BITS_POST /up HTTP/1.1\r\nContent-Length: ten\r\n\r\n",
+            "BITS_POST /up HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            "BITS_POST /up HTTP/1.1\r\nAuthorization: NTLM TlRMTVNTUAABAAAA\r\n\r\n",
+            "BITS_POST /up HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n",
+        ] {
+            assert!(parse(text).is_none(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn connection_close_is_noted() {
+        let head = parse("BITS_POST /up HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n")
+            .expect("taken");
+        assert!(head.close);
+        assert_eq!(head.body_len, 0);
+    }
+}

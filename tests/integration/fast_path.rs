@@ -1,0 +1,112 @@
+//! The fast path answers as Pingora's proxy does: the same packets, sent through a
+//! bitsgate with `[listener] fast_path` on and through one with it off, get the same
+//! answers, and the first served them on the fast path
+//! (`bitsgate_fast_path_requests_total`).
+
+use crate::cluster::{sample, Cluster};
+use bits_proto::PacketType;
+use bits_testkit::client::raw::{RawRequest, RawResponse};
+
+const PATH: &str = "/uploads/paths.bin";
+
+/// What must be alike: the status, the BITS headers and the framing of an answer
+/// (not the session id's value, which the backend makes up, nor the date).
+fn what_matters(response: &RawResponse) -> String {
+    let mut out = format!("{}", response.status);
+    for name in [
+        "BITS-Packet-Type",
+        "BITS-Error-Code",
+        "BITS-Error-Context",
+        "BITS-Received-Content-Range",
+        "BITS-Protocol",
+        "BITS-Host-Id",
+        "Connection",
+        "Content-Length",
+        "Transfer-Encoding",
+    ] {
+        out.push_str(&format!(" {name}={:?}", response.header(name)));
+    }
+    let echoed = response.header("BITS-Session-Id").is_some();
+    out.push_str(&format!(
+        " session-id={echoed} body={}",
+        response.body.len()
+    ));
+    out
+}
+
+/// A whole upload, the usual refusals and every malformed packet of `malformed.rs`,
+/// through `cluster`: (what was sent, what mattered in the answer).
+async fn script(cluster: &Cluster) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    let send = |label: String, request: RawRequest| {
+        let cluster = &*cluster;
+        async move {
+            let response = cluster.send(&request).await;
+            (label, what_matters(&response), response)
+        }
+    };
+    let (label, answer, _) = send("ping".into(), RawRequest::bits(PacketType::Ping, PATH)).await;
+    seen.push((label, answer));
+    let create = RawRequest::bits(PacketType::CreateSession, PATH)
+        .header("BITS-Supported-Protocols", bits_proto::BITS_1_5_PROTOCOL);
+    let (label, answer, created) = send("create".into(), create).await;
+    seen.push((label, answer));
+    let session = created.ack().session_id.expect("a session id").to_string();
+    for (first, data) in [(0u64, &b"abcd"[..]), (4, &b"efgh"[..])] {
+        let fragment = RawRequest::fragment(PATH, &session, first, data.to_vec().into(), 8);
+        let (label, answer, _) = send(format!("fragment at {first}"), fragment).await;
+        seen.push((label, answer));
+    }
+    let close =
+        RawRequest::bits(PacketType::CloseSession, PATH).header("BITS-Session-Id", &session);
+    let (label, answer, _) = send("close".into(), close).await;
+    seen.push((label, answer));
+    let after_close = RawRequest::fragment(PATH, &session, 0, b"abcd".to_vec().into(), 8);
+    let (label, answer, _) = send("fragment after close".into(), after_close).await;
+    seen.push((label, answer));
+    let closing = RawRequest::bits(PacketType::Ping, PATH).header("Connection", "close");
+    let (label, answer, _) = send("ping asking to close".into(), closing).await;
+    seen.push((label, answer));
+    let forwarded =
+        RawRequest::bits(PacketType::Ping, PATH).header("X-Forwarded-For", "203.0.113.9");
+    let (label, answer, _) = send("ping with X-Forwarded-For".into(), forwarded).await;
+    seen.push((label, answer));
+    for (name, request, _) in crate::malformed::cases() {
+        let (label, answer, _) = send(name.into(), request).await;
+        seen.push((label, answer));
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_http_paths_answer_every_packet_alike() {
+    let fast = Cluster::new().backends(1).start().await;
+    let pingora = Cluster::new()
+        .backends(1)
+        .listener_config("fast_path = false")
+        .start()
+        .await;
+    let on_fast = script(&fast).await;
+    let on_pingora = script(&pingora).await;
+    assert_eq!(on_fast.len(), on_pingora.len());
+    for ((label, fast_answer), (_, pingora_answer)) in on_fast.iter().zip(&on_pingora) {
+        assert_eq!(fast_answer, pingora_answer, "{label}");
+    }
+    // Every packet took the fast path but the one framed by Transfer-Encoding.
+    let framed_otherwise = crate::malformed::cases()
+        .iter()
+        .filter(|(_, request, _)| {
+            String::from_utf8_lossy(&request.encode("x"))
+                .to_ascii_lowercase()
+                .contains("\r\ntransfer-encoding:")
+        })
+        .count();
+    assert_eq!(framed_otherwise, 1);
+    let sent = on_fast.len() as f64;
+    let served = |metrics: &str| sample(metrics, "bitsgate_fast_path_requests_total");
+    assert_eq!(
+        served(&fast.metrics().await),
+        Some(sent - framed_otherwise as f64)
+    );
+    assert_eq!(served(&pingora.metrics().await), Some(0.0));
+}
