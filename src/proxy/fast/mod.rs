@@ -225,7 +225,7 @@ impl FastPath {
         let listener = &generation.config.listener;
         let left = request.body_left();
         let mut keepalive = request.keepalive && left <= super::linger::KEEPALIVE_DRAIN_MAX_BYTES;
-        let Ok(head) = response::client_head(&mut header, keepalive) else {
+        let Ok(head) = response::head_of(&mut header, keepalive) else {
             return false;
         };
         request.written = Some(header);
@@ -322,7 +322,14 @@ impl FastPath {
         .await?;
         request.edge.announce(Phase::Request);
         let deadline = tokio::time::Instant::now() + upstream_config.read_timeout;
-        let mut answer = response::read_head(&mut upstream, deadline).await?;
+        // An Ack to any packet but Create-Session reaches the client as the backend
+        // wrote it, bar the headers bitsgate sets (see `response::client_head`).
+        let as_sent = request
+            .ctx
+            .packet
+            .as_ref()
+            .is_some_and(|p| p.kind != bits_proto::PacketType::CreateSession);
+        let mut answer = response::read_head(&mut upstream, deadline, as_sent).await?;
         let close_client = self
             .proxy
             .on_final_response(&request.header, &mut answer.header, &mut request.ctx)
@@ -336,7 +343,7 @@ impl FastPath {
         }
         let keep_client =
             request.keepalive && !close_client && answer.framing != Framing::UntilClose;
-        let mut head = response::client_head(&mut answer.header, keep_client)?;
+        let mut head = response::client_head(&mut answer, keep_client)?;
         let framing = answer.framing;
         let mut rest = answer.rest;
         let whole_body_here = match framing {

@@ -30,6 +30,9 @@ pub enum Framing {
 /// A final answer's head.
 pub struct Answer {
     pub header: ResponseHeader,
+    /// The head as the backend sent it, when it is relayed as sent (see
+    /// [`client_head`]); `header` then keeps no spelling of the names.
+    pub raw: Option<BytesMut>,
     pub framing: Framing,
     /// Bytes read past the head: the start of the body.
     pub rest: BytesMut,
@@ -58,8 +61,13 @@ async fn read_upstream(
 }
 
 /// Reads the final answer's head (informational answers are skipped, as Pingora
-/// does for a client that did not ask for them), by `deadline`.
-pub async fn read_head(upstream: &mut TcpStream, deadline: Instant) -> Result<Answer> {
+/// does for a client that did not ask for them), by `deadline`. With `as_sent`, the
+/// client gets the backend's own bytes (see [`client_head`]).
+pub async fn read_head(
+    upstream: &mut TcpStream,
+    deadline: Instant,
+    as_sent: bool,
+) -> Result<Answer> {
     let mut buf = BytesMut::with_capacity(1024);
     loop {
         if buf.capacity() - buf.len() < 256 {
@@ -72,7 +80,7 @@ pub async fn read_head(upstream: &mut TcpStream, deadline: Instant) -> Result<An
             ));
         }
         loop {
-            match parse(&buf)? {
+            match parse(&buf, !as_sent)? {
                 None if buf.len() > MAX_HEAD => {
                     return Err(upstream_error(
                         ErrorType::InvalidHTTPHeader,
@@ -91,7 +99,9 @@ pub async fn read_head(upstream: &mut TcpStream, deadline: Instant) -> Result<An
                 }
                 Some((len, header)) => {
                     let rest = buf.split_off(len);
-                    return Ok(finish(header, rest));
+                    let mut answer = finish(header, rest);
+                    answer.raw = as_sent.then_some(buf);
+                    return Ok(answer);
                 }
             }
         }
@@ -101,11 +111,12 @@ pub async fn read_head(upstream: &mut TcpStream, deadline: Instant) -> Result<An
 /// The answer whose head starts `buf`, if the head is complete there (the bytes
 /// after it are its `rest`).
 pub fn parse_answer(buf: &[u8]) -> Result<Option<Answer>> {
-    Ok(parse(buf)?.map(|(len, header)| finish(header, BytesMut::from(&buf[len..]))))
+    Ok(parse(buf, true)?.map(|(len, header)| finish(header, BytesMut::from(&buf[len..]))))
 }
 
-/// The head at the start of `buf` and its length, if it is complete.
-fn parse(buf: &[u8]) -> Result<Option<(usize, ResponseHeader)>> {
+/// The head at the start of `buf` and its length, if it is complete; with
+/// `keep_case`, the header keeps the names' spelling for writing it again.
+fn parse(buf: &[u8], keep_case: bool) -> Result<Option<(usize, ResponseHeader)>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut headers);
     let len = match parsed.parse(buf) {
@@ -120,17 +131,38 @@ fn parse(buf: &[u8]) -> Result<Option<(usize, ResponseHeader)>> {
     };
     let bad = |_| upstream_error(ErrorType::InvalidHTTPHeader, "invalid answer head");
     let code = parsed.code.unwrap_or(0);
-    let mut header = ResponseHeader::build(code, Some(parsed.headers.len())).map_err(bad)?;
-    header.set_version(match parsed.version {
+    let version = match parsed.version {
         Some(0) => http::Version::HTTP_10,
         _ => http::Version::HTTP_11,
-    });
-    header.set_reason_phrase(parsed.reason).map_err(bad)?;
-    for h in parsed.headers.iter() {
+    };
+    let header = if keep_case {
+        let mut header = ResponseHeader::build(code, Some(parsed.headers.len())).map_err(bad)?;
+        header.set_version(version);
+        header.set_reason_phrase(parsed.reason).map_err(bad)?;
+        for h in parsed.headers.iter() {
+            header
+                .append_header(h.name.to_owned(), h.value)
+                .map_err(bad)?;
+        }
         header
-            .append_header(h.name.to_owned(), h.value)
-            .map_err(bad)?;
-    }
+    } else {
+        // Only read by the decisions: a header map, no spelling kept.
+        let (mut parts, ()) = http::Response::new(()).into_parts();
+        parts.status = http::StatusCode::from_u16(code)
+            .map_err(|_| upstream_error(ErrorType::InvalidHTTPHeader, "invalid answer status"))?;
+        parts.version = version;
+        parts.headers.reserve(parsed.headers.len());
+        for h in parsed.headers.iter() {
+            let name = http::HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
+                upstream_error(ErrorType::InvalidHTTPHeader, "invalid answer header")
+            })?;
+            let value = http::HeaderValue::from_bytes(h.value).map_err(|_| {
+                upstream_error(ErrorType::InvalidHTTPHeader, "invalid answer header")
+            })?;
+            parts.headers.append(name, value);
+        }
+        ResponseHeader::from(parts)
+    };
     Ok(Some((len, header)))
 }
 
@@ -177,14 +209,70 @@ fn finish(header: ResponseHeader, rest: BytesMut) -> Answer {
     Answer {
         keepalive: keepalive && framing != Framing::UntilClose,
         header,
+        raw: None,
         framing,
         rest,
     }
 }
 
-/// The answer's head as the client gets it: with `Date` and `Connection` set, as
-/// Pingora's HTTP/1 server writes every answer.
-pub fn client_head(header: &mut ResponseHeader, keepalive: bool) -> Result<BytesMut> {
+/// Headers bitsgate writes or may rewrite in an answer relayed as sent: `Date` and
+/// `Connection` (as Pingora's HTTP/1 server sets them on every answer) and
+/// `BITS-Reply-URL` (see `reply::relay_reply_url`); nothing else of an Ack to any
+/// packet but Create-Session is changed on the way.
+const REWRITTEN: [&str; 3] = ["date", "connection", "bits-reply-url"];
+
+/// The answer's head as the client gets it, with `Date` and `Connection` set as
+/// Pingora's HTTP/1 server writes every answer: the backend's own bytes when the
+/// answer has them (`raw`), with the headers bitsgate writes taken from `header`;
+/// else `header` written out.
+pub fn client_head(answer: &mut Answer, keepalive: bool) -> Result<BytesMut> {
+    let Some(raw) = &answer.raw else {
+        return head_of(&mut answer.header, keepalive);
+    };
+    let connection = if keepalive { "keep-alive" } else { "close" };
+    let mut buf = BytesMut::with_capacity(raw.len() + 64);
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', raw) {
+        let line = &raw[start..=end];
+        let first = start == 0;
+        start = end + 1;
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        if !first && rewritten(line) {
+            continue;
+        }
+        buf.extend_from_slice(line);
+    }
+    if let Some(url) = answer.header.headers.get(bits_proto::headers::REPLY_URL) {
+        put_header(&mut buf, bits_proto::headers::REPLY_URL, url.as_bytes());
+    }
+    let date = pingora::protocols::http::date::get_cached_date();
+    put_header(&mut buf, "Date", date.as_bytes());
+    put_header(&mut buf, "Connection", connection.as_bytes());
+    buf.put_slice(b"\r\n");
+    Ok(buf)
+}
+
+fn rewritten(line: &[u8]) -> bool {
+    let Some(colon) = memchr::memchr(b':', line) else {
+        return false;
+    };
+    let name = &line[..colon];
+    REWRITTEN
+        .iter()
+        .any(|r| name.eq_ignore_ascii_case(r.as_bytes()))
+}
+
+fn put_header(buf: &mut BytesMut, name: &str, value: &[u8]) {
+    buf.put_slice(name.as_bytes());
+    buf.put_slice(b": ");
+    buf.put_slice(value);
+    buf.put_slice(b"\r\n");
+}
+
+/// `header` as the client gets it, with `Date` and `Connection` set.
+pub fn head_of(header: &mut ResponseHeader, keepalive: bool) -> Result<BytesMut> {
     header.insert_header(
         http::header::DATE,
         pingora::protocols::http::date::get_cached_date(),
@@ -193,6 +281,11 @@ pub fn client_head(header: &mut ResponseHeader, keepalive: bool) -> Result<Bytes
         http::header::CONNECTION,
         if keepalive { "keep-alive" } else { "close" },
     )?;
+    Ok(written(header))
+}
+
+/// `header` written out as an HTTP/1 answer head.
+fn written(header: &ResponseHeader) -> BytesMut {
     let mut buf = BytesMut::with_capacity(256);
     buf.put_slice(match header.version {
         http::Version::HTTP_10 => b"HTTP/1.0 ",
@@ -206,7 +299,7 @@ pub fn client_head(header: &mut ResponseHeader, keepalive: bool) -> Result<Bytes
     buf.put_slice(b"\r\n");
     header.header_to_h1_wire(&mut buf);
     buf.put_slice(b"\r\n");
-    Ok(buf)
+    buf
 }
 
 /// How a body relay ended.
@@ -425,9 +518,39 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_relayed_as_sent_keeps_its_bytes_but_the_headers_bitsgate_sets() {
+        let raw = b"HTTP/1.1 200 OK\r\nbits-packet-type: Ack\r\nDate: then\r\n\
+                    BITS-Reply-URL: http://node1:8081/r/1\r\nconnection: close\r\n\
+                    Content-Length: 0\r\n\r\n";
+        let (len, header) = parse(raw, false).expect("valid").expect("complete");
+        let mut answer = finish(header, BytesMut::new());
+        answer.raw = Some(BytesMut::from(&raw[..len]));
+        answer
+            .header
+            .insert_header(bits_proto::headers::REPLY_URL, "http://farm/r/1")
+            .expect("header");
+        let head = client_head(&mut answer, true).expect("head");
+        let text = std::str::from_utf8(&head).expect("text");
+        assert!(
+            text.starts_with("HTTP/1.1 200 OK\r\nbits-packet-type: Ack\r\nContent-Length: 0\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\r\nBITS-Reply-URL: http://farm/r/1\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nConnection: keep-alive\r\n"), "{text}");
+        assert!(!text.contains("then") && !text.contains("node1"), "{text}");
+        assert_eq!(text.matches("Date: ").count(), 1, "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
+    }
+
+    #[test]
     fn framing_follows_the_answer_head() {
         let answer = |text: &str| {
-            let (len, header) = parse(text.as_bytes()).expect("valid").expect("complete");
+            let (len, header) = parse(text.as_bytes(), true)
+                .expect("valid")
+                .expect("complete");
             assert_eq!(len, text.len());
             finish(header, BytesMut::new())
         };
