@@ -12,6 +12,8 @@
 #   CG_TOP             how many functions to list (default 25)
 #   CG_BITSGATE        the bitsgate binary to measure (default: the release build),
 #                      e.g. an older build kept for a before/after comparison
+#   CG_FAST_PATH       false: `[listener] fast_path = false`, every Ping through
+#                      Pingora's proxy (default: the configuration's default, true)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 pings=${1:-3000}
@@ -42,6 +44,9 @@ RUST_LOG=warn "$bin/bits-server" --listen "$backend" --root "$work/root" >"$work
 pids+=($!)
 proxy=127.0.0.1:$(free_port)
 bench_config "$work/bitsgate.toml" "$proxy" "127.0.0.1:$(free_port)" memory "$work/data" 1 "b1=$backend"
+if [ -n "${CG_FAST_PATH:-}" ]; then
+  sed -i "s/^\[listener\]\$/[listener]\nfast_path = $CG_FAST_PATH/" "$work/bitsgate.toml"
+fi
 BITSGATE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
   "${CG_BITSGATE:-$bin/bitsgate}" run --config "$work/bitsgate.toml" >"$work/bitsgate.log" 2>&1 &
 pids+=($!); cg_pid=$!
@@ -55,7 +60,7 @@ callgrind_control -d "$cg_pid" >/dev/null 2>&1
 dump=$(find "$work" -name "cg.out.*" | head -n 1)
 
 total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1; exit}')
-echo "== commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src crates || echo ' (+ local changes)'), $pings Pings"
+echo "== commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src crates || echo ' (+ local changes)'), $pings Pings, fast_path ${CG_FAST_PATH:-default}"
 echo "instructions: $total total, $(( total / pings )) per Ping"
 # The function lines, without the thread and runtime frames every cost sits under.
 listing() { sed -n '/file:function/,$p' | grep -E '^ *[0-9,]+ ' | grep -vE '\((100\.0|99\.[0-9]+)%\)' | head -n "$top"; }

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Summarise the runs recorded by measure.py: medians per target, and the
-bitsgate/HAProxy, bitsgate/direct and bitsgate-1m/bitsgate (10^6 pins restored vs an
-empty table) ratios, paired within each round, with their median and spread (min-max
+bitsgate/HAProxy, bitsgate/direct, bitsgate-1m/bitsgate (10^6 pins restored vs an
+empty table), bitsgate/bitsgate-pingora (fast path vs Pingora's proxy) and
+bitsgate-pingora/HAProxy ratios, paired within each round, with their median and spread (min-max
 over the rounds).
 
 Usage: report.py [--threads N] RESULTS.jsonl
@@ -38,6 +39,9 @@ METRICS = [
      lambda r: r["report"]["uploads_ok"] / r["report"]["elapsed_s"], True),
     ("upload8m", "p99 us", lambda r: r["report"]["latency_us"]["p99"], False),
     ("upload8m", "proxy CPU us/req", lambda r: cpu_per_req(r, "proxy_cpu_s"), False),
+    ("tiny", "requests/s", lambda r: r["report"]["requests_per_s"], True),
+    ("tiny", "p99 us", lambda r: r["report"]["latency_us"]["p99"], False),
+    ("tiny", "proxy CPU us/req", lambda r: cpu_per_req(r, "proxy_cpu_s"), False),
 ]
 
 
@@ -60,6 +64,8 @@ RATIOS = [
     ("bitsgate/haproxy", "bitsgate", "haproxy"),
     ("bitsgate/direct", "bitsgate", "direct"),
     ("bitsgate-1m/bitsgate", "bitsgate-1m", "bitsgate"),
+    ("bitsgate/bitsgate-pingora", "bitsgate", "bitsgate-pingora"),
+    ("bitsgate-pingora/haproxy", "bitsgate-pingora", "haproxy"),
 ]
 # The 10^6-pin target: requests/s within 5 % of the empty table's.
 PINNED_TOLERANCE = 0.05
@@ -78,7 +84,7 @@ def main():
             failed.append(r)
         if r["report"] is not None:
             by[(r["scenario"], r["round"])][r["target"]] = r
-    targets = [t for t in ("direct", "bitsgate", "bitsgate-1m", "haproxy")
+    targets = [t for t in ("direct", "bitsgate", "bitsgate-pingora", "bitsgate-1m", "haproxy")
                if any(t in v for v in by.values())]
     rounds = sorted({r for (_, r) in by})
     ratio_cols = [(label, num, den) for label, num, den in RATIOS
@@ -146,6 +152,11 @@ def main():
     print(f"targets (bitsgate vs HAProxy, {threads}):")
     print("  Ping requests/s >= 1.0x HAProxy:  " + check(("ping", "requests/s"), True))
     print("  Ping p99 <= HAProxy's:            " + check(("ping", "p99 us"), False))
+    print("  Ping p99.9 <= HAProxy's:          " + check(("ping", "p99.9 us"), False))
+    print("  Ping CPU per request <= HAProxy's: " + check(("ping", "proxy CPU us/req"), False))
+    print("  1 MiB fragments CPU <= HAProxy's: " + check(("frag1m", "proxy CPU us/req"), False))
+    print("  whole 1-byte uploads requests/s >= 1.0x: " + check(("tiny", "requests/s"), True))
+    print("  whole 1-byte uploads CPU <= HAProxy's:  " + check(("tiny", "proxy CPU us/req"), False))
     print("  1 MiB fragments MiB/s >= 1.0x:    " + check(("frag1m", "MiB/s"), True))
     print("  10^6 pins requests/s within 5 % of empty table: " + check_pinned())
     if failed:

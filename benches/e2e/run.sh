@@ -24,6 +24,9 @@
 #   E2E_SCALE_PCT      scale every request/upload count, in percent (default 100)
 #   E2E_PINS           pins written into the data dir of the second bitsgate instance,
 #                      target `bitsgate-1m` (default 1000000; 0 leaves that target out)
+#   E2E_PINGORA        1 (default): also target `bitsgate-pingora`, the same build with
+#                      `[listener] fast_path = false` (every request through Pingora's
+#                      proxy); 0 leaves it out
 #   E2E_PROXY_THREADS  worker threads of each proxy: bitsgate `[server] threads`,
 #                      HAProxy `nbthread` (default 1); a separate configuration, labelled
 #                      as such in the output, not comparable with the 1-thread figures
@@ -109,12 +112,15 @@ backend_list=$(IFS=,; echo "${backend_pids[*]}")
 ms_now() { echo $(( $(date +%s%N) / 1000000 )); }
 rss_mib() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 declare -A target_addr target_pid admin_addr start_ms
-start_bitsgate() { # name data-dir
+start_bitsgate() { # name data-dir [fast_path]
   local name=$1 data=$2 t0
   target_addr[$name]=127.0.0.1:$(free_port)
   admin_addr[$name]=127.0.0.1:$(free_port)
   bench_config "$disk/$name.toml" "${target_addr[$name]}" "${admin_addr[$name]}" durable "$data" \
     "$threads" "b1=${backend_addr[b1]}" "b2=${backend_addr[b2]}"
+  if [ -n "${3:-}" ]; then
+    sed -i "s/^\[listener\]\$/[listener]\nfast_path = $3/" "$disk/$name.toml"
+  fi
   t0=$(ms_now)
   BITSGATE_LOG=warn "${proxy_prio[@]}" taskset -c "$proxy_cpu" "$bin/bitsgate" run \
     --config "$disk/$name.toml" >"$disk/$name.log" 2>&1 &
@@ -134,6 +140,10 @@ PY
 targets=(direct bitsgate)
 target_addr[direct]=${backend_addr[b1]}
 start_bitsgate bitsgate "$disk/bitsgate-data"
+if [ "${E2E_PINGORA:-1}" = 1 ]; then
+  start_bitsgate bitsgate-pingora "$disk/bitsgate-pingora-data" false
+  targets+=(bitsgate-pingora)
+fi
 if [ "$pins" -gt 0 ]; then
   echo "== pre-pin: $bin/examples/prepin --data-dir $disk/bitsgate-1m-data --count $pins --backend b1 --backend b2"
   "$bin/examples/prepin" --data-dir "$disk/bitsgate-1m-data" --count "$pins" --backend b1 --backend b2
@@ -190,8 +200,9 @@ declare -A scen_args=(
   [frag4k]="--uploads $(n 96) --size 2MiB --fragment-size 4KiB --concurrency 32"
   [frag1m]="--uploads $(n 16) --size 64MiB --fragment-size 1MiB --concurrency 4"
   [upload8m]="--uploads $(n 96) --size 8MiB --fragment-size 1MiB --concurrency 8 --new-connection-per-packet"
+  [tiny]="--uploads $(n 10000) --size 1 --fragment-size 1 --concurrency 32"
 )
-scenarios=(ping frag4k frag1m upload8m)
+scenarios=(ping frag4k frag1m upload8m tiny)
 
 # Continues the target under test if it is a paused one, and stops every other paused
 # target. A stopped process keeps its sockets; a connection to it just waits.
@@ -242,7 +253,7 @@ if [ "$perf_on" = 1 ]; then
 fi
 
 echo "== $(date -u '+%H:%M:%S UTC') load average (1/5/15 min): $(cut -d' ' -f1-3 /proc/loadavg)"
-for t in bitsgate bitsgate-1m; do
+for t in bitsgate bitsgate-pingora bitsgate-1m; do
   if [ -n "${target_pid[$t]:-}" ]; then
     echo "== RSS of $t at the end: $(rss_mib "${target_pid[$t]}") MiB"
   fi

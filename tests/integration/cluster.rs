@@ -311,6 +311,11 @@ impl Cluster {
         std::fs::write(&self.config_path, text).expect("config file");
     }
 
+    /// The config file as it is now.
+    pub fn read_config(&self) -> String {
+        std::fs::read_to_string(&self.config_path).expect("config file")
+    }
+
     /// Overwrites the config file with arbitrary text.
     pub fn write_raw_config(&self, text: &str) {
         std::fs::write(&self.config_path, text).expect("config file");

@@ -110,3 +110,45 @@ async fn both_http_paths_answer_every_packet_alike() {
     );
     assert_eq!(served(&pingora.metrics().await), Some(0.0));
 }
+
+/// Rewrites `cluster`'s config with `[listener] fast_path` set, and reloads it.
+async fn reload_with_fast_path(cluster: &Cluster, fast_path: bool) {
+    let text: String = cluster
+        .read_config()
+        .lines()
+        .filter(|line| !line.starts_with("fast_path"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let text = text.replace(
+        "[listener]\n",
+        &format!("[listener]\nfast_path = {fast_path}\n"),
+    );
+    cluster.write_raw_config(&text);
+    let (status, body) = cluster.admin_json("POST", "/config/reload", None).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn served_on_fast_path(cluster: &Cluster) -> Option<f64> {
+    sample(
+        &cluster.metrics().await,
+        "bitsgate_fast_path_requests_total",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_turns_the_fast_path_off_and_on() {
+    let cluster = Cluster::new().backends(1).start().await;
+    let ping = RawRequest::bits(PacketType::Ping, PATH);
+    assert_eq!(cluster.send(&ping).await.status, 200);
+    assert_eq!(served_on_fast_path(&cluster).await, Some(1.0));
+    reload_with_fast_path(&cluster, false).await;
+    assert_eq!(cluster.send(&ping).await.status, 200);
+    assert_eq!(
+        served_on_fast_path(&cluster).await,
+        Some(1.0),
+        "Pingora's proxy served it"
+    );
+    reload_with_fast_path(&cluster, true).await;
+    assert_eq!(cluster.send(&ping).await.status, 200);
+    assert_eq!(served_on_fast_path(&cluster).await, Some(2.0));
+}
