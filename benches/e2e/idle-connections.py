@@ -2,39 +2,95 @@
 """Memory per waiting client connection, bitsgate next to HAProxy (a measurement).
 
 Starts one reference server, bitsgate (release binary, one worker thread,
-`[storage] mode = "memory"`, header and keep-alive timeouts at their 60 s maximum)
-and, when `haproxy` is on the PATH, HAProxy (nbthread 1, benches/e2e/haproxy.cfg.in).
+`[storage] mode = "memory"` unless told otherwise below, header and keep-alive
+timeouts at their 60 s maximum) and, when `haproxy` is on the PATH, HAProxy
+(nbthread 1, benches/e2e/haproxy.cfg.in).
 Then for each proxy and each of two kinds of waiting client:
-  - `silent`: CONNS connections that never send a byte;
+  - `silent`: CONNS connections that never send a byte (with --tls: that completed
+    their TLS handshake and then sent nothing);
   - `kept`: CONNS connections that send one Ping, read its Ack and stay open;
 it records the proxy's RSS before, with all CONNS open (after 2 s to settle), the
 latency of 200 Pings on a fresh connection while they are open (p50, p99), and the
 RSS 3 s and 15 s after all CONNS were closed. RSS per connection = (open - before) / CONNS.
 
-Usage: benches/e2e/idle-connections.py [CONNS ...]   (default: 2000 8000)
+Usage: benches/e2e/idle-connections.py [--pins N] [--store memory|durable] [--tls] [CONNS ...]
+  CONNS         counts of waiting connections (default: 2000 8000)
+  --store       bitsgate's `[storage] mode`: `memory` (the default) or `durable`, with
+                its `data_dir` in the script's temporary directory
+  --pins N      bitsgate starts with N pins in its table: the durable store (implied;
+                `--store memory` is refused) on a data dir that target/release/examples/
+                prepin filled once (owners b1 and b2, two reference servers, as the
+                `bitsgate-1m` target of run.sh). The pins are checked through
+                `bitsgate_pinned_sessions` at every start, and "before" is the RSS once it
+                has settled with the pins loaded (it moved less than 1 MiB in 2 s)
+  --tls         the client listener speaks TLS: a self-signed ECDSA P-256 certificate
+                made with `openssl req` in the temporary directory, bitsgate's
+                `[listener.tls]` and HAProxy's `bind ... ssl crt`; every client
+                connection (waiting ones, the Pings) completes a TLS handshake first
+HAProxy runs next to bitsgate in every configuration (empty stick table; with --tls
+only if it was built with OpenSSL, `haproxy -vv`).
+
 Both this script and the proxies need CONNS + a few descriptors: the script raises
 its soft limit to the hard one and the proxies inherit it.
 Environment: CARGO_TARGET_DIR (default target); build first:
 cargo build --release -p bitsgate -p bits-testkit --bins
+and, for --pins: cargo build --release -p bitsgate --example prepin
 """
 
+import argparse
 import os
 import re
 import resource
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 from benchlib import free_port, rss_kib, wait_port
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release")
-COUNTS = [int(a) for a in sys.argv[1:]] or [2000, 8000]
 PING = (b"BITS_POST /uploads/x HTTP/1.1\r\nHost: bench\r\nBITS-Packet-Type: Ping\r\n"
         b"Content-Length: 0\r\n\r\n")
+
+
+def arguments():
+    parser = argparse.ArgumentParser(
+        description="Memory per waiting client connection, bitsgate next to HAProxy.")
+    parser.add_argument("counts", metavar="CONNS", type=int, nargs="*", default=[2000, 8000],
+                        help="counts of waiting connections (default: 2000 8000)")
+    parser.add_argument("--store", choices=["memory", "durable"], default=None,
+                        help="bitsgate's [storage] mode (default: memory; durable with --pins)")
+    parser.add_argument("--pins", type=int, default=0, metavar="N",
+                        help="start bitsgate with N pins restored from a journal prepin filled")
+    parser.add_argument("--tls", action="store_true",
+                        help="a TLS client listener (self-signed certificate) for both proxies")
+    args = parser.parse_args()
+    if args.pins and args.store == "memory":
+        parser.error("--pins needs the durable store (bitsgate restores pins from its journal)")
+    if args.store is None:
+        args.store = "durable" if args.pins else "memory"
+    return args
+
+
+ARGS = arguments()
+COUNTS = ARGS.counts
+# With --tls: the certificate's files (cert, key, cert + key) and the client side's
+# context, set in main once the certificate exists.
+CERT = None
+CLIENT_TLS = None
+
+
+def client_socket(sock):
+    """`sock` (connected) as the proxy's client uses it: over TLS, after the handshake,
+    with --tls."""
+    if CLIENT_TLS is None:
+        return sock
+    return CLIENT_TLS.wrap_socket(sock, server_hostname="127.0.0.1")
 
 
 def read_ack(sock):
@@ -56,6 +112,7 @@ def read_ack(sock):
 def ping_latencies(port, count=200):
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock = client_socket(sock)
     out = []
     for _ in range(count):
         start = time.perf_counter()
@@ -76,6 +133,7 @@ def open_waiting(port, conns, kind):
         sock = socket.socket()
         sock.bind((f"127.0.{1 + i // 20000}.{1 + (i // 250) % 250}", 0))
         sock.connect(("127.0.0.1", port))
+        sock = client_socket(sock)
         if kind == "kept":
             sock.sendall(PING)
             read_ack(sock)
@@ -103,21 +161,80 @@ def measure(name, pid, port, conns, kind):
           f" Ping p50 {p50:5.0f} us p99 {p99:5.0f} us; opened in {opened:.1f} s", flush=True)
 
 
-def start_bitsgate(work, backend):
+def make_certificate(work):
+    """A self-signed ECDSA P-256 certificate for 127.0.0.1: (cert, key, cert + key)."""
+    cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "7",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    both = os.path.join(work, "cert-and-key.pem")
+    with open(both, "w") as out:
+        for path in (cert, key):
+            with open(path) as f:
+                out.write(f.read())
+    return cert, key, both
+
+
+def pinned_sessions(admin):
+    """bitsgate_pinned_sessions from the admin listener's /metrics."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=30).read().decode()
+    for line in text.splitlines():
+        if line.startswith("bitsgate_pinned_sessions "):
+            return int(float(line.split()[1]))
+    return None
+
+
+def settle(pid, limit=60):
+    """Waits until the RSS of `pid` moved less than 1 MiB in 2 s (at most `limit` s);
+    returns the seconds waited."""
+    started = time.time()
+    last = rss_kib(pid)
+    while time.time() - started < limit:
+        time.sleep(2)
+        now = rss_kib(pid)
+        if abs(now - last) < 1024:
+            break
+        last = now
+    return time.time() - started
+
+
+def start_bitsgate(work, backends):
     proxy, admin = free_port(), free_port()
     config = os.path.join(work, "bitsgate.toml")
+    storage = f'[storage]\nmode = "{ARGS.store}"\n'
+    if ARGS.store == "durable":
+        storage += f'data_dir = "{work}/data"\n'
+    tls = ""
+    if CERT:
+        tls = f'[listener.tls]\ncert_path = "{CERT[0]}"\nkey_path = "{CERT[1]}"\n'
     with open(config, "w") as f:
         f.write(f'[listener]\naddress = "127.0.0.1:{proxy}"\nheader_timeout = "60s"\n'
-                f'keepalive_timeout = "60s"\nmax_connections = {max(COUNTS) + 500}\n[admin]\naddress = "127.0.0.1:{admin}"\n'
-                f'[storage]\nmode = "memory"\n[server]\nthreads = 1\n'
+                f'keepalive_timeout = "60s"\nmax_connections = {max(COUNTS) + 500}\n{tls}'
+                f'[admin]\naddress = "127.0.0.1:{admin}"\n'
+                f'{storage}[server]\nthreads = 1\n'
                 f'upgrade_sock = "{work}/u.sock"\npid_file = "{work}/b.pid"\n'
-                f'[health_check]\nkind = "none"\n'
-                f'[[backends]]\nid = "b1"\naddress = "127.0.0.1:{backend}"\n')
+                f'[health_check]\nkind = "none"\n')
+        for i, backend in enumerate(backends):
+            f.write(f'[[backends]]\nid = "b{i + 1}"\naddress = "127.0.0.1:{backend}"\n')
+    started = time.time()
     gate = subprocess.Popen([os.path.join(BIN, "bitsgate"), "run", "--config", config],
                             stdout=subprocess.DEVNULL,
                             stderr=open(os.path.join(work, "bitsgate.log"), "a"),
                             env=dict(os.environ, BITSGATE_LOG="warn"))
-    wait_port(proxy)
+    wait_port(proxy, "bitsgate", limit=120)
+    if ARGS.pins:
+        listening = time.time() - started
+        peak = rss_kib(gate.pid)
+        pins = pinned_sessions(admin)
+        if pins != ARGS.pins:
+            gate.terminate()
+            sys.exit(f"bitsgate holds {pins} pins after its start, not {ARGS.pins}")
+        waited = settle(gate.pid)
+        print(f"== bitsgate: {pins} pins in the table (bitsgate_pinned_sessions), listening "
+              f"after {listening:.1f} s with RSS {peak / 1024:.1f} MiB, settled at "
+              f"{rss_kib(gate.pid) / 1024:.1f} MiB {waited:.0f} s later", flush=True)
     return gate, proxy
 
 
@@ -128,14 +245,17 @@ def haproxy_maxconn():
     return min(max(COUNTS) + 1000, (hard - 200) // 2)
 
 
-def start_haproxy(work, backend):
+def start_haproxy(work, backends):
     port = free_port()
     with open(os.path.join(os.path.dirname(__file__), "haproxy.cfg.in")) as f:
-        cfg = (f.read().replace("@LISTEN@", f"127.0.0.1:{port}")
-               .replace("@B1@", f"127.0.0.1:{backend}")
-               .replace("@B2@", f"127.0.0.1:{backend}")
-               .replace("@NBTHREAD@", "1")
-               .replace("maxconn 4096", f"maxconn {haproxy_maxconn()}"))
+        cfg = f.read()
+    if CERT:
+        cfg = cfg.replace("bind @LISTEN@", f"bind @LISTEN@ ssl crt {CERT[2]}")
+    cfg = (cfg.replace("@LISTEN@", f"127.0.0.1:{port}")
+           .replace("@B1@", f"127.0.0.1:{backends[0]}")
+           .replace("@B2@", f"127.0.0.1:{backends[-1]}")
+           .replace("@NBTHREAD@", "1")
+           .replace("maxconn 4096", f"maxconn {haproxy_maxconn()}"))
     path = os.path.join(work, "haproxy.cfg")
     with open(path, "w") as f:
         f.write(cfg)
@@ -145,28 +265,56 @@ def start_haproxy(work, backend):
     return proc, port
 
 
+def haproxy_has_openssl():
+    out = subprocess.run(["haproxy", "-vv"], capture_output=True, text=True).stdout
+    return "USE_OPENSSL=1" in out or "Built with OpenSSL" in out
+
+
 def main():
+    global CERT, CLIENT_TLS
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if max(COUNTS) + 200 > hard:
         sys.exit(f"{max(COUNTS)} connections need a descriptor limit above {hard}")
     work = tempfile.mkdtemp(prefix="bitsgate-idle.")
-    server = None
+    servers = []
     try:
-        backend = free_port()
-        os.makedirs(os.path.join(work, "root"))
-        server = subprocess.Popen(
-            [os.path.join(BIN, "bits-server"), "--listen", f"127.0.0.1:{backend}",
-             "--root", os.path.join(work, "root")],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "server.log"), "w"))
-        wait_port(backend)
+        if ARGS.tls:
+            CERT = make_certificate(work)
+            CLIENT_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            CLIENT_TLS.load_verify_locations(CERT[0])
+        if ARGS.pins:
+            prepin = [os.path.join(BIN, "examples", "prepin"), "--data-dir",
+                      os.path.join(work, "data"), "--count", str(ARGS.pins),
+                      "--backend", "b1", "--backend", "b2"]
+            print("== pre-pin: " + " ".join(prepin[:1] + ["--data-dir", "TMP/data"] + prepin[3:]))
+            subprocess.run(prepin, check=True)
+        backends = []
+        for name in ("b1", "b2") if ARGS.pins else ("b1",):
+            port = free_port()
+            os.makedirs(os.path.join(work, "root", name))
+            servers.append(subprocess.Popen(
+                [os.path.join(BIN, "bits-server"), "--listen", f"127.0.0.1:{port}",
+                 "--root", os.path.join(work, "root", name), "--name", name],
+                stdout=subprocess.DEVNULL,
+                stderr=open(os.path.join(work, f"server-{name}.log"), "w")))
+            wait_port(port)
+            backends.append(port)
         starters = [("bitsgate", start_bitsgate)]
-        if shutil.which("haproxy"):
-            starters.append(("haproxy", start_haproxy))
-        else:
+        if not shutil.which("haproxy"):
             print("haproxy is not on the PATH: bitsgate alone")
+        elif ARGS.tls and not haproxy_has_openssl():
+            print("haproxy was built without OpenSSL (haproxy -vv): bitsgate alone")
+        else:
+            starters.append(("haproxy", start_haproxy))
         print(f"== {time.strftime('%F %T', time.gmtime())} UTC, {os.cpu_count()} cores, "
               f"descriptor limit {hard}; a fresh proxy process for every line")
+        print(f"== bitsgate: [storage] mode = \"{ARGS.store}\""
+              + (f", {ARGS.pins} pins restored at every start" if ARGS.pins else "")
+              + ("; client listener over TLS (ECDSA P-256, self-signed), HAProxy "
+                 "`bind ... ssl crt`" if ARGS.tls else "; plain client listener")
+              + f"; load average {' '.join(open('/proc/loadavg').read().split()[:3])}",
+              flush=True)
         for conns in COUNTS:
             for kind in ("silent", "kept"):
                 for name, start in starters:
@@ -174,7 +322,7 @@ def main():
                         print(f"haproxy   {kind:6} {conns:6}  not measured: needs a descriptor "
                               f"limit above {2 * conns + 200}", flush=True)
                         continue
-                    proc, port = start(work, backend)
+                    proc, port = start(work, backends)
                     try:
                         # Warm up: a served request's working set is in the baseline.
                         ping_latencies(port, 50)
@@ -183,7 +331,7 @@ def main():
                         proc.terminate()
                         proc.wait()
     finally:
-        if server:
+        for server in servers:
             server.terminate()
             server.wait()
         shutil.rmtree(work, ignore_errors=True)
