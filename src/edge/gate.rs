@@ -205,20 +205,18 @@ impl<A: HttpServerApp + Send + Sync + 'static> Gate<A> {
             if !self.next_request(&mut edge, until, &mut watch).await {
                 return;
             }
-            if self.shared.generation().config.listener.fast_path {
-                let shutting_down = *shutdown.borrow();
-                // Boxed, as the session below: not part of a waiting connection.
-                match Box::pin(self.fast.serve(edge, shutting_down)).await {
-                    Served::Kept(next, binding) => {
-                        handoff = binding;
-                        edge = next;
-                        edge.between_requests();
-                        until = self.keepalive_until();
-                        continue;
-                    }
-                    Served::Closed => return,
-                    Served::NotMine(back) => edge = back,
+            let shutting_down = *shutdown.borrow();
+            // Boxed, as the session below: not part of a waiting connection.
+            match Box::pin(self.fast.serve(edge, shutting_down)).await {
+                Served::Kept(next, binding) => {
+                    handoff = binding;
+                    edge = next;
+                    edge.between_requests();
+                    until = self.keepalive_until();
+                    continue;
                 }
+                Served::Closed => return,
+                Served::NotMine(back) => edge = back,
             }
             // Boxed: the session and its future exist while the request does, not in
             // every waiting connection's state.

@@ -102,8 +102,9 @@ impl FastPath {
         if !edge.is_plain() || edge.stays_on_general_path() {
             return Served::NotMine(edge);
         }
+        // One load of the configuration for the rule and the request.
         let generation = self.shared.generation();
-        if !farm_takes_fast_path(&generation) {
+        if !generation.config.listener.fast_path || !farm_takes_fast_path(&generation) {
             return Served::NotMine(edge);
         }
         // The request's clock starts with its first bytes, as on Pingora's path.
