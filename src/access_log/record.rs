@@ -6,7 +6,7 @@ use crate::proxy::RequestCtx;
 use crate::session::SessionKey;
 use bits_proto::headers as h;
 use http::HeaderValue;
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -57,18 +57,20 @@ pub struct AccessRecord {
 }
 
 /// A method's name without an allocation for the ones a BITS farm sees.
-fn method_name(method: &http::Method) -> Cow<'static, str> {
+fn method_name(method: &str) -> Cow<'static, str> {
     const KNOWN: [&str; 5] = [h::METHOD_BITS_POST, "GET", "HEAD", "POST", "OPTIONS"];
-    match KNOWN.iter().find(|known| **known == method.as_str()) {
+    match KNOWN.iter().find(|known| **known == method) {
         Some(known) => Cow::Borrowed(known),
-        None => Cow::Owned(method.as_str().to_owned()),
+        None => Cow::Owned(method.to_owned()),
     }
 }
 
 /// What the access log reads of one request and its answer.
 pub struct Exchange<'a> {
-    /// The request as the client sent it.
-    pub request: &'a RequestHeader,
+    /// The request's method, as sent.
+    pub method: &'a str,
+    /// The path of its target.
+    pub path: &'a str,
     /// The answer's header as written to the client, if one was.
     pub response: Option<&'a ResponseHeader>,
     /// The client's address.
@@ -84,7 +86,8 @@ impl AccessRecord {
     pub fn of_request(session: &Session, ctx: &RequestCtx, status: u16) -> AccessRecord {
         AccessRecord::of_exchange(
             Exchange {
-                request: session.req_header(),
+                method: session.req_header().method.as_str(),
+                path: session.req_header().uri.path(),
                 response: session.response_written(),
                 client: crate::edge::client_addr(session),
                 bytes_in: session.body_bytes_read() as u64,
@@ -98,7 +101,8 @@ impl AccessRecord {
     /// The record of one exchange, however it was proxied.
     pub fn of_exchange(exchange: Exchange<'_>, ctx: &RequestCtx, status: u16) -> AccessRecord {
         let Exchange {
-            request,
+            method,
+            path,
             response,
             client,
             bytes_in,
@@ -117,8 +121,8 @@ impl AccessRecord {
         AccessRecord {
             time: SystemTime::now(),
             client,
-            method: method_name(&request.method),
-            path: request.uri.path().into(),
+            method: method_name(method),
+            path: path.into(),
             packet: ctx.packet_label().as_str(),
             session: session_id,
             backend: ctx.chosen.as_ref().map(|c| c.id.clone()),
@@ -407,7 +411,7 @@ mod tests {
         AccessRecord {
             time: SystemTime::UNIX_EPOCH + Duration::from_millis(1_765_000_000_123),
             client: Some("192.0.2.7:50123".parse().unwrap()),
-            method: method_name(&http::Method::from_bytes(b"BITS_POST").unwrap()),
+            method: method_name("BITS_POST"),
             path: "/uploads/a b\"=.bin".into(),
             packet: "fragment",
             session: Some(SessionKey::new("{6f1c2d8e-0000-4000-8000-000000000001}")),

@@ -27,6 +27,7 @@
 
 use super::upstream_socket::SocketMark;
 use crate::backend::BackendSlot;
+use bits_proto::HeaderSource;
 use http::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH, WWW_AUTHENTICATE};
 use http::HeaderMap;
 use pingora::upstreams::peer::HttpPeer;
@@ -123,7 +124,12 @@ impl AuthCtx {
     /// binding there: that backend answers 401 and the client authenticates again on
     /// the same client connection. An unbound one binds when the request carries
     /// NTLM or Negotiate credentials, or when `backend` is known to ask for them.
-    pub fn route_to(&mut self, backend: BackendSlot, request: &HeaderMap, asks_windows_auth: bool) {
+    pub fn route_to<H: HeaderSource + ?Sized>(
+        &mut self,
+        backend: BackendSlot,
+        request: &H,
+        asks_windows_auth: bool,
+    ) {
         let credentials = carries_connection_credentials(request);
         match &mut self.binding {
             Some(binding) if binding.backend == backend => binding.authenticating |= credentials,
@@ -223,11 +229,8 @@ pub fn closes_after(response: &HeaderMap) -> bool {
 }
 
 /// `Authorization: NTLM …` or `Negotiate …`.
-fn carries_connection_credentials(request: &HeaderMap) -> bool {
-    request
-        .get_all(AUTHORIZATION)
-        .iter()
-        .any(|v| names_connection_scheme(v.as_bytes()))
+fn carries_connection_credentials<H: HeaderSource + ?Sized>(request: &H) -> bool {
+    request.values(&AUTHORIZATION).any(names_connection_scheme)
 }
 
 /// Any `WWW-Authenticate` offering NTLM or Negotiate, alone or in a list of offers.

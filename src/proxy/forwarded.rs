@@ -6,11 +6,13 @@
 //! address.
 
 use crate::config::UpstreamConfig;
+use bits_proto::HeaderSource;
 use pingora::http::RequestHeader;
 use std::net::{IpAddr, SocketAddr};
 
 /// The header's name, spelled as IIS logs it.
 pub const X_FORWARDED_FOR: &str = "X-Forwarded-For";
+static X_FORWARDED_FOR_NAME: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 
 /// Sets `X-Forwarded-For` on `request` for a client at `client`.
 pub fn apply(
@@ -27,8 +29,8 @@ pub fn apply(
 
 /// The one `X-Forwarded-For` value a request with `headers` from `client` is sent
 /// with, replacing any it brought; `None` when it is sent as it came.
-pub fn value_for(
-    headers: &http::HeaderMap,
+pub fn value_for<H: HeaderSource + ?Sized>(
+    headers: &H,
     client: Option<SocketAddr>,
     config: &UpstreamConfig,
 ) -> Option<Vec<u8>> {
@@ -37,10 +39,7 @@ pub fn value_for(
     }
     let ip = client?.ip().to_canonical();
     Some(forwarded_value(
-        headers
-            .get_all(X_FORWARDED_FOR)
-            .iter()
-            .map(|v| v.as_bytes()),
+        headers.values(&X_FORWARDED_FOR_NAME),
         ip,
         trusted(config, ip),
     ))

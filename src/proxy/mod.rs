@@ -11,7 +11,9 @@ mod linger;
 mod reply;
 mod service;
 mod upstream_socket;
+mod view;
 
 pub use ctx::RequestCtx;
 pub use fast::{FastPath, Served};
 pub use service::BitsProxy;
+pub use view::RequestView;

@@ -9,24 +9,22 @@
 
 use super::ctx::{Chosen, PacketInfo};
 use super::learn::RequestUrl;
+use super::view::RequestView;
 use crate::backend::Farm;
 use crate::routing::Target;
 use crate::session::UrlRegistry;
 use crate::state::{Generation, Shared};
 use bits_proto::{headers as h, PacketType};
 use http::Method;
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::ResponseHeader;
 
 /// The routing target of a request that is not a BITS packet: a live reply route for
 /// `HEAD` and `GET` (the only methods that look it up), else [`Target::Other`].
-pub fn target_of(shared: &Shared, req: &RequestHeader) -> Target {
-    if req.method != Method::GET && req.method != Method::HEAD {
+pub fn target_of<R: RequestView + ?Sized>(shared: &Shared, req: &R) -> Target {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
         return Target::Other;
     }
-    let Some(path_and_query) = req.uri.path_and_query() else {
-        return Target::Other;
-    };
-    match shared.reply_owner(path_and_query.as_str()) {
+    match shared.reply_owner(req.path_and_query()) {
         Some(owner) => Target::Reply { owner },
         None => Target::Other,
     }

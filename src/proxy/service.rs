@@ -7,6 +7,7 @@ use super::acks::{self, Answer};
 use super::binding::{self, AuthCtx, Binding};
 use super::ctx::{Chosen, LocalReason, PacketInfo, RequestCtx};
 use super::learn::{learn_from_ack, settle_new_pin, RequestUrl};
+use super::view::RequestView;
 use crate::log_gate::LogGate;
 use crate::metrics::EndReason;
 use crate::routing::{route, LocalReply, Route, RouteRequest, Target};
@@ -14,9 +15,9 @@ use crate::session::shared_store::lookup::Lookup;
 use crate::session::{unix_now, SessionKey};
 use crate::state::{Generation, Shared};
 use async_trait::async_trait;
-use bits_proto::{headers as h, Ack, Classified, PacketType};
+use bits_proto::{headers as h, Ack, Classified, HeaderSource, PacketType};
 use bytes::Bytes;
-use http::{Method, Version};
+use http::Method;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
@@ -52,9 +53,9 @@ pub(super) enum Verdict {
 }
 
 impl BitsProxy {
-    pub(super) fn decide(
+    pub(super) fn decide<R: RequestView + ?Sized>(
         &self,
-        req: &RequestHeader,
+        req: &R,
         framing_conflict: bool,
         lookup: Lookup,
         generation: &Generation,
@@ -65,20 +66,19 @@ impl BitsProxy {
         // During an upgrade, an id neither process is known to have created yet; with
         // a shared store, one the store could not rule out.
         let mut unsettled = lookup == Lookup::Unsettled;
-        let packet =
-            match bits_proto::classify(req.method.as_str(), &req.headers, &generation.classify) {
-                Err(reject) => {
-                    let reason = LocalReason::Malformed(reject.reason.label());
-                    return Verdict::Local(Answer::Ack(reject.ack()), reason);
+        let packet = match bits_proto::classify(req.method(), req.headers(), &generation.classify) {
+            Err(reject) => {
+                let reason = LocalReason::Malformed(reject.reason.label());
+                return Verdict::Local(Answer::Ack(reject.ack()), reason);
+            }
+            Ok(Classified::Other) => {
+                if framing_conflict {
+                    return Verdict::Local(Answer::Plain(400), LocalReason::AmbiguousFraming);
                 }
-                Ok(Classified::Other) => {
-                    if framing_conflict {
-                        return Verdict::Local(Answer::Plain(400), LocalReason::AmbiguousFraming);
-                    }
-                    None
-                }
-                Ok(Classified::Bits(packet)) => Some(packet),
-            };
+                None
+            }
+            Ok(Classified::Bits(packet)) => Some(packet),
+        };
         let target = match &packet {
             None => super::reply::target_of(shared, req),
             Some(packet) => {
@@ -91,7 +91,7 @@ impl BitsProxy {
                     via_method_override: packet.via_method_override,
                     client: ctx.client,
                 });
-                if req.version < Version::HTTP_11 {
+                if req.before_http_11() {
                     return Verdict::Local(Answer::Ack(acks::http_1_0()), LocalReason::Http10);
                 }
                 if packet.kind == PacketType::Fragment && content_length > limits.max_fragment_bytes
@@ -133,15 +133,11 @@ impl BitsProxy {
                 }
             }
         };
-        let host = req
-            .headers
-            .get(http::header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| req.uri.host());
+        let host = req.host();
         let request = RouteRequest {
             target,
             host_backend: host.and_then(|host| generation.farm.index_for_host(host)),
-            path: req.uri.path(),
+            path: req.path(),
             tick: match target {
                 Target::SessionPacket { .. } | Target::Reply { .. } => 0,
                 Target::CreateSession => shared.next_tick(true),
@@ -170,7 +166,7 @@ impl BitsProxy {
                 let backend = &generation.farm.backends[index];
                 ctx.auth.route_to(
                     backend.slot,
-                    &req.headers,
+                    req.headers(),
                     backend.status.asks_windows_auth(),
                 );
                 ctx.chosen = Some(Chosen {
@@ -248,7 +244,11 @@ impl BitsProxy {
 
     /// Routes a request again after a failed connect, without the backends tried;
     /// false when none is left (`ctx.local` then says why).
-    pub(super) fn route_again(&self, req: &RequestHeader, ctx: &mut RequestCtx) -> bool {
+    pub(super) fn route_again<R: RequestView + ?Sized>(
+        &self,
+        req: &R,
+        ctx: &mut RequestCtx,
+    ) -> bool {
         let generation = self.generation(ctx);
         match self.decide(req, false, Lookup::Settled, &generation, ctx) {
             Verdict::Forward => true,
@@ -262,9 +262,9 @@ impl BitsProxy {
     /// Learns from the backend's final answer before it is released to the client:
     /// Windows authentication offers, passive health, pins, Reply-URL. Returns
     /// whether the client connection must close after this answer.
-    pub(super) async fn on_final_response(
+    pub(super) async fn on_final_response<R: RequestView + ?Sized>(
         &self,
-        req: &RequestHeader,
+        req: &R,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<bool> {
@@ -294,11 +294,8 @@ impl BitsProxy {
             (&ctx.packet, &ctx.chosen, &ctx.generation)
         {
             let request = RequestUrl {
-                host: req
-                    .headers
-                    .get(http::header::HOST)
-                    .and_then(|v| v.to_str().ok()),
-                path: req.uri.path(),
+                host: req.headers().first_str(&http::header::HOST),
+                path: req.path(),
             };
             let new_pin = learn_from_ack(
                 &self.shared,

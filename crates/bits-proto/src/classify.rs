@@ -5,13 +5,13 @@
 
 use crate::ack::Ack;
 use crate::error_code::{ErrorCode, ErrorContext};
+use crate::header_source::HeaderSource;
 use crate::headers::{self as h, trim_ows};
 use crate::packet::PacketType;
 use crate::protocols::SupportedProtocols;
 use crate::range::{parse_decimal, ContentRange, RangeError};
 use crate::session_id::{SessionId, SessionIdError};
-use http::header::{self, GetAll, HeaderValue};
-use http::HeaderMap;
+use http::header;
 
 /// What [`classify`] may accept beyond the strict protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,9 +157,9 @@ impl Reject {
 
 /// Sorts one request. `Ok(Classified::Other)` for anything that is not a BITS packet;
 /// `Err` for a BITS packet the spec says to refuse.
-pub fn classify<'a>(
+pub fn classify<'a, H: HeaderSource + ?Sized>(
     method: &str,
-    headers: &'a HeaderMap,
+    headers: &'a H,
     options: &ClassifyOptions,
 ) -> Result<Classified<'a>, Reject> {
     let via_method_override = if method == h::METHOD_BITS_POST {
@@ -167,8 +167,8 @@ pub fn classify<'a>(
     } else if options.allow_method_override
         && method.eq_ignore_ascii_case("POST")
         && headers
-            .get(&h::names::METHOD_OVERRIDE)
-            .is_some_and(|v| trim_ows(v.as_bytes()) == h::METHOD_BITS_POST.as_bytes())
+            .first(&h::names::METHOD_OVERRIDE)
+            .is_some_and(|v| trim_ows(v) == h::METHOD_BITS_POST.as_bytes())
     {
         true
     } else {
@@ -177,12 +177,12 @@ pub fn classify<'a>(
 
     // Read the session id first so every refusal can echo it when it is valid.
     let session_raw = single_value(
-        headers.get_all(&h::names::SESSION_ID),
+        headers.values(&h::names::SESSION_ID),
         h::SESSION_ID,
         same_bytes,
     );
     let session_id = match session_raw {
-        Ok(Some(raw)) => Some(SessionId::validate(raw.as_bytes())),
+        Ok(Some(raw)) => Some(SessionId::validate(raw)),
         Ok(None) => None,
         Err(_) => None,
     };
@@ -202,13 +202,13 @@ pub fn classify<'a>(
     }
 
     let kind = match single_value(
-        headers.get_all(&h::names::PACKET_TYPE),
+        headers.values(&h::names::PACKET_TYPE),
         h::PACKET_TYPE,
         same_ignoring_case,
     ) {
         Err(reason) => return reject(reason),
         Ok(None) => return reject(RejectReason::MissingPacketType),
-        Ok(Some(value)) => match PacketType::parse(value.as_bytes()) {
+        Ok(Some(value)) => match PacketType::parse(value) {
             Ok(PacketType::Ack) | Err(_) => return reject(RejectReason::UnknownPacketType),
             Ok(kind) => kind,
         },
@@ -229,18 +229,18 @@ pub fn classify<'a>(
         None
     };
 
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if headers.has(&header::TRANSFER_ENCODING) {
         return reject(RejectReason::TransferEncoding);
     }
 
     let content_length = match single_value(
-        headers.get_all(header::CONTENT_LENGTH),
+        headers.values(&header::CONTENT_LENGTH),
         h::CONTENT_LENGTH,
         same_bytes,
     ) {
         Err(reason) => return reject(reason),
         Ok(None) => None,
-        Ok(Some(value)) => match parse_decimal(value.as_bytes()) {
+        Ok(Some(value)) => match parse_decimal(value) {
             Ok(length) => Some(length),
             Err(_) => return reject(RejectReason::InvalidContentLength),
         },
@@ -248,13 +248,13 @@ pub fn classify<'a>(
 
     let range = if kind == PacketType::Fragment {
         let range = match single_value(
-            headers.get_all(header::CONTENT_RANGE),
+            headers.values(&header::CONTENT_RANGE),
             h::CONTENT_RANGE,
             same_bytes,
         ) {
             Err(reason) => return reject(reason),
             Ok(None) => return reject(RejectReason::MissingContentRange),
-            Ok(Some(value)) => match ContentRange::parse(value.as_bytes()) {
+            Ok(Some(value)) => match ContentRange::parse(value) {
                 Ok(range) => range,
                 Err(e) => return reject(RejectReason::InvalidContentRange(e)),
             },
@@ -272,8 +272,7 @@ pub fn classify<'a>(
 
     let supported_protocols = if kind == PacketType::CreateSession {
         headers
-            .get(&h::names::SUPPORTED_PROTOCOLS)
-            .and_then(|v| v.to_str().ok())
+            .first_str(&h::names::SUPPORTED_PROTOCOLS)
             .map(SupportedProtocols)
     } else {
         None
@@ -293,23 +292,22 @@ pub fn classify<'a>(
 /// protocol's 4 KB bound is about its own headers: an `Authorization: Negotiate` token
 /// of a user in many groups is often longer, and the whole header block is bounded by
 /// the HTTP layer, not here.
-fn protocol_header_too_long(headers: &HeaderMap, max: usize) -> bool {
+fn protocol_header_too_long<H: HeaderSource + ?Sized>(headers: &H, max: usize) -> bool {
     headers
-        .iter()
-        .any(|(name, value)| value.len() > max && h::is_protocol_header(name.as_str()))
+        .entries()
+        .any(|(name, value)| value.len() > max && h::is_protocol_header(name))
 }
 
 /// The one value of a header that may appear more than once only with equal values.
 fn single_value<'a>(
-    values: GetAll<'a, HeaderValue>,
+    mut values: impl Iterator<Item = &'a [u8]>,
     name: &'static str,
     same: fn(&[u8], &[u8]) -> bool,
-) -> Result<Option<&'a HeaderValue>, RejectReason> {
-    let mut iter = values.iter();
-    let Some(first) = iter.next() else {
+) -> Result<Option<&'a [u8]>, RejectReason> {
+    let Some(first) = values.next() else {
         return Ok(None);
     };
-    if iter.all(|other| same(first.as_bytes(), other.as_bytes())) {
+    if values.all(|other| same(first, other)) {
         Ok(Some(first))
     } else {
         Err(RejectReason::ConflictingHeaders(name))

@@ -67,10 +67,12 @@ pub mod names {
 pub const MAX_HEADER_VALUE_BYTES: usize = 4096;
 
 /// Whether a header is one of the protocol's own, whose values
-/// [`MAX_HEADER_VALUE_BYTES`] bounds: `BITS-*` and `Content-*`. `name` is lower case,
-/// as `http::HeaderName::as_str` gives it.
-pub fn is_protocol_header(name: &str) -> bool {
-    name.starts_with("bits-") || name.starts_with("content-")
+/// [`MAX_HEADER_VALUE_BYTES`] bounds: `BITS-*` and `Content-*`, in any case.
+pub fn is_protocol_header(name: &[u8]) -> bool {
+    let starts = |prefix: &str| {
+        name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    };
+    starts("bits-") || starts("content-")
 }
 
 /// Strips HTTP optional white space (space and horizontal tab, RFC 9110 §5.6.3) from
@@ -113,11 +115,13 @@ mod tests {
 
     #[test]
     fn protocol_headers_are_the_bits_and_content_ones() {
-        assert!(is_protocol_header("bits-session-id"));
-        assert!(is_protocol_header("content-name"));
-        assert!(is_protocol_header("content-length"));
-        assert!(!is_protocol_header("authorization"));
-        assert!(!is_protocol_header("x-trace"));
-        assert!(!is_protocol_header("cookie"));
+        assert!(is_protocol_header(b"bits-session-id"));
+        assert!(is_protocol_header(b"content-name"));
+        assert!(is_protocol_header(b"content-length"));
+        assert!(!is_protocol_header(b"authorization"));
+        assert!(!is_protocol_header(b"x-trace"));
+        assert!(!is_protocol_header(b"cookie"));
+        assert!(is_protocol_header(b"BITS-Session-Id"));
+        assert!(is_protocol_header(b"Content-Range"));
     }
 }

@@ -10,6 +10,7 @@
 pub mod ack;
 pub mod classify;
 pub mod error_code;
+pub mod header_source;
 pub mod headers;
 pub mod packet;
 pub mod protocols;
@@ -19,6 +20,7 @@ pub mod session_id;
 pub use ack::{Ack, AckInfo};
 pub use classify::{classify, Classified, ClassifyOptions, Packet, Reject, RejectReason};
 pub use error_code::{ErrorCode, ErrorContext};
+pub use header_source::HeaderSource;
 pub use packet::PacketType;
 pub use protocols::{is_bits_1_5, SupportedProtocols, BITS_1_5_PROTOCOL};
 pub use range::{ContentRange, RangeError};

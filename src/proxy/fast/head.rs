@@ -3,21 +3,55 @@
 //! anything else goes back to the stream for Pingora's proxy.
 
 use crate::edge::EdgeStream;
+use crate::proxy::RequestView;
+use bits_proto::HeaderSource;
 use bytes::BytesMut;
-use pingora::http::RequestHeader;
+use http::HeaderName;
 use tokio::io::AsyncReadExt;
 
 /// Headers a BITS packet may carry on this path; more go to Pingora's proxy.
 const MAX_HEADERS: usize = 64;
 
-/// A head taken by the fast path.
+/// A head taken by the fast path: where its parts lie in the bytes it was parsed
+/// from, which [`Head::view`] reads them in. No part is copied.
 pub struct Head {
-    /// The request, for routing, learning and the upstream request.
-    pub request: RequestHeader,
+    /// The request target (origin form).
+    target: Span,
+    /// Each header's name and value, in order.
+    headers: Vec<[Span; 2]>,
     /// Its body length (`Content-Length`, 0 without one).
     pub body_len: u64,
     /// The client asked to close the connection after this request.
     pub close: bool,
+}
+
+/// A part of the head's bytes.
+#[derive(Clone, Copy)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    /// Where `part`, a slice of `bytes`, lies in them.
+    fn of(bytes: &[u8], part: &[u8]) -> Span {
+        let start = part.as_ptr() as usize - bytes.as_ptr() as usize;
+        Span {
+            start: start as u32,
+            end: (start + part.len()) as u32,
+        }
+    }
+
+    fn of_bytes(self, bytes: &[u8]) -> &[u8] {
+        &bytes[self.start as usize..self.end as usize]
+    }
+}
+
+/// A head as the decisions read it: [`Head`] over the bytes it was parsed from.
+#[derive(Clone, Copy)]
+pub struct HeadView<'a> {
+    bytes: &'a [u8],
+    head: &'a Head,
 }
 
 /// What reading a head found.
@@ -54,7 +88,7 @@ pub async fn read(edge: &mut EdgeStream) -> Read {
         match parsed.parse(&buf) {
             Ok(httparse::Status::Complete(len)) => {
                 // Taken from this one parse: the head is not parsed again.
-                let head = Head::of(&parsed);
+                let head = Head::of(&parsed, &buf);
                 return Read::Complete { buf, len, head };
             }
             Ok(httparse::Status::Partial) => continue,
@@ -72,27 +106,21 @@ impl Head {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Request::new(&mut headers);
         match parsed.parse(bytes).ok()? {
-            httparse::Status::Complete(_) => Head::of(&parsed),
+            httparse::Status::Complete(_) => Head::of(&parsed, bytes),
             httparse::Status::Partial => None,
         }
     }
 
-    /// The head `parsed` describes, when it is one this path takes.
-    fn of(parsed: &httparse::Request<'_, '_>) -> Option<Head> {
+    /// The head `parsed` (from `bytes`) describes, when it is one this path takes.
+    fn of(parsed: &httparse::Request<'_, '_>, bytes: &[u8]) -> Option<Head> {
         if parsed.method? != bits_proto::headers::METHOD_BITS_POST || parsed.version? != 1 {
             return None;
         }
         let path = parsed.path?;
-        if !path.starts_with('/') {
+        if !path.starts_with('/') || !path.bytes().all(is_target_byte) {
             return None;
         }
-        // The decisions read a header map; the backend gets the client's own bytes
-        // (see [`upstream_head`]), so no case-preserving copy of the names is made.
-        let (mut parts, ()) = http::Request::new(()).into_parts();
-        parts.method =
-            http::Method::from_bytes(bits_proto::headers::METHOD_BITS_POST.as_bytes()).ok()?;
-        parts.uri = path.parse().ok()?;
-        parts.headers.reserve(parsed.headers.len());
+        let mut headers = Vec::with_capacity(parsed.headers.len());
         let mut body_len = None;
         let mut close = false;
         for header in parsed.headers.iter() {
@@ -123,17 +151,71 @@ impl Head {
             {
                 return None;
             }
-            parts.headers.append(
-                http::HeaderName::from_bytes(name.as_bytes()).ok()?,
-                http::HeaderValue::from_bytes(header.value).ok()?,
-            );
+            headers.push([
+                Span::of(bytes, name.as_bytes()),
+                Span::of(bytes, header.value),
+            ]);
         }
-        let request = RequestHeader::from(parts);
         Some(Head {
-            request,
+            target: Span::of(bytes, path.as_bytes()),
+            headers,
             body_len: body_len.unwrap_or(0),
             close,
         })
+    }
+
+    /// This head over `bytes`, the bytes it was parsed from.
+    pub fn view<'a>(&'a self, bytes: &'a [u8]) -> HeadView<'a> {
+        HeadView { bytes, head: self }
+    }
+}
+
+/// A byte this path takes in a request target: RFC 3986's path and query
+/// characters. Anything else goes to Pingora's proxy, which judges it.
+fn is_target_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)
+}
+
+impl HeaderSource for HeadView<'_> {
+    fn values<'s>(&'s self, name: &HeaderName) -> impl Iterator<Item = &'s [u8]> {
+        let name = name.as_str().as_bytes();
+        self.head
+            .headers
+            .iter()
+            .filter(move |[n, _]| n.of_bytes(self.bytes).eq_ignore_ascii_case(name))
+            .map(|[_, v]| v.of_bytes(self.bytes))
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.head
+            .headers
+            .iter()
+            .map(|[n, v]| (n.of_bytes(self.bytes), v.of_bytes(self.bytes)))
+    }
+}
+
+impl RequestView for HeadView<'_> {
+    type Headers = Self;
+
+    fn method(&self) -> &str {
+        bits_proto::headers::METHOD_BITS_POST
+    }
+
+    fn before_http_11(&self) -> bool {
+        false
+    }
+
+    fn path_and_query(&self) -> &str {
+        // Checked to be ASCII when the head was taken.
+        std::str::from_utf8(self.head.target.of_bytes(self.bytes)).unwrap_or("/")
+    }
+
+    fn host(&self) -> Option<&str> {
+        self.first_str(&http::header::HOST)
+    }
+
+    fn headers(&self) -> &Self {
+        self
     }
 }
 
@@ -182,19 +264,15 @@ mod tests {
 
     #[test]
     fn a_bits_packet_is_taken_with_its_length_and_header_spelling() {
-        let head = parse(
-            "BITS_POST /up/f.bin HTTP/1.1\r\nHost: farm\r\nBITS-Packet-Type: Fragment\r\n\
-             Content-Length: 10\r\nConnection: Keep-Alive\r\n\r\n",
-        )
-        .expect("taken");
+        let text = "BITS_POST /up/f.bin HTTP/1.1\r\nHost: farm\r\nBITS-Packet-Type: Fragment\r\n\
+                    Content-Length: 10\r\nConnection: Keep-Alive\r\n\r\n";
+        let head = parse(text).expect("taken");
         assert_eq!(head.body_len, 10);
         assert!(!head.close);
-        assert_eq!(head.request.uri.path(), "/up/f.bin");
+        let view = head.view(text.as_bytes());
+        assert_eq!(view.path(), "/up/f.bin");
         assert_eq!(
-            head.request
-                .headers
-                .get("bits-packet-type")
-                .map(|v| v.as_bytes()),
+            view.first(&bits_proto::headers::names::PACKET_TYPE),
             Some(&b"Fragment"[..])
         );
     }
@@ -230,6 +308,45 @@ mod tests {
             "BITS_POST /up HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n",
         ] {
             assert!(parse(text).is_none(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_decisions_read_the_parsed_head_as_they_read_a_header_map() {
+        let options = bits_proto::ClassifyOptions::default();
+        for text in [
+            "BITS_POST /up/f.bin?x=1 HTTP/1.1\r\nHost: farm:8080\r\nbits-packet-type: fragment\r\n\
+             BITS-Session-Id: {A}\r\nContent-Range: bytes 0-9/20\r\nContent-Length: 10\r\n\r\n",
+            "BITS_POST /up HTTP/1.1\r\nBITS-Packet-Type: Close-Session\r\n\
+             BITS-Session-Id: {A}\r\nbits-session-id: {B}\r\n\r\n",
+            "BITS_POST /up HTTP/1.1\r\nBITS-Packet-Type: Create-Session\r\n\
+             BITS-Supported-Protocols: {7df0354d-249b-430f-820d-3d2a9bef4931}\r\n\r\n",
+            "BITS_POST /up HTTP/1.1\r\nBITS-Packet-Type: Fragment\r\nBITS-Session-Id: {A}\r\n\r\n",
+            "BITS_POST /up HTTP/1.1\r\nX-Forwarded-For: 192.0.2.1\r\nBITS-Packet-Type: Ping\r\n\r\n",
+        ] {
+            let head = parse(text).expect("taken");
+            let view = head.view(text.as_bytes());
+            let mut request = pingora::http::RequestHeader::build(
+                bits_proto::headers::METHOD_BITS_POST,
+                view.path_and_query().as_bytes(),
+                None,
+            )
+            .expect("request");
+            for (name, value) in view.entries() {
+                let name = std::str::from_utf8(name).expect("name").to_owned();
+                request.append_header(name, value).expect("header");
+            }
+            assert_eq!(
+                bits_proto::classify(view.method(), &view, &options),
+                bits_proto::classify(request.method(), RequestView::headers(&request), &options),
+                "{text}"
+            );
+            assert_eq!(view.path(), RequestView::path(&request), "{text}");
+            assert_eq!(view.host(), request.headers.first_str(&http::header::HOST));
+            let forwarded = http::HeaderName::from_static("x-forwarded-for");
+            assert!(view
+                .values(&forwarded)
+                .eq(HeaderSource::values(&request.headers, &forwarded)));
         }
     }
 

@@ -7,7 +7,8 @@
 //! Both paths make the same decisions with the same code: routing (`decide`),
 //! failed connects, learning from the Ack, the Ack for a failure, counting and the
 //! access log are [`BitsProxy`]'s. What differs is the HTTP/1 work around them: the
-//! head is parsed once with `httparse` and not copied for the upstream request, the
+//! head is parsed once with `httparse`, read by the decisions where it lies (no header
+//! map) and not copied for the upstream request, the
 //! body is streamed with one buffer, upstream connections wait in a pool of their
 //! own that no task or timer watches, and a timeout's timer exists only while a read
 //! or write waits.
@@ -21,12 +22,13 @@ use super::acks::{self, Answer};
 use super::ctx::RequestCtx;
 use super::service::Verdict;
 use super::BitsProxy;
+use super::RequestView;
 use crate::access_log::{AccessRecord, Exchange};
 use crate::edge::{EdgeStream, Phase};
 use crate::state::{Generation, Shared};
 use bytes::BytesMut;
 use head::{Head, Read};
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::ResponseHeader;
 use pingora::{Error, ErrorType};
 use response::Framing;
 use std::any::Any;
@@ -68,7 +70,8 @@ fn farm_takes_fast_path(generation: &Generation) -> bool {
 /// The state of one request on the fast path.
 struct Request {
     edge: Box<EdgeStream>,
-    header: RequestHeader,
+    /// The head, parsed from `raw_head`.
+    head: Head,
     /// The head as the client sent it, which the backend gets.
     raw_head: BytesMut,
     ctx: RequestCtx,
@@ -116,15 +119,11 @@ impl FastPath {
                 return Served::NotMine(edge);
             }
         };
-        let Some(Head {
-            request,
-            body_len,
-            close,
-        }) = head
-        else {
+        let Some(head) = head else {
             edge.unread(buf.freeze());
             return Served::NotMine(edge);
         };
+        let (body_len, close) = (head.body_len, head.close);
         let early = buf.split_off(len);
         edge.announce(if body_len == 0 {
             Phase::Request
@@ -136,7 +135,7 @@ impl FastPath {
         ctx.client = client.map(|a| a.ip());
         let request = Request {
             edge,
-            header: request,
+            head,
             raw_head: buf,
             ctx,
             client,
@@ -152,10 +151,11 @@ impl FastPath {
     }
 
     async fn proxy_request(&self, mut request: Request, generation: &Generation) -> Served {
-        let lookup = self.shared.look_up_shared(&request.header).await;
-        let verdict =
-            self.proxy
-                .decide(&request.header, false, lookup, generation, &mut request.ctx);
+        let view = request.head.view(&request.raw_head);
+        let lookup = self.shared.look_up_shared(&view).await;
+        let verdict = self
+            .proxy
+            .decide(&view, false, lookup, generation, &mut request.ctx);
         let kept = match verdict {
             Verdict::Local(answer, reason) => {
                 match acks::local_header(&mut request.ctx, &self.shared.metrics, answer, reason) {
@@ -203,7 +203,8 @@ impl FastPath {
         self.shared.access_log.record(|| {
             AccessRecord::of_exchange(
                 Exchange {
-                    request: &request.header,
+                    method: bits_proto::headers::METHOD_BITS_POST,
+                    path: request.head.view(&request.raw_head).path(),
                     response: request.written.as_ref(),
                     client: request.client,
                     bytes_in: request.body_read,
@@ -276,8 +277,8 @@ impl FastPath {
         generation: &Generation,
     ) -> pingora::Result<bool> {
         let upstream_config = &generation.config.upstream;
-        let forwarded_for =
-            super::forwarded::value_for(&request.header.headers, request.client, upstream_config);
+        let view = request.head.view(&request.raw_head);
+        let forwarded_for = super::forwarded::value_for(&view, request.client, upstream_config);
         let (mut upstream, addr) = loop {
             let Some(chosen) = request.ctx.chosen.as_ref() else {
                 return Err(Error::explain(
@@ -305,7 +306,8 @@ impl FastPath {
                     if !e.retry() {
                         return Err(e);
                     }
-                    if !self.proxy.route_again(&request.header, &mut request.ctx) {
+                    let view = request.head.view(&request.raw_head);
+                    if !self.proxy.route_again(&view, &mut request.ctx) {
                         return Err(Error::explain(
                             ErrorType::HTTPStatus(503),
                             "no backend left to try",
@@ -333,7 +335,11 @@ impl FastPath {
         let mut answer = response::read_head(&mut upstream, deadline, as_sent).await?;
         let close_client = self
             .proxy
-            .on_final_response(&request.header, &mut answer.header, &mut request.ctx)
+            .on_final_response(
+                &request.head.view(&request.raw_head),
+                &mut answer.header,
+                &mut request.ctx,
+            )
             .await?;
         if request.ctx.auth.binding.is_some() {
             // The backend offered Windows authentication, which binds connections:

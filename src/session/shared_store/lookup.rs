@@ -4,11 +4,12 @@
 //! goes for the `HEAD`/`GET` of an upload reply another replica routed.
 
 use super::{RedisPins, SharedPin};
+use crate::proxy::RequestView;
 use crate::session::{unix_now, Pin, SessionKey};
 use crate::state::Shared;
+use bits_proto::HeaderSource;
 use bits_proto::{headers as h, SessionId};
 use http::Method;
-use pingora::http::RequestHeader;
 
 /// What the shared store said about a packet's session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,19 +26,17 @@ impl Shared {
     /// Before a request is decided: a session id the table does not hold is looked up
     /// in the shared store, and a pin found there is cached in the table; a `HEAD` or
     /// `GET` without one may be the download of a reply another replica routed.
-    pub async fn look_up_shared(&self, req: &RequestHeader) -> Lookup {
+    pub async fn look_up_shared<R: RequestView + ?Sized>(&self, req: &R) -> Lookup {
         let Some(store) = self.redis.get() else {
             return Lookup::Settled;
         };
-        let Some(id) = req.headers.get(h::SESSION_ID) else {
-            if req.method == Method::GET || req.method == Method::HEAD {
-                if let Some(path) = req.uri.path_and_query() {
-                    self.look_up_shared_reply(store, path.as_str()).await;
-                }
+        let Some(id) = req.headers().first(&h::names::SESSION_ID) else {
+            if req.method() == Method::GET || req.method() == Method::HEAD {
+                self.look_up_shared_reply(store, req.path_and_query()).await;
             }
             return Lookup::Settled;
         };
-        let Ok(id) = SessionId::validate(id.as_bytes()) else {
+        let Ok(id) = SessionId::validate(id) else {
             return Lookup::Settled;
         };
         let key = SessionKey::new(id);
