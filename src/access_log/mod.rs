@@ -9,7 +9,7 @@ mod record;
 mod signal;
 mod writer;
 
-pub use record::{AccessRecord, Answered, Exchange};
+pub use record::{AccessRecord, AnswerFields, Answered, Exchange};
 pub use signal::ReopenOnSignal;
 
 use crate::config::{AccessTarget, LogConfig, LogFormat};

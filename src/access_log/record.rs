@@ -6,7 +6,6 @@ use crate::proxy::RequestCtx;
 use crate::session::SessionKey;
 use bits_proto::headers as h;
 use http::HeaderValue;
-use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -65,14 +64,26 @@ fn method_name(method: &str) -> Cow<'static, str> {
     }
 }
 
+/// What the access log reads of an answer's headers, however they are held.
+pub trait AnswerFields {
+    /// The first value of header `name`.
+    fn field(&self, name: &http::HeaderName) -> Option<&[u8]>;
+}
+
+impl<H: bits_proto::HeaderSource + ?Sized> AnswerFields for H {
+    fn field(&self, name: &http::HeaderName) -> Option<&[u8]> {
+        self.first(name)
+    }
+}
+
 /// What the access log reads of one request and its answer.
 pub struct Exchange<'a> {
     /// The request's method, as sent.
     pub method: &'a str,
     /// The path of its target.
     pub path: &'a str,
-    /// The answer's header as written to the client, if one was.
-    pub response: Option<&'a ResponseHeader>,
+    /// The headers of the answer written to the client, if one was.
+    pub response: Option<&'a dyn AnswerFields>,
     /// The client's address.
     pub client: Option<std::net::SocketAddr>,
     /// Request body bytes read from the client.
@@ -88,7 +99,9 @@ impl AccessRecord {
             Exchange {
                 method: session.req_header().method.as_str(),
                 path: session.req_header().uri.path(),
-                response: session.response_written(),
+                response: session
+                    .response_written()
+                    .map(|r| &r.headers as &dyn AnswerFields),
                 client: crate::edge::client_addr(session),
                 bytes_in: session.body_bytes_read() as u64,
                 bytes_out: session.body_bytes_sent() as u64,
@@ -108,14 +121,14 @@ impl AccessRecord {
             bytes_in,
             bytes_out,
         } = exchange;
-        let response_header = |name: &str| response.and_then(|r| r.headers.get(name));
+        let response_header = |name: &http::HeaderName| response.and_then(|r| r.field(name));
         let session_id = ctx
             .packet
             .as_ref()
             .and_then(|p| p.session.clone())
             .or_else(|| {
-                response_header(h::SESSION_ID)
-                    .and_then(|v| v.to_str().ok())
+                response_header(&h::names::SESSION_ID)
+                    .and_then(|v| std::str::from_utf8(v).ok())
                     .map(SessionKey::new)
             });
         AccessRecord {
@@ -127,7 +140,8 @@ impl AccessRecord {
             session: session_id,
             backend: ctx.chosen.as_ref().map(|c| c.id.clone()),
             status,
-            error_code: response_header(h::ERROR_CODE).cloned(),
+            error_code: response_header(&h::names::ERROR_CODE)
+                .and_then(|v| http::HeaderValue::from_bytes(v).ok()),
             bytes_in,
             bytes_out,
             duration: ctx.started.elapsed(),

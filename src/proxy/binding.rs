@@ -29,7 +29,6 @@ use super::upstream_socket::SocketMark;
 use crate::backend::BackendSlot;
 use bits_proto::HeaderSource;
 use http::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH, WWW_AUTHENTICATE};
-use http::HeaderMap;
 use pingora::upstreams::peer::HttpPeer;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -154,7 +153,12 @@ impl AuthCtx {
     /// offering NTLM/Negotiate binds the client connection to that backend (its next
     /// request, the handshake's first message, goes there on a private connection).
     /// Returns whether the answer offered NTLM or Negotiate.
-    pub fn answered(&mut self, backend: BackendSlot, status: u16, response: &HeaderMap) -> bool {
+    pub fn answered<H: HeaderSource + ?Sized>(
+        &mut self,
+        backend: BackendSlot,
+        status: u16,
+        response: &H,
+    ) -> bool {
         let offers = status == 401 && offers_connection_auth(response);
         match &mut self.binding {
             Some(binding) if binding.backend == backend => {
@@ -165,7 +169,7 @@ impl AuthCtx {
                 self.binding = Some(Binding::new(backend, true));
                 // It came over a shared connection: keep it from the pool.
                 self.close_shared = self.upstream_fd.and_then(SocketMark::of);
-                if response.get(CONTENT_LENGTH).is_some_and(|v| v == "0") {
+                if response.first(&CONTENT_LENGTH).is_some_and(|v| v == b"0") {
                     self.answer_read();
                 }
             }
@@ -219,13 +223,11 @@ pub fn apply_to_peer(
 }
 
 /// Whether the backend said it closes the connection after this answer.
-pub fn closes_after(response: &HeaderMap) -> bool {
+pub fn closes_after<H: HeaderSource + ?Sized>(response: &H) -> bool {
     response
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("close"))
+        .values(&CONNECTION)
+        .flat_map(|v| v.split(|&b| b == b','))
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
 /// `Authorization: NTLM …` or `Negotiate …`.
@@ -234,12 +236,10 @@ fn carries_connection_credentials<H: HeaderSource + ?Sized>(request: &H) -> bool
 }
 
 /// Any `WWW-Authenticate` offering NTLM or Negotiate, alone or in a list of offers.
-fn offers_connection_auth(response: &HeaderMap) -> bool {
-    response.get_all(WWW_AUTHENTICATE).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(names_connection_scheme)
-    })
+fn offers_connection_auth<H: HeaderSource + ?Sized>(response: &H) -> bool {
+    response
+        .values(&WWW_AUTHENTICATE)
+        .any(|v| v.split(|&b| b == b',').any(names_connection_scheme))
 }
 
 /// Whether a credentials or challenge value starts with the NTLM or Negotiate scheme
@@ -257,7 +257,7 @@ fn names_connection_scheme(value: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderMap, HeaderValue};
 
     fn headers(name: http::header::HeaderName, values: &[&str]) -> HeaderMap {
         let mut map = HeaderMap::new();

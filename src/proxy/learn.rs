@@ -3,6 +3,7 @@
 //! owner's answers as activity, count bytes, apply the BITS-Host-Id policy.
 
 use super::ctx::{Chosen, PacketInfo};
+use super::view::AnswerView;
 use crate::cancels::{CancelJob, CancelReason};
 use crate::config::HostIdMode;
 use crate::metrics::EndReason;
@@ -10,8 +11,8 @@ use crate::session::store::{PendingWrite, StoredPin};
 use crate::session::{PinError, SessionKey, SessionUrl, UnixSecs};
 use crate::state::{Generation, Shared};
 use bits_proto::headers as h;
+use bits_proto::HeaderSource;
 use bits_proto::{ErrorCode, PacketType, SessionId};
-use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use std::sync::Arc;
 
@@ -36,17 +37,17 @@ pub struct NewPin {
 /// Applies what an upstream Ack teaches. Runs before the Ack is released downstream,
 /// so a client never holds a session id that bitsgate does not know. Returns a new pin,
 /// which the caller settles with [`settle_new_pin`] before releasing the Ack.
-pub fn learn_from_ack(
+pub fn learn_from_ack<A: AnswerView + ?Sized>(
     shared: &Shared,
     generation: &Generation,
     packet: &PacketInfo,
     chosen: &Chosen,
-    response: &mut ResponseHeader,
+    response: &mut A,
     request: RequestUrl<'_>,
     now: UnixSecs,
 ) -> Result<Option<NewPin>> {
     let mut new_pin = None;
-    let status = response.status.as_u16();
+    let status = response.status();
     let success = (200..300).contains(&status);
     if packet.kind.needs_session() {
         // Any final answer of the owner is activity, whatever its status.
@@ -86,7 +87,7 @@ pub fn learn_from_ack(
         _ => {}
     }
     if packet.kind.needs_session()
-        && bits_proto::ack::error_code(&response.headers) == Some(ErrorCode::SESSION_NOT_FOUND)
+        && bits_proto::ack::error_code(response.headers()) == Some(ErrorCode::SESSION_NOT_FOUND)
     {
         unpin(shared, packet, chosen, EndReason::NotFound);
     }
@@ -96,12 +97,12 @@ pub fn learn_from_ack(
 /// Waits for a new pin's journal record. A pin that cannot be journaled is undone:
 /// the client gets a bare 503 (it retries Create-Session later) and the backend a
 /// Cancel-Session, so neither holds a session the other does not know.
-pub async fn settle_new_pin(
+pub async fn settle_new_pin<A: AnswerView + ?Sized>(
     shared: &Shared,
     generation: &Generation,
     chosen: &Chosen,
     new_pin: NewPin,
-    response: &mut ResponseHeader,
+    response: &mut A,
 ) -> Result<()> {
     let NewPin { key, url, write } = new_pin;
     let Err(e) = write.await else {
@@ -133,7 +134,7 @@ pub async fn settle_new_pin(
 
 /// A Create-Session Ack bitsgate cannot route must not reach the client: its next
 /// packet would be refused as unknown. A bare 503 makes the client retry later.
-fn refuse_create_session(response: &mut ResponseHeader) -> Result<()> {
+fn refuse_create_session<A: AnswerView + ?Sized>(response: &mut A) -> Result<()> {
     response.set_status(503)?;
     for name in [
         h::SESSION_ID,
@@ -183,19 +184,19 @@ fn record_activity(
 
 /// Pins the session of a Create-Session Ack. `Err(Some((id, why)))`: the backend
 /// created session `id` that bitsgate could not pin; `Err(None)`: no usable id.
-fn pin_new_session(
+fn pin_new_session<A: AnswerView + ?Sized>(
     shared: &Shared,
     chosen: &Chosen,
-    response: &ResponseHeader,
+    response: &A,
     request: RequestUrl<'_>,
     client: Option<std::net::IpAddr>,
     now: UnixSecs,
 ) -> Result<Option<NewPin>, Option<(String, CancelReason)>> {
-    let Some(raw) = response.headers.get(&h::names::SESSION_ID) else {
+    let Some(raw) = response.headers().first(&h::names::SESSION_ID) else {
         tracing::warn!(target: "bitsgate::learn", backend = %chosen.id, "Create-Session Ack without BITS-Session-Id");
         return Err(None);
     };
-    let id = match SessionId::validate(raw.as_bytes()) {
+    let id = match SessionId::validate(raw) {
         Ok(id) => id,
         Err(e) => {
             tracing::warn!(target: "bitsgate::learn", backend = %chosen.id, error = %e, "Create-Session Ack with an invalid session id");
@@ -298,10 +299,10 @@ fn unpin(shared: &Shared, packet: &PacketInfo, chosen: &Chosen, reason: EndReaso
     }
 }
 
-fn apply_host_id_policy(
+fn apply_host_id_policy<A: AnswerView + ?Sized>(
     generation: &Generation,
     chosen: &Chosen,
-    response: &mut ResponseHeader,
+    response: &mut A,
 ) -> Result<()> {
     match generation.config.host_id.mode {
         HostIdMode::Passthrough => {}
@@ -314,15 +315,8 @@ fn apply_host_id_policy(
             response.remove_header(h::HOST_ID_FALLBACK_TIMEOUT);
             if let Some(public) = &generation.farm.backends[chosen.index].public_host_id {
                 response.insert_header(h::HOST_ID, public.as_str())?;
-                response.insert_header(
-                    h::HOST_ID_FALLBACK_TIMEOUT,
-                    generation
-                        .config
-                        .host_id
-                        .fallback_timeout
-                        .as_secs()
-                        .to_string(),
-                )?;
+                let timeout = generation.config.host_id.fallback_timeout.as_secs();
+                response.insert_header(h::HOST_ID_FALLBACK_TIMEOUT, &timeout.to_string())?;
             }
         }
     }

@@ -16,4 +16,4 @@ mod view;
 pub use ctx::RequestCtx;
 pub use fast::{FastPath, Served};
 pub use service::BitsProxy;
-pub use view::RequestView;
+pub use view::{AnswerView, RequestView};

@@ -9,14 +9,14 @@
 
 use super::ctx::{Chosen, PacketInfo};
 use super::learn::RequestUrl;
-use super::view::RequestView;
+use super::view::{AnswerView, RequestView};
 use crate::backend::Farm;
 use crate::routing::Target;
 use crate::session::UrlRegistry;
 use crate::state::{Generation, Shared};
+use bits_proto::HeaderSource;
 use bits_proto::{headers as h, PacketType};
 use http::Method;
-use pingora::http::ResponseHeader;
 
 /// The routing target of a request that is not a BITS packet: a live reply route for
 /// `HEAD` and `GET` (the only methods that look it up), else [`Target::Other`].
@@ -150,21 +150,25 @@ fn relay(value: &str, farm: &Farm, https: bool, request: RequestUrl<'_>) -> Rela
 /// Rewrites the `BITS-Reply-URL` of a final Fragment's Ack and routes the reply's path
 /// to the session's owner. The route is journaled before the Ack is released, as a pin
 /// is, so a restart between the Ack and the download keeps it.
-pub async fn relay_reply_url(
+pub async fn relay_reply_url<A: AnswerView + ?Sized>(
     shared: &Shared,
     generation: &Generation,
     packet: &PacketInfo,
     chosen: &Chosen,
-    response: &mut ResponseHeader,
+    response: &mut A,
     request: RequestUrl<'_>,
 ) {
-    if packet.kind != PacketType::Fragment || !response.status.is_success() {
+    if packet.kind != PacketType::Fragment || !(200..300).contains(&response.status()) {
         return;
     }
-    let Some(value) = response.headers.get(h::REPLY_URL) else {
+    let Some(value) = response.headers().first(&h::names::REPLY_URL) else {
         return;
     };
-    let Ok(value) = value.to_str() else {
+    // Visible ASCII, as `HeaderValue::to_str` reads it.
+    let Some(value) = std::str::from_utf8(value)
+        .ok()
+        .filter(|v| v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)))
+    else {
         tracing::debug!(target: "bitsgate::reply", backend = %chosen.id, "BITS-Reply-URL is not ASCII; relayed as it is");
         return;
     };
@@ -175,7 +179,7 @@ pub async fn relay_reply_url(
     }
     if let Some(rewritten) = &relayed.rewritten {
         tracing::debug!(target: "bitsgate::reply", backend = %chosen.id, from = value, to = %rewritten, "BITS-Reply-URL rewritten");
-        if let Err(e) = response.insert_header(h::REPLY_URL, rewritten.as_str()) {
+        if let Err(e) = response.insert_header(h::REPLY_URL, rewritten) {
             tracing::warn!(target: "bitsgate::reply", backend = %chosen.id, error = %e, "could not rewrite BITS-Reply-URL; relayed as it is");
         }
     }

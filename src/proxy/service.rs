@@ -7,7 +7,7 @@ use super::acks::{self, Answer};
 use super::binding::{self, AuthCtx, Binding};
 use super::ctx::{Chosen, LocalReason, PacketInfo, RequestCtx};
 use super::learn::{learn_from_ack, settle_new_pin, RequestUrl};
-use super::view::RequestView;
+use super::view::{AnswerView, RequestView};
 use crate::log_gate::LogGate;
 use crate::metrics::EndReason;
 use crate::routing::{route, LocalReply, Route, RouteRequest, Target};
@@ -262,18 +262,18 @@ impl BitsProxy {
     /// Learns from the backend's final answer before it is released to the client:
     /// Windows authentication offers, passive health, pins, Reply-URL. Returns
     /// whether the client connection must close after this answer.
-    pub(super) async fn on_final_response<R: RequestView + ?Sized>(
+    pub(super) async fn on_final_response<R: RequestView + ?Sized, A: AnswerView + ?Sized>(
         &self,
         req: &R,
-        upstream_response: &mut ResponseHeader,
+        upstream_response: &mut A,
         ctx: &mut RequestCtx,
     ) -> Result<bool> {
         let mut close_client = false;
-        ctx.status = upstream_response.status.as_u16();
+        ctx.status = upstream_response.status();
         if let Some(chosen) = &ctx.chosen {
             let offers = ctx
                 .auth
-                .answered(chosen.slot, ctx.status, &upstream_response.headers);
+                .answered(chosen.slot, ctx.status, upstream_response.headers());
             if offers {
                 if let Some(generation) = &ctx.generation {
                     generation.farm.backends[chosen.index]
@@ -281,7 +281,7 @@ impl BitsProxy {
                         .set_asks_windows_auth();
                 }
             }
-            if ctx.auth.binding.is_some() && binding::closes_after(&upstream_response.headers) {
+            if ctx.auth.binding.is_some() && binding::closes_after(upstream_response.headers()) {
                 // The bound connection ends with this answer: so does the client's.
                 close_client = true;
             }

@@ -4,7 +4,7 @@
 //! `fast::head::Head`). The decisions are the same code for both.
 
 use bits_proto::HeaderSource;
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 
 /// A request as the decisions read it.
 pub trait RequestView {
@@ -55,5 +55,48 @@ impl RequestView for RequestHeader {
 
     fn headers(&self) -> &http::HeaderMap {
         &self.headers
+    }
+}
+
+/// A backend's answer as learning reads and edits it. Pingora's proxy hands it a
+/// `ResponseHeader`; the fast path the backend's head where it was parsed, with the
+/// edits kept beside it (see `fast::response::RawAnswer`).
+pub trait AnswerView {
+    /// Its headers, as edited so far.
+    type Headers: HeaderSource + ?Sized;
+
+    /// The status, as edited so far.
+    fn status(&self) -> u16;
+    /// The headers.
+    fn headers(&self) -> &Self::Headers;
+    /// Sets the status.
+    fn set_status(&mut self, status: u16) -> pingora::Result<()>;
+    /// Removes every value of a header.
+    fn remove_header(&mut self, name: &'static str);
+    /// Sets a header to one value.
+    fn insert_header(&mut self, name: &'static str, value: &str) -> pingora::Result<()>;
+}
+
+impl AnswerView for ResponseHeader {
+    type Headers = http::HeaderMap;
+
+    fn status(&self) -> u16 {
+        self.status.as_u16()
+    }
+
+    fn headers(&self) -> &http::HeaderMap {
+        &self.headers
+    }
+
+    fn set_status(&mut self, status: u16) -> pingora::Result<()> {
+        ResponseHeader::set_status(self, status)
+    }
+
+    fn remove_header(&mut self, name: &'static str) {
+        ResponseHeader::remove_header(self, name);
+    }
+
+    fn insert_header(&mut self, name: &'static str, value: &str) -> pingora::Result<()> {
+        ResponseHeader::insert_header(self, name, value)
     }
 }

@@ -1,6 +1,7 @@
 //! Response packets: building Acks, and reading the BITS parts of an Ack.
 
 use crate::error_code::{ErrorCode, ErrorContext};
+use crate::header_source::HeaderSource;
 use crate::headers as h;
 use crate::session_id::SessionId;
 use http::HeaderMap;
@@ -164,12 +165,8 @@ impl AckInfo {
 ///
 /// A `BITS-Error-Code` that does not parse does not hide a usable `BITS-Error`: the
 /// point of reading leniently is to recover the HRESULT whenever one was sent.
-pub fn error_code(headers: &HeaderMap) -> Option<ErrorCode> {
-    let parse = |name: &http::HeaderName| {
-        headers
-            .get(name)
-            .and_then(|v| ErrorCode::parse(v.as_bytes()))
-    };
+pub fn error_code<H: HeaderSource + ?Sized>(headers: &H) -> Option<ErrorCode> {
+    let parse = |name: &http::HeaderName| headers.first(name).and_then(ErrorCode::parse);
     parse(&h::names::ERROR_CODE).or_else(|| parse(&h::names::ERROR_CODE_ALT))
 }
 

@@ -59,6 +59,8 @@ pub mod names {
     pub static HOST_ID: HeaderName = HeaderName::from_static("bits-host-id");
     /// [`super::ERROR_CODE`].
     pub static ERROR_CODE: HeaderName = HeaderName::from_static("bits-error-code");
+    /// [`super::REPLY_URL`].
+    pub static REPLY_URL: HeaderName = HeaderName::from_static("bits-reply-url");
     /// [`super::ERROR_CODE_ALT`].
     pub static ERROR_CODE_ALT: HeaderName = HeaderName::from_static("bits-error");
 }

@@ -2,6 +2,7 @@
 //! `httparse`, and taken only when it is a plain BITS packet (see [`Head::parse`]);
 //! anything else goes back to the stream for Pingora's proxy.
 
+use super::span::{self, Span};
 use crate::edge::EdgeStream;
 use crate::proxy::RequestView;
 use bits_proto::HeaderSource;
@@ -23,28 +24,6 @@ pub struct Head {
     pub body_len: u64,
     /// The client asked to close the connection after this request.
     pub close: bool,
-}
-
-/// A part of the head's bytes.
-#[derive(Clone, Copy)]
-struct Span {
-    start: u32,
-    end: u32,
-}
-
-impl Span {
-    /// Where `part`, a slice of `bytes`, lies in them.
-    fn of(bytes: &[u8], part: &[u8]) -> Span {
-        let start = part.as_ptr() as usize - bytes.as_ptr() as usize;
-        Span {
-            start: start as u32,
-            end: (start + part.len()) as u32,
-        }
-    }
-
-    fn of_bytes(self, bytes: &[u8]) -> &[u8] {
-        &bytes[self.start as usize..self.end as usize]
-    }
 }
 
 /// A head as the decisions read it: [`Head`] over the bytes it was parsed from.
@@ -179,18 +158,14 @@ fn is_target_byte(b: u8) -> bool {
 impl HeaderSource for HeadView<'_> {
     fn values<'s>(&'s self, name: &HeaderName) -> impl Iterator<Item = &'s [u8]> {
         let name = name.as_str().as_bytes();
-        self.head
-            .headers
-            .iter()
-            .filter(move |[n, _]| n.of_bytes(self.bytes).eq_ignore_ascii_case(name))
-            .map(|[_, v]| v.of_bytes(self.bytes))
+        span::values(self.bytes, &self.head.headers, name)
     }
 
     fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.head
             .headers
             .iter()
-            .map(|[n, v]| (n.of_bytes(self.bytes), v.of_bytes(self.bytes)))
+            .map(|[n, v]| (n.in_bytes(self.bytes), v.in_bytes(self.bytes)))
     }
 }
 
@@ -207,7 +182,7 @@ impl RequestView for HeadView<'_> {
 
     fn path_and_query(&self) -> &str {
         // Checked to be ASCII when the head was taken.
-        std::str::from_utf8(self.head.target.of_bytes(self.bytes)).unwrap_or("/")
+        std::str::from_utf8(self.head.target.in_bytes(self.bytes)).unwrap_or("/")
     }
 
     fn host(&self) -> Option<&str> {

@@ -17,13 +17,14 @@ mod body;
 pub mod head;
 mod pool;
 pub mod response;
+mod span;
 
 use super::acks::{self, Answer};
 use super::ctx::RequestCtx;
 use super::service::Verdict;
 use super::BitsProxy;
-use super::RequestView;
-use crate::access_log::{AccessRecord, Exchange};
+use super::{AnswerView, RequestView};
+use crate::access_log::{AccessRecord, AnswerFields, Exchange};
 use crate::edge::{EdgeStream, Phase};
 use crate::state::{Generation, Shared};
 use bytes::BytesMut;
@@ -84,10 +85,34 @@ struct Request {
     /// The client may keep the connection after this request.
     keepalive: bool,
     /// The answer as written to the client.
-    written: Option<ResponseHeader>,
+    written: Option<Written>,
     bytes_out: u64,
     /// Counted and logged already.
     logged: bool,
+}
+
+/// An answer written to a client.
+enum Written {
+    /// bitsgate's own.
+    Local(ResponseHeader),
+    /// The backend's, as sent bar learning's edits.
+    Relayed(response::RawAnswer),
+}
+
+impl Written {
+    fn status(&self) -> u16 {
+        match self {
+            Written::Local(header) => header.status.as_u16(),
+            Written::Relayed(answer) => answer.status(),
+        }
+    }
+
+    fn fields(&self) -> &dyn AnswerFields {
+        match self {
+            Written::Local(header) => &header.headers,
+            Written::Relayed(answer) => answer,
+        }
+    }
 }
 
 impl FastPath {
@@ -198,14 +223,14 @@ impl FastPath {
         let status = request
             .written
             .as_ref()
-            .map_or(request.ctx.status, |r| r.status.as_u16());
+            .map_or(request.ctx.status, Written::status);
         self.proxy.count(&request.ctx, status);
         self.shared.access_log.record(|| {
             AccessRecord::of_exchange(
                 Exchange {
                     method: bits_proto::headers::METHOD_BITS_POST,
                     path: request.head.view(&request.raw_head).path(),
-                    response: request.written.as_ref(),
+                    response: request.written.as_ref().map(Written::fields),
                     client: request.client,
                     bytes_in: request.body_read,
                     bytes_out: request.bytes_out,
@@ -230,7 +255,7 @@ impl FastPath {
         let Ok(head) = response::head_of(&mut header, keepalive) else {
             return false;
         };
-        request.written = Some(header);
+        request.written = Some(Written::Local(header));
         let write_timeout = generation.config.upstream.write_timeout;
         if response::write_client(&mut request.edge, &head, write_timeout)
             .await
@@ -325,19 +350,14 @@ impl FastPath {
         .await?;
         request.edge.announce(Phase::Request);
         let deadline = tokio::time::Instant::now() + upstream_config.read_timeout;
-        // An Ack to any packet but Create-Session reaches the client as the backend
-        // wrote it, bar the headers bitsgate sets (see `response::client_head`).
-        let as_sent = request
-            .ctx
-            .packet
-            .as_ref()
-            .is_some_and(|p| p.kind != bits_proto::PacketType::CreateSession);
-        let mut answer = response::read_head(&mut upstream, deadline, as_sent).await?;
+        // The answer reaches the client as the backend wrote it, bar the headers
+        // bitsgate sets and learning's edits (see `response::client_head`).
+        let mut answer = response::read_head(&mut upstream, deadline).await?;
         let close_client = self
             .proxy
             .on_final_response(
                 &request.head.view(&request.raw_head),
-                &mut answer.header,
+                &mut answer.head,
                 &mut request.ctx,
             )
             .await?;
@@ -350,7 +370,7 @@ impl FastPath {
         }
         let keep_client =
             request.keepalive && !close_client && answer.framing != Framing::UntilClose;
-        let mut head = response::client_head(&mut answer, keep_client)?;
+        let mut head = response::client_head(&answer, keep_client);
         let framing = answer.framing;
         let mut rest = answer.rest;
         let whole_body_here = match framing {
@@ -358,7 +378,7 @@ impl FastPath {
             Framing::Empty => rest.is_empty(),
             _ => false,
         };
-        request.written = Some(answer.header);
+        request.written = Some(Written::Relayed(answer.head));
         let write_timeout = upstream_config.write_timeout;
         if whole_body_here {
             // One write for a small answer, as most Acks are. The exchange with the
