@@ -70,9 +70,28 @@ fn forwarded_value<'a>(
             value.extend_from_slice(b", ");
         }
     }
-    // Written in place: no string allocated per request for the address.
-    let _ = std::io::Write::write_fmt(&mut value, format_args!("{ip}"));
+    put_ip(&mut value, ip);
     value
+}
+
+/// Writes `ip` as text, in place. An IPv4 address, by far the common case, is four
+/// numbers written with `itoa`, a fraction of what `Display`'s formatter costs per
+/// request.
+fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(digits.format(octet).as_bytes());
+            }
+        }
+        IpAddr::V6(_) => {
+            let _ = std::io::Write::write_fmt(out, format_args!("{ip}"));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -118,6 +137,10 @@ mod tests {
         assert_eq!(
             applied(&["203.0.113.1", "10.0.0.2 "], "192.0.2.7:5000", &c).as_deref(),
             Some("203.0.113.1, 10.0.0.2, 192.0.2.7")
+        );
+        assert_eq!(
+            applied(&[], "0.10.255.100:1", &c).as_deref(),
+            Some("0.10.255.100")
         );
         assert_eq!(
             applied(&[], "[::ffff:192.0.2.7]:5000", &c).as_deref(),
