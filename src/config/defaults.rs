@@ -33,6 +33,8 @@ pub const LISTENER_BODY_MIN_BYTES: u64 = 1024;
 pub const LISTENER_PROXY_PROTOCOL: bool = false;
 /// BITS packets on a plain listener take the fast path.
 pub const LISTENER_FAST_PATH: bool = true;
+/// Request bodies on the fast path move through a pipe with `splice(2)`.
+pub const LISTENER_SPLICE: bool = true;
 /// Append the client's address to `X-Forwarded-For`.
 pub const UPSTREAM_FORWARDED_FOR: bool = true;
 /// Where the admin API (metrics, probes) listens. Loopback: it is not for clients.

@@ -57,6 +57,8 @@ pub struct ListenerConfig {
     pub edge: EdgeLimits,
     /// BITS packets on a plain listener take the fast path where they can.
     pub fast_path: bool,
+    /// Request bodies on the fast path move through a pipe with `splice(2)`.
+    pub splice: bool,
 }
 
 /// What one client connection may hold and for how long (`[listener]` keys).

@@ -60,6 +60,7 @@ pub struct RawListener {
     pub body_min_bytes: Option<NumOrText>,
     pub max_connections: Option<u64>,
     pub fast_path: Option<bool>,
+    pub splice: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

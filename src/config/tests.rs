@@ -248,6 +248,7 @@ fn the_example_config_names_every_key() {
         "body_min_bytes",
         "max_connections",
         "fast_path",
+        "splice",
         "proxy_protocol",
         "forwarded_for",
         "trusted_forwarders",

@@ -199,6 +199,7 @@ impl Validator {
             proxy_protocol,
             edge,
             fast_path: raw.fast_path.unwrap_or(d::LISTENER_FAST_PATH),
+            splice: raw.splice.unwrap_or(d::LISTENER_SPLICE),
         }
     }
 

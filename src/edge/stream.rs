@@ -314,21 +314,108 @@ impl EdgeStream {
                     return Err(EdgeClose::HeaderTooLarge);
                 }
             }
-            Phase::Body => {
-                if let Some(since) = self.waiting_since.take() {
-                    self.window_waited += now.saturating_duration_since(since);
-                }
-                self.window_bytes = self.window_bytes.saturating_add(bytes.len() as u64);
-                if self.window_bytes >= self.limits.body_min_bytes {
-                    self.window_bytes = 0;
-                    self.window_waited = Duration::ZERO;
-                } else if self.window_waited >= self.limits.body_timeout {
-                    return Err(EdgeClose::BodyTooSlow);
-                }
-            }
+            Phase::Body => return self.account_body(bytes.len(), now),
             _ => {}
         }
         Ok(())
+    }
+
+    /// Accounts `len` body bytes just read against the body's progress clock.
+    fn account_body(&mut self, len: usize, now: Instant) -> Result<(), EdgeClose> {
+        if let Some(since) = self.waiting_since.take() {
+            self.window_waited += now.saturating_duration_since(since);
+        }
+        self.window_bytes = self.window_bytes.saturating_add(len as u64);
+        if self.window_bytes >= self.limits.body_min_bytes {
+            self.window_bytes = 0;
+            self.window_waited = Duration::ZERO;
+        } else if self.window_waited >= self.limits.body_timeout {
+            return Err(EdgeClose::BodyTooSlow);
+        }
+        Ok(())
+    }
+
+    /// Whether the request body's next bytes can be taken straight from the socket
+    /// with [`Self::read_body_with`]: a plain TCP connection in its body phase, with
+    /// nothing read ahead of the socket.
+    pub fn body_on_socket(&mut self) -> bool {
+        self.follow(Instant::now());
+        matches!(self.inner, Transport::Tcp { .. })
+            && self.prefix.is_empty()
+            && self.current == Phase::Body
+            && self.failed.is_none()
+    }
+
+    /// Takes request body bytes from the client's socket with `op` (a `splice(2)`
+    /// into a pipe, which must not wait and says `WouldBlock` when there is
+    /// nothing), under the same body progress clock as a read. Only when
+    /// [`Self::body_on_socket`] said so.
+    pub async fn read_body_with(
+        &mut self,
+        mut op: impl FnMut(&tokio::net::TcpStream) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_read_body_with(cx, &mut op)).await
+    }
+
+    fn poll_read_body_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        op: &mut impl FnMut(&tokio::net::TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        if let Some(reason) = self.failed {
+            return Poll::Ready(Err(failure(reason)));
+        }
+        let now = Instant::now();
+        self.follow(now);
+        let (Transport::Tcp { tcp, .. }, Phase::Body, true) =
+            (&self.inner, self.current, self.prefix.is_empty())
+        else {
+            return Poll::Ready(Err(io::Error::other(
+                "not a request body on a plain socket",
+            )));
+        };
+        loop {
+            match tcp.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    match tcp.try_io(tokio::io::Interest::READABLE, || op(tcp)) {
+                        Ok(n) => {
+                            return match self.account_body(n, now) {
+                                Ok(()) => Poll::Ready(Ok(n)),
+                                Err(reason) => Poll::Ready(Err(self.fail(reason))),
+                            }
+                        }
+                        // Readiness was stale: cleared, and polled again.
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        Err(e) => return Poll::Ready(Err(e)),
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return self.poll_clock(cx, now).map(Err),
+            }
+        }
+    }
+
+    /// While a read waits: fails the connection when the phase's clock runs out.
+    fn poll_clock(&mut self, cx: &mut Context<'_>, now: Instant) -> Poll<io::Error> {
+        let Some((deadline, reason)) = self.deadline(now) else {
+            return Poll::Pending;
+        };
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let timer = match &mut self.timer {
+            Some(timer) => {
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                timer
+            }
+            None => self
+                .timer
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(self.fail(reason)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// When the read now waiting must have brought something, if a clock runs.
@@ -444,27 +531,7 @@ impl AsyncRead for EdgeStream {
                 }
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                let Some((deadline, reason)) = this.deadline(now) else {
-                    return Poll::Pending;
-                };
-                let deadline = tokio::time::Instant::from_std(deadline);
-                let timer = match &mut this.timer {
-                    Some(timer) => {
-                        if timer.deadline() != deadline {
-                            timer.as_mut().reset(deadline);
-                        }
-                        timer
-                    }
-                    None => this
-                        .timer
-                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
-                };
-                match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(this.fail(reason))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+            Poll::Pending => this.poll_clock(cx, now).map(Err),
         }
     }
 }

@@ -110,6 +110,8 @@ pub struct Metrics {
     pub access_log_dropped: prometheus::IntCounter,
     /// See [`names::FAST_PATH_REQUESTS_TOTAL`].
     pub fast_path_requests: prometheus::IntCounter,
+    /// See [`names::FAST_PATH_SPLICED_BYTES_TOTAL`].
+    pub fast_path_spliced_bytes: prometheus::IntCounter,
     /// See [`names::CONFIG_RELOADS_TOTAL`].
     pub reloads: IntCounterVec,
     /// See [`names::CANCELS_SENT_TOTAL`].
@@ -307,10 +309,19 @@ impl Metrics {
         registry
             .register(Box::new(fast_path_requests.clone()))
             .expect("unique metric");
+        let fast_path_spliced_bytes = prometheus::IntCounter::new(
+            names::FAST_PATH_SPLICED_BYTES_TOTAL,
+            "Request body bytes the fast path moved with splice(2).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(fast_path_spliced_bytes.clone()))
+            .expect("unique metric");
         let edge = EdgeMetrics::register(&registry);
         let metrics = Metrics {
             registry,
             fast_path_requests,
+            fast_path_spliced_bytes,
             store_failed,
             store_errors,
             access_log_dropped,

@@ -64,6 +64,9 @@ pub const ACCESS_LOG_DROPPED_TOTAL: &str = "bitsgate_access_log_dropped_total";
 /// Requests served on the fast path (the rest went through Pingora's proxy).
 pub const FAST_PATH_REQUESTS_TOTAL: &str = "bitsgate_fast_path_requests_total";
 
+/// Request body bytes the fast path moved with `splice(2)`.
+pub const FAST_PATH_SPLICED_BYTES_TOTAL: &str = "bitsgate_fast_path_spliced_bytes_total";
+
 /// Upload-reply routes held: reply paths routed to the backend that issued them.
 pub const REPLY_ROUTES: &str = "bitsgate_reply_routes";
 

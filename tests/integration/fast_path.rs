@@ -1,11 +1,15 @@
 //! The fast path answers as Pingora's proxy does: the same packets, sent through a
 //! bitsgate with `[listener] fast_path` on and through one with it off, get the same
 //! answers, and the first served them on the fast path
-//! (`bitsgate_fast_path_requests_total`).
+//! (`bitsgate_fast_path_requests_total`); long request bodies go through a pipe with
+//! `splice(2)` whole and under the same body clock.
 
-use crate::cluster::{sample, Cluster};
+use crate::cluster::{options, random_bytes, sample, sha256, Cluster};
 use bits_proto::PacketType;
 use bits_testkit::client::raw::{RawRequest, RawResponse};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const PATH: &str = "/uploads/paths.bin";
 
@@ -151,4 +155,81 @@ async fn a_reload_turns_the_fast_path_off_and_on() {
     reload_with_fast_path(&cluster, true).await;
     assert_eq!(cluster.send(&ping).await.status, 200);
     assert_eq!(served_on_fast_path(&cluster).await, Some(2.0));
+}
+
+fn spliced(metrics: &str) -> f64 {
+    sample(metrics, "bitsgate_fast_path_spliced_bytes_total").unwrap_or(-1.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_fragments_go_through_a_pipe_and_arrive_whole() {
+    // Three 1 MiB fragments and a short last one: the long ones are spliced, the
+    // short one (under 64 KiB) goes through the buffer.
+    let data = random_bytes(3 * 1024 * 1024 + 12_345, 11);
+    let on = Cluster::new().backends(1).start().await;
+    let off = Cluster::new()
+        .backends(1)
+        .listener_config("splice = false")
+        .start()
+        .await;
+    for cluster in [&on, &off] {
+        let report = cluster
+            .upload("/uploads/spliced.bin", &data, &options(1024 * 1024))
+            .await;
+        assert!(report.is_ok(), "{report:?}");
+        assert_eq!(
+            cluster.committed_sha256("/uploads/spliced.bin"),
+            vec![sha256(&data)]
+        );
+    }
+    // What came in the read that found each head was written with it.
+    let moved = spliced(&on.metrics().await);
+    assert!(
+        moved > (3 * 1024 * 1024 - 3 * 64 * 1024) as f64 && moved <= (3 * 1024 * 1024) as f64,
+        "spliced {moved}"
+    );
+    assert_eq!(spliced(&off.metrics().await), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spliced_body_that_stalls_is_dropped_after_the_body_timeout() {
+    let cluster = Cluster::new()
+        .backends(1)
+        .listener_config("body_timeout = \"1s\"\nbody_min_bytes = 100")
+        .start()
+        .await;
+    let create = RawRequest::bits(PacketType::CreateSession, PATH)
+        .header("BITS-Supported-Protocols", bits_proto::BITS_1_5_PROTOCOL);
+    let session = cluster
+        .send(&create)
+        .await
+        .ack()
+        .session_id
+        .expect("a session id")
+        .to_string();
+    // A 1 MiB fragment of which 200 KiB come at once (spliced), then nothing.
+    let addr = cluster.proxy_addr();
+    let total = 1024 * 1024;
+    let first = random_bytes(200 * 1024, 12);
+    let head = format!(
+        "BITS_POST {PATH} HTTP/1.1\r\nHost: {addr}\r\nBITS-Packet-Type: Fragment\r\n\
+         BITS-Session-Id: {session}\r\nContent-Range: bytes 0-{}/{total}\r\n\
+         Content-Length: {total}\r\n\r\n",
+        total - 1
+    );
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    stream.write_all(head.as_bytes()).await.expect("writes");
+    stream.write_all(&first).await.expect("writes");
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "still open after 10 s");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    let metrics = cluster.metrics().await;
+    let closed_slow = sample(
+        &metrics,
+        "bitsgate_client_connections_closed_total{reason=\"body_too_slow\"}",
+    );
+    assert_eq!(closed_slow, Some(1.0), "{metrics}");
+    assert!(spliced(&metrics) >= (64 * 1024) as f64, "{metrics}");
 }

@@ -1,17 +1,21 @@
 //! The request body on the fast path: streamed to the backend behind the head, or
 //! read and discarded after an answer of bitsgate's own.
 
+use super::splice::Pipe;
 use super::Request;
 use crate::config::{ListenerConfig, UpstreamConfig};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 /// The buffer a body is streamed through: it starts small, so a body that trickles
 /// in (or stalls) holds little, and doubles while reads fill it, up to the largest.
 const BODY_BUFFER_FIRST: usize = 4 << 10;
 const BODY_BUFFER_LARGEST: usize = 64 << 10;
+/// Bodies this long (past what came with the head) go through a pipe with
+/// `splice(2)` (see [`super::splice`]); shorter ones cost less through the buffer.
+const SPLICE_FROM: u64 = 64 << 10;
 
 impl Request {
     /// Takes the body bytes read along with the head.
@@ -30,7 +34,15 @@ fn error(etype: ErrorType, source: ErrorSource, context: &'static str) -> Box<Er
 }
 
 async fn write_upstream(upstream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> Result<()> {
-    match tokio::time::timeout(timeout, upstream.write_all(bytes)).await {
+    writing_upstream(timeout, upstream.write_all(bytes)).await
+}
+
+/// A write of the request to the backend, within `timeout`; errors are the backend's.
+async fn writing_upstream(
+    timeout: Duration,
+    write: impl std::future::Future<Output = std::io::Result<()>>,
+) -> Result<()> {
+    match tokio::time::timeout(timeout, write).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(error(
             ErrorType::WriteError,
@@ -45,13 +57,33 @@ async fn write_upstream(upstream: &mut TcpStream, bytes: &[u8], timeout: Duratio
     }
 }
 
+/// How many body bytes a read from the client brought; its end before the body's
+/// and its failures are the client's errors.
+fn body_bytes(read: std::io::Result<usize>) -> Result<usize> {
+    match read {
+        Ok(0) => Err(error(
+            ErrorType::ConnectionClosed,
+            ErrorSource::Downstream,
+            "the client closed in the request body",
+        )),
+        Ok(n) => Ok(n),
+        Err(_) => Err(error(
+            ErrorType::ReadError,
+            ErrorSource::Downstream,
+            "reading the request body",
+        )),
+    }
+}
+
 /// Writes the request head (the client's, with `forwarded_for` as its one
-/// `X-Forwarded-For` when given) and its body upstream.
+/// `X-Forwarded-For` when given) and its body upstream. With `splice` (the counter
+/// of the bytes it moves), a long body goes through a pipe (see [`super::splice`]).
 pub async fn send_request(
     request: &mut Request,
     forwarded_for: Option<&[u8]>,
     upstream: &mut TcpStream,
     config: &UpstreamConfig,
+    splice: Option<&prometheus::IntCounter>,
 ) -> Result<()> {
     let mut out = bytes::BytesMut::new();
     super::head::upstream_head(&request.raw_head, forwarded_for, &mut out);
@@ -63,26 +95,18 @@ pub async fn send_request(
     if left == 0 {
         return Ok(());
     }
+    if let Some(spliced) = splice.filter(|_| left >= SPLICE_FROM) {
+        if request.edge.body_on_socket() {
+            // No pipe (descriptors exhausted): the buffer below carries the body.
+            if let Ok(pipe) = Pipe::new() {
+                return splice_body(request, &pipe, upstream, config, spliced).await;
+            }
+        }
+    }
     let mut buf = vec![0u8; (left as usize).min(BODY_BUFFER_FIRST)];
     while left > 0 {
         let want = (left as usize).min(buf.len());
-        let n = match request.edge.read(&mut buf[..want]).await {
-            Ok(0) => {
-                return Err(error(
-                    ErrorType::ConnectionClosed,
-                    ErrorSource::Downstream,
-                    "the client closed in the request body",
-                ))
-            }
-            Ok(n) => n,
-            Err(_) => {
-                return Err(error(
-                    ErrorType::ReadError,
-                    ErrorSource::Downstream,
-                    "reading the request body",
-                ))
-            }
-        };
+        let n = body_bytes(request.edge.read(&mut buf[..want]).await)?;
         request.body_read += n as u64;
         left -= n as u64;
         write_upstream(upstream, &buf[..n], config.write_timeout).await?;
@@ -91,6 +115,47 @@ pub async fn send_request(
         }
     }
     Ok(())
+}
+
+/// Moves the rest of the body from the client's socket to the backend's through
+/// `pipe`, a pipe-full at a time.
+async fn splice_body(
+    request: &mut Request,
+    pipe: &Pipe,
+    upstream: &mut TcpStream,
+    config: &UpstreamConfig,
+    spliced: &prometheus::IntCounter,
+) -> Result<()> {
+    while request.body_read < request.body_len {
+        let want = ((request.body_len - request.body_read) as usize).min(pipe.capacity);
+        let read = request.edge.read_body_with(|tcp| pipe.fill_from(tcp, want));
+        let n = body_bytes(read.await)?;
+        request.body_read += n as u64;
+        drain_pipe(pipe, n, upstream, config.write_timeout).await?;
+        spliced.inc_by(n as u64);
+    }
+    Ok(())
+}
+
+/// Moves the `len` bytes in `pipe` to the backend within `timeout`.
+async fn drain_pipe(
+    pipe: &Pipe,
+    mut len: usize,
+    upstream: &TcpStream,
+    timeout: Duration,
+) -> Result<()> {
+    let drain = async {
+        while len > 0 {
+            upstream.writable().await?;
+            match upstream.try_io(Interest::WRITABLE, || pipe.drain_into(upstream, len)) {
+                Ok(n) => len -= n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    };
+    writing_upstream(timeout, drain).await
 }
 
 /// Reads and discards what is left of the request body, for at most

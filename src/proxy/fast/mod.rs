@@ -18,6 +18,7 @@ pub mod head;
 mod pool;
 pub mod response;
 mod span;
+mod splice;
 
 use super::acks::{self, Answer};
 use super::ctx::RequestCtx;
@@ -341,11 +342,13 @@ impl FastPath {
                 }
             }
         };
+        let splice = generation.config.listener.splice;
         body::send_request(
             request,
             forwarded_for.as_deref(),
             &mut upstream,
             upstream_config,
+            splice.then_some(&self.shared.metrics.fast_path_spliced_bytes),
         )
         .await?;
         request.edge.announce(Phase::Request);
