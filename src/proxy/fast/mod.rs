@@ -18,7 +18,7 @@ pub mod head;
 mod pool;
 pub mod response;
 mod span;
-mod splice;
+pub mod splice;
 
 use super::acks::{self, Answer};
 use super::ctx::RequestCtx;

@@ -21,6 +21,7 @@ pub struct Pipe {
 }
 
 impl Pipe {
+    /// A new pipe, as large as the kernel grants up to 256 KiB.
     pub fn new() -> io::Result<Pipe> {
         let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
         let capacity = fcntl(&write, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE))
