@@ -10,13 +10,13 @@
 use bitsgate::proxy::fast::head::Head;
 use bitsgate::proxy::fast::response::{parse_answer, relay_body, Framing};
 use bitsgate::proxy::fast::splice::Pipe;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::time::{clock_gettime, ClockId};
+use std::hint::black_box;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use std::hint::black_box;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
@@ -179,9 +179,8 @@ fn move_body(c: &mut Criterion) {
                 let mut moved = 0;
                 while moved < total {
                     let want = (total - moved).min(pipe.capacity);
-                    let n = when_ready(&s.from, PollFlags::POLLIN, || {
-                        pipe.fill_from(&s.from, want)
-                    });
+                    let n =
+                        when_ready(&s.from, PollFlags::POLLIN, || pipe.fill_from(&s.from, want));
                     let mut out = 0;
                     while out < n {
                         out += when_ready(&s.to, PollFlags::POLLOUT, || {
