@@ -699,6 +699,13 @@ impl ProxyHttp for BitsProxy {
         self.shared
             .access_log
             .record(|| crate::access_log::AccessRecord::of_request(session, ctx, status));
+        if ctx.local.is_none() && session.response_written().is_some() && !session.is_body_done() {
+            // The backend answered before it had the whole body (a server refusing a
+            // request it will not read): the client, still writing it, must not be
+            // reset before it reads that answer.
+            let generation = self.generation(ctx);
+            super::linger::discard_rest_of_body(session, &generation.config.listener).await;
+        }
         // The next request's header clock starts with its first byte.
         crate::edge::announce(session, crate::edge::Phase::Idle);
     }

@@ -210,3 +210,36 @@ async fn an_8_mib_fragment_to_an_unreachable_owner_gets_its_503_ack() {
         assert!(is_close(&response), "closed after a failure");
     }
 }
+
+/// The backend refuses a fragment over its own limit before reading a byte of it
+/// (the reference server's 413, as IIS's request filtering does) and closes: the
+/// client gets that answer, not an error of bitsgate's, on either HTTP path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fragment_the_backend_refuses_before_reading_it_gets_the_backends_answer() {
+    for listener in ["fast_path = false", "fast_path = true"] {
+        let cluster = Cluster::new()
+            .backends(1)
+            .listener_config(listener)
+            .server(|_, config| config.max_fragment = 1 << 20)
+            .start()
+            .await;
+        let session = cluster.create_session(PATH).await;
+        let body = random_bytes(EIGHT_MIB, 14);
+        for attempt in 0..3 {
+            let mut client = Client::connect(&cluster).await;
+            let response = client
+                .exchange(&fragment_head(&session, EIGHT_MIB), &body)
+                .await;
+            assert_eq!(
+                response.status, 413,
+                "{listener}, attempt {attempt}: {response:?}"
+            );
+            assert_eq!(
+                response.header("BITS-Error-Code"),
+                Some(ErrorCode::http_error(413).to_string().as_str()),
+                "{listener}, attempt {attempt}"
+            );
+            assert!(is_close(&response), "{listener}: the rest is not forwarded");
+        }
+    }
+}

@@ -6,7 +6,7 @@ use super::Request;
 use crate::config::{ListenerConfig, UpstreamConfig};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::TcpStream;
 
 /// The buffer a body is streamed through: it starts small, so a body that trickles
@@ -33,8 +33,22 @@ fn error(etype: ErrorType, source: ErrorSource, context: &'static str) -> Box<Er
     e
 }
 
-async fn write_upstream(upstream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> Result<()> {
-    writing_upstream(timeout, upstream.write_all(bytes)).await
+async fn write_upstream(upstream: &TcpStream, bytes: &[u8], timeout: Duration) -> Result<()> {
+    writing_upstream(timeout, write_all(upstream, bytes)).await
+}
+
+/// `write_all` through a shared reference, so that the answer can be watched for on
+/// the same socket meanwhile.
+async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// A write of the request to the backend, within `timeout`; errors are the backend's.
@@ -75,26 +89,73 @@ fn body_bytes(read: std::io::Result<usize>) -> Result<usize> {
     }
 }
 
+/// How sending a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Head and body are with the backend.
+    Whole,
+    /// The backend started its answer (or closed) before it had the whole body, as a
+    /// server refusing a request it will not read does: the answer is what the client
+    /// gets, and neither connection carries another request.
+    AnsweredEarly,
+}
+
 /// Writes the request head (the client's, with `forwarded_for` as its one
-/// `X-Forwarded-For` when given) and its body upstream. With `splice` (the counter
-/// of the bytes it moves), a long body goes through a pipe (see [`super::splice`]).
+/// `X-Forwarded-For` when given) and its body upstream, watching for an answer
+/// meanwhile. With `splice` (the counter of the bytes it moves), a long body goes
+/// through a pipe (see [`super::splice`]).
 pub async fn send_request(
     request: &mut Request,
     forwarded_for: Option<&[u8]>,
-    upstream: &mut TcpStream,
+    upstream: &TcpStream,
     config: &UpstreamConfig,
     splice: Option<&prometheus::IntCounter>,
-) -> Result<()> {
+) -> Result<Sent> {
     let mut out = bytes::BytesMut::new();
     super::head::upstream_head(&request.raw_head, forwarded_for, &mut out);
     // The body's start goes in the same write as the head.
     out.extend_from_slice(&request.take_early_body());
-    write_upstream(upstream, &out, config.write_timeout).await?;
+    let head = write_upstream(upstream, &out, config.write_timeout).await;
     drop(out);
-    let mut left = request.body_len - request.body_read;
-    if left == 0 {
-        return Ok(());
+    if request.body_read == request.body_len {
+        return head.map(|()| Sent::Whole);
     }
+    let body = async {
+        head?;
+        send_body(request, upstream, config, splice).await
+    };
+    let mut probe = [0u8; 1];
+    let sent = tokio::select! {
+        biased;
+        sent = body => sent.map(|()| Sent::Whole),
+        // Something to read before the body is sent: the answer has begun.
+        _ = upstream.peek(&mut probe) => Ok(Sent::AnsweredEarly),
+    };
+    match sent {
+        // A backend that answered and closed fails the writes that follow.
+        Err(e) if e.esource == ErrorSource::Upstream && answer_waiting(upstream).await => {
+            Ok(Sent::AnsweredEarly)
+        }
+        sent => sent,
+    }
+}
+
+/// Whether the backend has sent something (or closed) that is there to read now.
+async fn answer_waiting(upstream: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    // A zero timeout still polls the peek once: it answers without waiting.
+    let peeked = tokio::time::timeout(Duration::ZERO, upstream.peek(&mut probe)).await;
+    matches!(peeked, Ok(Ok(n)) if n > 0)
+}
+
+/// Sends the rest of the request body, read from the client.
+async fn send_body(
+    request: &mut Request,
+    upstream: &TcpStream,
+    config: &UpstreamConfig,
+    splice: Option<&prometheus::IntCounter>,
+) -> Result<()> {
+    let mut left = request.body_len - request.body_read;
     if let Some(spliced) = splice.filter(|_| left >= SPLICE_FROM) {
         if request.edge.body_on_socket() {
             // No pipe (descriptors exhausted): the buffer below carries the body.
@@ -122,7 +183,7 @@ pub async fn send_request(
 async fn splice_body(
     request: &mut Request,
     pipe: &Pipe,
-    upstream: &mut TcpStream,
+    upstream: &TcpStream,
     config: &UpstreamConfig,
     spliced: &prometheus::IntCounter,
 ) -> Result<()> {

@@ -343,19 +343,27 @@ impl FastPath {
             }
         };
         let splice = generation.config.listener.splice;
-        body::send_request(
+        let sent = body::send_request(
             request,
             forwarded_for.as_deref(),
-            &mut upstream,
+            &upstream,
             upstream_config,
             splice.then_some(&self.shared.metrics.fast_path_spliced_bytes),
         )
         .await?;
+        // An answer that came before the whole body ends both connections: the
+        // backend's was not sent a whole request, the client's body is drained
+        // after the answer (see `super::linger`), not forwarded.
+        let early = sent == body::Sent::AnsweredEarly;
+        if early {
+            request.keepalive = false;
+        }
         request.edge.announce(Phase::Request);
         let deadline = tokio::time::Instant::now() + upstream_config.read_timeout;
         // The answer reaches the client as the backend wrote it, bar the headers
         // bitsgate sets and learning's edits (see `response::client_head`).
         let mut answer = response::read_head(&mut upstream, deadline).await?;
+        answer.keepalive &= !early;
         let close_client = self
             .proxy
             .on_final_response(
@@ -397,6 +405,9 @@ impl FastPath {
             response::write_client(&mut request.edge, &head, write_timeout)
                 .await
                 .map_err(downstream)?;
+            if early {
+                body::discard(request, &generation.config.listener).await;
+            }
             return Ok(keep_client);
         }
         response::write_client(&mut request.edge, &head, write_timeout)
@@ -422,6 +433,9 @@ impl FastPath {
         }
         if keep_client {
             let _ = request.edge.flush().await;
+        }
+        if early {
+            body::discard(request, &generation.config.listener).await;
         }
         Ok(keep_client)
     }
