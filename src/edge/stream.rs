@@ -378,6 +378,8 @@ impl EdgeStream {
             match tcp.poll_read_ready(cx) {
                 Poll::Ready(Ok(())) => {
                     match tcp.try_io(tokio::io::Interest::READABLE, || op(tcp)) {
+                        // The end of the stream is the caller's to judge, not the clock's.
+                        Ok(0) => return Poll::Ready(Ok(0)),
                         Ok(n) => {
                             return match self.account_body(n, now) {
                                 Ok(()) => Poll::Ready(Ok(n)),

@@ -164,11 +164,7 @@ pub async fn relay_reply_url<A: AnswerView + ?Sized>(
     let Some(value) = response.headers().first(&h::names::REPLY_URL) else {
         return;
     };
-    // Visible ASCII, as `HeaderValue::to_str` reads it.
-    let Some(value) = std::str::from_utf8(value)
-        .ok()
-        .filter(|v| v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)))
-    else {
+    let Some(value) = bits_proto::header_source::visible_ascii(value) else {
         tracing::debug!(target: "bitsgate::reply", backend = %chosen.id, "BITS-Reply-URL is not ASCII; relayed as it is");
         return;
     };

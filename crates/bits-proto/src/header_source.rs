@@ -17,14 +17,28 @@ pub trait HeaderSource {
         self.values(name).next()
     }
 
-    /// The first value of header `name`, when it is text.
+    /// The first value of header `name`, when it is visible ASCII (tabs and spaces
+    /// included), as `http::HeaderValue::to_str` reads it.
     fn first_str<'s>(&'s self, name: &HeaderName) -> Option<&'s str> {
-        self.first(name).and_then(|v| std::str::from_utf8(v).ok())
+        self.first(name).and_then(visible_ascii)
     }
 
     /// Whether header `name` is present.
     fn has(&self, name: &HeaderName) -> bool {
         self.values(name).next().is_some()
+    }
+}
+
+/// A header value as text when it is visible ASCII (tabs and spaces included), as
+/// `http::HeaderValue::to_str` reads it.
+pub fn visible_ascii(value: &[u8]) -> Option<&str> {
+    if value
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
     }
 }
 

@@ -120,16 +120,26 @@ pub async fn send_request(
     if request.body_read == request.body_len {
         return head.map(|()| Sent::Whole);
     }
-    let body = async {
+    let mut body = std::pin::pin!(async {
         head?;
         send_body(request, upstream, config, splice).await
-    };
-    let mut probe = [0u8; 1];
-    let sent = tokio::select! {
+    });
+    let mut probe = [0u8; 16];
+    let watched = tokio::select! {
         biased;
-        sent = body => sent.map(|()| Sent::Whole),
-        // Something to read before the body is sent: the answer has begun.
-        _ = upstream.peek(&mut probe) => Ok(Sent::AnsweredEarly),
+        sent = &mut body => Watched::Sent(sent),
+        // Something to read before the body is sent: the answer has begun, unless
+        // it is an interim answer (`100 Continue`), which `read_head` skips later.
+        peeked = upstream.peek(&mut probe) => match peeked {
+            Ok(n) if is_interim(&probe[..n]) => Watched::Interim,
+            _ => Watched::Answer,
+        },
+    };
+    let sent = match watched {
+        Watched::Sent(sent) => sent.map(|()| Sent::Whole),
+        Watched::Answer => Ok(Sent::AnsweredEarly),
+        // It stays unread until the body is sent, so the watch ends here.
+        Watched::Interim => body.await.map(|()| Sent::Whole),
     };
     match sent {
         // A backend that answered and closed fails the writes that follow.
@@ -138,6 +148,24 @@ pub async fn send_request(
         }
         sent => sent,
     }
+}
+
+/// What the watch on the backend's socket saw while the body was being sent.
+enum Watched {
+    Sent(Result<()>),
+    Answer,
+    Interim,
+}
+
+/// Whether `peeked`, the first bytes the backend sent, start an interim (1xx)
+/// answer (after the empty lines a server may send first).
+fn is_interim(peeked: &[u8]) -> bool {
+    let start = peeked
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    let line = &peeked[start..];
+    line.len() >= 10 && line.starts_with(b"HTTP/1.") && &line[8..10] == b" 1"
 }
 
 /// Whether the backend has sent something (or closed) that is there to read now.
@@ -243,4 +271,20 @@ pub async fn discard(request: &mut Request, listener: &ListenerConfig) -> bool {
     tokio::time::timeout(listener.lingering_time, drain)
         .await
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_interim;
+
+    #[test]
+    fn only_a_1xx_status_line_is_an_interim_answer() {
+        assert!(is_interim(b"HTTP/1.1 100 Continue\r\n"));
+        assert!(is_interim(b"\r\nHTTP/1.1 103 Ea"));
+        assert!(!is_interim(b"HTTP/1.1 413 Request"));
+        assert!(!is_interim(b"HTTP/1.1 200 OK\r\n"));
+        // Too little to tell: taken for the answer, as a close would be.
+        assert!(!is_interim(b"HTTP/1.1 "));
+        assert!(!is_interim(b""));
+    }
 }

@@ -301,16 +301,25 @@ mod tests {
         ] {
             let head = parse(text).expect("taken");
             let view = head.view(text.as_bytes());
+            // The header map is built from httparse's own slices, not from the spans.
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut parsed = httparse::Request::new(&mut headers);
+            parsed.parse(text.as_bytes()).expect("parses");
             let mut request = pingora::http::RequestHeader::build(
                 bits_proto::headers::METHOD_BITS_POST,
-                view.path_and_query().as_bytes(),
+                parsed.path.expect("a path").as_bytes(),
                 None,
             )
             .expect("request");
-            for (name, value) in view.entries() {
-                let name = std::str::from_utf8(name).expect("name").to_owned();
-                request.append_header(name, value).expect("header");
+            for header in parsed.headers.iter() {
+                request
+                    .append_header(header.name.to_owned(), header.value)
+                    .expect("header");
             }
+            assert!(view.entries().eq(parsed
+                .headers
+                .iter()
+                .map(|h| (h.name.as_bytes(), h.value))));
             assert_eq!(
                 bits_proto::classify(view.method(), &view, &options),
                 bits_proto::classify(request.method(), RequestView::headers(&request), &options),

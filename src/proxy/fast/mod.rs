@@ -401,7 +401,10 @@ impl FastPath {
             request.bytes_out = rest.len() as u64;
             head.extend_from_slice(&rest);
             rest.clear();
-            self.log(request);
+            if !early {
+                // After an early answer, once the drain below has counted the body.
+                self.log(request);
+            }
             response::write_client(&mut request.edge, &head, write_timeout)
                 .await
                 .map_err(downstream)?;

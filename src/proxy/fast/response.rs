@@ -166,6 +166,7 @@ pub async fn read_head(upstream: &mut TcpStream, deadline: Instant) -> Result<An
             ));
         }
         loop {
+            skip_empty_lines(&mut buf);
             match parse(&buf)? {
                 None if buf.len() > MAX_HEAD => {
                     return Err(upstream_error(
@@ -209,9 +210,26 @@ pub async fn read_head(upstream: &mut TcpStream, deadline: Instant) -> Result<An
     }
 }
 
+/// Drops the empty lines a server may send before a status line (`httparse` skips
+/// them too), so that the head's bytes start with its status line.
+fn skip_empty_lines(buf: &mut BytesMut) {
+    let empty = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    if empty > 0 {
+        let _ = buf.split_to(empty);
+    }
+}
+
 /// The answer whose head starts `buf`, if the head is complete there (the bytes
 /// after it are its `rest`).
 pub fn parse_answer(buf: &[u8]) -> Result<Option<Answer>> {
+    let empty = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    let buf = &buf[empty..];
     let Some(Parsed {
         len,
         status,
@@ -659,6 +677,19 @@ mod tests {
                  BITS-Reply-URL: http://farm/r/1\r\nContent-Length: 0",
                 Some("Connection: keep-alive")
             )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn empty_lines_before_the_status_line_are_not_part_of_the_head() {
+        let mut answer =
+            answer("\r\n\r\nHTTP/1.0 200 OK\r\nBITS-Packet-Type: Ack\r\nContent-Length: 0\r\n\r\n");
+        assert!(!answer.keepalive, "HTTP/1.0 without keep-alive");
+        answer.head.set_status(503).expect("status");
+        let text = String::from_utf8(client_head(&answer, false).to_vec()).expect("text");
+        assert!(
+            text.starts_with("HTTP/1.0 503 Service Unavailable\r\nBITS-Packet-Type: Ack\r\n"),
             "{text}"
         );
     }
