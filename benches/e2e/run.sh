@@ -30,6 +30,10 @@
 #   E2E_PROXY_THREADS  worker threads of each proxy: bitsgate `[server] threads`,
 #                      HAProxy `nbthread` (default 1); a separate configuration, labelled
 #                      as such in the output, not comparable with the 1-thread figures
+#   E2E_SCENARIOS      the scenarios to run, space-separated (default: all five,
+#                      "ping frag4k frag1m upload8m tiny")
+#   E2E_STORE          bitsgate's `[storage] mode` (default durable; memory keeps pins
+#                      in memory only, as HAProxy's stick table does)
 #   E2E_INSTALL        1 (default): when haproxy is missing and this runs as root on a
 #                      Debian-like system, install it with apt-get first
 #
@@ -44,6 +48,10 @@ load_cpu=${LOAD_CPU:-0}
 scale=${E2E_SCALE_PCT:-100}
 target_dir=${CARGO_TARGET_DIR:-target}
 pins=${E2E_PINS:-1000000}
+if [ "${E2E_STORE:-durable}" != durable ] && [ "$pins" != 0 ]; then
+  echo "E2E_STORE=${E2E_STORE} keeps no journal to restore pins from: set E2E_PINS=0 too" >&2
+  exit 2
+fi
 threads=${E2E_PROXY_THREADS:-1}
 if [ "$threads" -gt 1 ]; then
   proxy_cpu=${PROXY_CPU:-0-$(( $(nproc) - 1 ))}
@@ -116,7 +124,7 @@ start_bitsgate() { # name data-dir [fast_path]
   local name=$1 data=$2 t0
   target_addr[$name]=127.0.0.1:$(free_port)
   admin_addr[$name]=127.0.0.1:$(free_port)
-  bench_config "$disk/$name.toml" "${target_addr[$name]}" "${admin_addr[$name]}" durable "$data" \
+  bench_config "$disk/$name.toml" "${target_addr[$name]}" "${admin_addr[$name]}" "${E2E_STORE:-durable}" "$data" \
     "$threads" "b1=${backend_addr[b1]}" "b2=${backend_addr[b2]}"
   if [ -n "${3:-}" ]; then
     sed -i "s/^\[listener\]\$/[listener]\nfast_path = $3/" "$disk/$name.toml"
@@ -202,7 +210,10 @@ declare -A scen_args=(
   [upload8m]="--uploads $(n 96) --size 8MiB --fragment-size 1MiB --concurrency 8 --new-connection-per-packet"
   [tiny]="--uploads $(n 10000) --size 1 --fragment-size 1 --concurrency 32"
 )
-scenarios=(ping frag4k frag1m upload8m tiny)
+read -r -a scenarios <<< "${E2E_SCENARIOS:-ping frag4k frag1m upload8m tiny}"
+for scen in "${scenarios[@]}"; do
+  [ -n "${scen_args[$scen]:-}" ] || { echo "unknown scenario in E2E_SCENARIOS: $scen" >&2; exit 2; }
+done
 
 # Continues the target under test if it is a paused one, and stops every other paused
 # target. A stopped process keeps its sockets; a connection to it just waits.
