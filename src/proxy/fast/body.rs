@@ -160,11 +160,7 @@ enum Watched {
 /// Whether `peeked`, the first bytes the backend sent, start an interim (1xx)
 /// answer (after the empty lines a server may send first).
 fn is_interim(peeked: &[u8]) -> bool {
-    let start = peeked
-        .iter()
-        .take_while(|&&b| b == b'\r' || b == b'\n')
-        .count();
-    let line = &peeked[start..];
+    let line = &peeked[super::response::empty_lines(peeked)..];
     line.len() >= 10 && line.starts_with(b"HTTP/1.") && &line[8..10] == b" 1"
 }
 

@@ -210,13 +210,19 @@ pub async fn read_head(upstream: &mut TcpStream, deadline: Instant) -> Result<An
     }
 }
 
-/// Drops the empty lines a server may send before a status line (`httparse` skips
-/// them too), so that the head's bytes start with its status line.
-fn skip_empty_lines(buf: &mut BytesMut) {
-    let empty = buf
+/// How many bytes of empty lines start `bytes`: a server may send some before a
+/// status line, and `httparse` skips them.
+pub(super) fn empty_lines(bytes: &[u8]) -> usize {
+    bytes
         .iter()
         .take_while(|&&b| b == b'\r' || b == b'\n')
-        .count();
+        .count()
+}
+
+/// Drops the empty lines before a status line, so that the head's bytes start
+/// with it.
+fn skip_empty_lines(buf: &mut BytesMut) {
+    let empty = empty_lines(buf);
     if empty > 0 {
         let _ = buf.split_to(empty);
     }
@@ -225,11 +231,7 @@ fn skip_empty_lines(buf: &mut BytesMut) {
 /// The answer whose head starts `buf`, if the head is complete there (the bytes
 /// after it are its `rest`).
 pub fn parse_answer(buf: &[u8]) -> Result<Option<Answer>> {
-    let empty = buf
-        .iter()
-        .take_while(|&&b| b == b'\r' || b == b'\n')
-        .count();
-    let buf = &buf[empty..];
+    let buf = &buf[empty_lines(buf)..];
     let Some(Parsed {
         len,
         status,
