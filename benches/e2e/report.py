@@ -2,7 +2,8 @@
 """Summarise the runs recorded by measure.py: medians per target, and the
 bitsgate/HAProxy, bitsgate/direct, bitsgate-1m/bitsgate (10^6 pins restored vs an
 empty table), bitsgate/bitsgate-pingora (fast path vs Pingora's proxy) and
-bitsgate-pingora/HAProxy ratios, paired within each round, with their median and spread (min-max
+bitsgate-pingora/HAProxy and bitsgate/bitsgate-base (this build vs another, E2E_BASE_BIN)
+ratios, paired within each round, with their median and spread (min-max
 over the rounds).
 
 Usage: report.py [--threads N] RESULTS.jsonl
@@ -66,6 +67,8 @@ RATIOS = [
     ("bitsgate-1m/bitsgate", "bitsgate-1m", "bitsgate"),
     ("bitsgate/bitsgate-pingora", "bitsgate", "bitsgate-pingora"),
     ("bitsgate-pingora/haproxy", "bitsgate-pingora", "haproxy"),
+    ("bitsgate/bitsgate-base", "bitsgate", "bitsgate-base"),
+    ("bitsgate-base/haproxy", "bitsgate-base", "haproxy"),
 ]
 # The 10^6-pin target: requests/s within 5 % of the empty table's.
 PINNED_TOLERANCE = 0.05
@@ -84,7 +87,8 @@ def main():
             failed.append(r)
         if r["report"] is not None:
             by[(r["scenario"], r["round"])][r["target"]] = r
-    targets = [t for t in ("direct", "bitsgate", "bitsgate-pingora", "bitsgate-1m", "haproxy")
+    targets = [t for t in ("direct", "bitsgate", "bitsgate-base", "bitsgate-pingora", "bitsgate-1m",
+                            "haproxy")
                if any(t in v for v in by.values())]
     rounds = sorted({r for (_, r) in by})
     ratio_cols = [(label, num, den) for label, num, den in RATIOS

@@ -21,6 +21,7 @@
 #                      (sched_rt_runtime_us) still leaves the core 5 % for others
 #   E2E_PERF           1 (default when perf exists): after the rounds, one Ping and one
 #                      1 MiB run per proxy under `perf stat` (syscalls, context switches)
+#   E2E_PERF_SCENARIOS the scenarios of that `perf stat` pass (default "ping frag1m")
 #   E2E_SCALE_PCT      scale every request/upload count, in percent (default 100)
 #   E2E_PINS           pins written into the data dir of the second bitsgate instance,
 #                      target `bitsgate-1m` (default 1000000; 0 leaves that target out)
@@ -30,6 +31,10 @@
 #   E2E_PROXY_THREADS  worker threads of each proxy: bitsgate `[server] threads`,
 #                      HAProxy `nbthread` (default 1); a separate configuration, labelled
 #                      as such in the output, not comparable with the 1-thread figures
+#   E2E_BASE_BIN       another bitsgate binary (say, a build of the commit before a
+#                      change), run as target `bitsgate-base` with the same configuration
+#                      as `bitsgate`, so that the change's effect is measured in the
+#                      same rounds (ratio bitsgate/bitsgate-base)
 #   E2E_SCENARIOS      the scenarios to run, space-separated (default: all five,
 #                      "ping frag4k frag1m upload8m tiny")
 #   E2E_STORE          bitsgate's `[storage] mode` (default durable; memory keeps pins
@@ -120,8 +125,8 @@ backend_list=$(IFS=,; echo "${backend_pids[*]}")
 ms_now() { echo $(( $(date +%s%N) / 1000000 )); }
 rss_mib() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 declare -A target_addr target_pid admin_addr start_ms
-start_bitsgate() { # name data-dir [fast_path]
-  local name=$1 data=$2 t0
+start_bitsgate() { # name data-dir [fast_path [binary]]
+  local name=$1 data=$2 exe=${4:-$bin/bitsgate} t0
   target_addr[$name]=127.0.0.1:$(free_port)
   admin_addr[$name]=127.0.0.1:$(free_port)
   bench_config "$disk/$name.toml" "${target_addr[$name]}" "${admin_addr[$name]}" "${E2E_STORE:-durable}" "$data" \
@@ -130,7 +135,7 @@ start_bitsgate() { # name data-dir [fast_path]
     sed -i "s/^\[listener\]\$/[listener]\nfast_path = $3/" "$disk/$name.toml"
   fi
   t0=$(ms_now)
-  BITSGATE_LOG=warn "${proxy_prio[@]}" taskset -c "$proxy_cpu" "$bin/bitsgate" run \
+  BITSGATE_LOG=warn "${proxy_prio[@]}" taskset -c "$proxy_cpu" "$exe" run \
     --config "$disk/$name.toml" >"$disk/$name.log" 2>&1 &
   pids+=($!); target_pid[$name]=$!
   wait_port "${target_addr[$name]}" "$disk"/*.log
@@ -148,6 +153,11 @@ PY
 targets=(direct bitsgate)
 target_addr[direct]=${backend_addr[b1]}
 start_bitsgate bitsgate "$disk/bitsgate-data"
+if [ -n "${E2E_BASE_BIN:-}" ]; then
+  [ -x "$E2E_BASE_BIN" ] || { echo "E2E_BASE_BIN is not an executable: $E2E_BASE_BIN" >&2; exit 2; }
+  start_bitsgate bitsgate-base "$disk/bitsgate-base-data" "" "$E2E_BASE_BIN"
+  targets+=(bitsgate-base)
+fi
 if [ "${E2E_PINGORA:-1}" = 1 ]; then
   start_bitsgate bitsgate-pingora "$disk/bitsgate-pingora-data" false
   targets+=(bitsgate-pingora)
@@ -256,15 +266,16 @@ for rnd in $(seq "$rounds"); do
 done
 
 if [ "$perf_on" = 1 ]; then
-  echo "== perf stat on the proxy process (one more Ping and 1 MiB run each; not in the summary)"
+  read -r -a perf_scenarios <<< "${E2E_PERF_SCENARIOS:-ping frag1m}"
+  echo "== perf stat on the proxy process (one more run each of: ${perf_scenarios[*]}; not in the summary)"
   for t in "${targets[@]}"; do
     [ -n "${target_pid[$t]:-}" ] || continue
-    for scen in ping frag1m; do run_one perf "$scen" "$t" --perf-out "$disk/perf.jsonl"; done
+    for scen in "${perf_scenarios[@]}"; do run_one perf "$scen" "$t" --perf-out "$disk/perf.jsonl"; done
   done
 fi
 
 echo "== $(date -u '+%H:%M:%S UTC') load average (1/5/15 min): $(cut -d' ' -f1-3 /proc/loadavg)"
-for t in bitsgate bitsgate-pingora bitsgate-1m; do
+for t in bitsgate bitsgate-base bitsgate-pingora bitsgate-1m; do
   if [ -n "${target_pid[$t]:-}" ]; then
     echo "== RSS of $t at the end: $(rss_mib "${target_pid[$t]}") MiB"
   fi

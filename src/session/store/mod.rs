@@ -1,10 +1,10 @@
 //! Durable pins: an append-only journal with compaction in the data directory.
 //!
 //! Every pin is appended before the Create-Session Ack is released; unpins are appended
-//! too; the journal is replayed at start. One writer thread batches whatever many
-//! request tasks queued into a single `write(2)` and, in `fsync` mode, a single
-//! `fdatasync(2)`, so durability costs one device flush per burst rather than per
-//! session. `docs/storage.md` gives the format, the crash semantics and the measured
+//! too; the journal is replayed at start. Whatever many request tasks queued goes into a
+//! single `write(2)` and, in `fsync` mode, a single `fdatasync(2)`, so durability costs
+//! one device flush per burst rather than per session; in `write` mode a pin is usually
+//! written by its own request task, without waking another thread (see `queue`). `docs/storage.md` gives the format, the crash semantics and the measured
 //! costs.
 
 mod errors;
@@ -12,6 +12,7 @@ mod files;
 mod format;
 mod lock;
 mod pending;
+mod queue;
 mod replay;
 mod types;
 mod writer;
@@ -31,11 +32,11 @@ pub use crate::config::model::StorageSync;
 pub use files::SnapshotWriter;
 use files::{io_err, JOURNAL};
 use lock::{DirLock, Ownership, UpgradeLock};
+use queue::{Doorbell, Queue};
 pub use replay::PinSink;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::oneshot;
 pub use types::TailPins;
@@ -53,15 +54,16 @@ pub const COMPACT_MIN_BYTES: u64 = 1 << 20;
 /// Compact once the journal is this many times the size of the live pins.
 pub const COMPACT_RATIO: u64 = 4;
 
-/// The durable pin store. Cheap to clone; every clone feeds the same writer, which
-/// stops when the last clone is dropped.
+/// The durable pin store. Cheap to clone; every clone feeds the same queue, whose
+/// writer thread stops when the last clone is dropped.
 #[derive(Clone)]
 pub struct PinStore {
     shared: Arc<Shared>,
 }
 
 struct Shared {
-    tx: Sender<Msg>,
+    queue: Arc<Queue>,
+    doorbell: Doorbell,
     counters: Arc<Counters>,
     dir: PathBuf,
     /// One compaction at a time: each sets the writer's mark.
@@ -263,11 +265,8 @@ impl PinStore {
                 caught_up_to: caught_up_to.clone(),
             },
         );
-        let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("pin-journal".into())
-            .spawn(move || writer.run(rx))
-            .map_err(io_err("start the writer thread for", dir))?;
+        let (queue, doorbell) =
+            Queue::start(writer).map_err(io_err("start the writer thread for", dir))?;
 
         log_recovery(&path, &replayed, truncated_bytes, discarded_to.as_deref());
         if removed_stale_temp {
@@ -320,7 +319,8 @@ impl PinStore {
             loaded_at: now,
         };
         let shared = Arc::new(Shared {
-            tx,
+            queue,
+            doorbell,
             counters,
             dir: dir.to_path_buf(),
             compacting: tokio::sync::Mutex::new(()),
@@ -603,7 +603,7 @@ impl PinStore {
     }
 
     fn send(&self, msg: Msg) -> Result<(), StoreError> {
-        self.shared.tx.send(msg).map_err(|_| StoreError::Closed)
+        self.shared.queue.push(msg, &self.shared.doorbell)
     }
 }
 

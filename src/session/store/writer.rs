@@ -1,6 +1,6 @@
-//! The single journal writer: a dedicated thread that turns everything queued since its
-//! last write into one `write(2)` and, when asked for, one `fdatasync(2)` (group commit).
-//! Request tasks never touch the file and never hold a lock while they wait.
+//! The journal writer: turns a batch of queued records into one `write(2)` and, when
+//! asked for, one `fdatasync(2)`, and tracks the journal's health. Who runs it, and
+//! when, is [`super::queue`]'s business.
 
 use super::files::{self, io_err};
 use super::lock::Ownership;
@@ -11,16 +11,12 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Where a waiter learns the outcome of its request.
 pub(crate) type Ack = oneshot::Sender<Result<(), StoreError>>;
-
-/// Upper bound on messages folded into one write, so one writer turn stays short.
-const MAX_BATCH: usize = 4096;
 
 /// While appends fail (disk full, file too large), how often the writer tries a
 /// harmless record of its own, so the outage ends when the disk has room again even if
@@ -49,6 +45,20 @@ pub(crate) enum Msg {
     /// Finish a compaction: append the records since the mark to `temp`, then rename it
     /// over the journal.
     Swap { temp: File, ack: Ack },
+}
+
+impl Msg {
+    /// Whether nobody waits for it: an append that needs no device flush (an unpin,
+    /// an activity touch), which may wait for the next write to carry it.
+    pub fn is_lazy(&self) -> bool {
+        matches!(
+            self,
+            Msg::Append {
+                wait_sync: false,
+                ..
+            }
+        )
+    }
 }
 
 /// Counters shared with [`super::PinStore::stats`].
@@ -139,40 +149,19 @@ impl Writer {
         }
     }
 
-    /// Serves requests until every sender is gone.
-    pub fn run(mut self, rx: Receiver<Msg>) {
-        let mut batch = Vec::new();
-        loop {
-            let first = if self.counters.health().is_failing() && self.failed.is_none() {
-                match rx.recv_timeout(PROBE_INTERVAL) {
-                    Ok(msg) => msg,
-                    Err(RecvTimeoutError::Timeout) => {
-                        self.probe();
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
-            } else {
-                match rx.recv() {
-                    Ok(msg) => msg,
-                    Err(_) => break,
-                }
-            };
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(msg) => batch.push(msg),
-                    Err(_) => break,
-                }
-            }
-            self.turn(&mut batch);
-        }
-        // Dropped without a flush: still hand the device what the kernel holds, so an
-        // orderly exit without `flush` loses nothing either. Nobody is left to tell.
+    /// Whether appends fail now (an outage that may end, not a poisoning).
+    pub fn is_failing(&self) -> bool {
+        self.counters.health().is_failing() && self.failed.is_none()
+    }
+
+    /// Hands the device what the kernel holds, so an orderly exit without a flush
+    /// loses nothing either. Nobody is left to tell how it went.
+    pub fn close(&mut self) {
         let _ = self.file.sync_data();
     }
 
-    fn turn(&mut self, batch: &mut Vec<Msg>) {
+    /// Writes a batch of queued messages, in order, and answers their waiters.
+    pub fn turn(&mut self, batch: &mut Vec<Msg>) {
         let mut turn = Turn::default();
         for msg in batch.drain(..) {
             match msg {
@@ -237,7 +226,7 @@ impl Writer {
 
     /// Appends a record that changes nothing (the unpin of an id no session has), to
     /// find out whether appends work again.
-    fn probe(&mut self) {
+    pub fn probe(&mut self) {
         let mut buf = Vec::with_capacity(16);
         let written = format::encode_unpin(&mut buf, &SessionKey::Text("".into()))
             .and_then(|()| self.write(&buf, 1));

@@ -216,6 +216,89 @@ async fn calls_are_journaled_in_call_order_even_when_awaited_later() {
     );
 }
 
+/// Polls `future` once, with a waker that does nothing.
+fn poll_once<F: std::future::Future + Unpin>(future: &mut F) -> std::task::Poll<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    std::pin::Pin::new(future).poll(&mut cx)
+}
+
+#[tokio::test]
+async fn in_write_mode_a_pin_is_written_before_the_call_returns() {
+    let dir = temp_dir();
+    let (store, _) = open(dir.path());
+    let empty = std::fs::metadata(journal(dir.path())).unwrap().len();
+    let mut written = store.pin(&guid(1), "b1", None, "/uploads/", 1);
+    // Written by the calling task itself: nothing is left to wait for.
+    assert!(matches!(
+        poll_once(&mut written),
+        std::task::Poll::Ready(Ok(()))
+    ));
+    assert!(std::fs::metadata(journal(dir.path())).unwrap().len() > empty);
+    assert_eq!(store.stats().writes, 1);
+}
+
+#[tokio::test]
+async fn a_pin_that_finds_the_writer_busy_is_written_by_the_writer_thread() {
+    let dir = temp_dir();
+    let (store, _) = open(dir.path());
+    let busy = store.shared.queue.hold_writer();
+    let mut written = store.pin(&guid(1), "b1", None, "/uploads/", 1);
+    assert!(poll_once(&mut written).is_pending());
+    drop(busy);
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(10), written).await;
+    assert!(matches!(waited, Ok(Ok(()))), "{waited:?}");
+    drop(store);
+
+    let (_, loaded) = open(dir.path());
+    assert_eq!(loaded.pins.len(), 1);
+}
+
+#[tokio::test]
+async fn an_unpin_rides_in_the_next_pins_write() {
+    let dir = temp_dir();
+    let (store, _) = open(dir.path());
+    store
+        .pin(&guid(1), "b1", None, "/uploads/", 1)
+        .await
+        .unwrap();
+    let before = store.stats();
+    let unpinned = store.unpin(&guid(1));
+    // Time enough for a writer thread that wrote it at once (not LAZY_DELAY).
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    store
+        .pin(&guid(2), "b1", None, "/uploads/", 2)
+        .await
+        .unwrap();
+    unpinned.await.unwrap();
+    let after = store.stats();
+    assert_eq!(after.records_written - before.records_written, 2);
+    assert_eq!(after.writes - before.writes, 1, "{after:?}");
+    drop(store);
+
+    let (_, loaded) = open(dir.path());
+    assert_eq!(
+        by_key(&loaded).keys().collect::<Vec<_>>(),
+        [&guid(2).to_string()]
+    );
+}
+
+#[tokio::test]
+async fn an_unpin_no_pin_follows_is_written_by_the_writer_thread_soon() {
+    let dir = temp_dir();
+    let (store, _) = open(dir.path());
+    store
+        .pin(&guid(1), "b1", None, "/uploads/", 1)
+        .await
+        .unwrap();
+    let unpinned = store.unpin(&guid(1));
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(10), unpinned).await;
+    assert!(matches!(waited, Ok(Ok(()))), "{waited:?}");
+    assert_eq!(store.stats().records_written, 2);
+    // And what it wrote unpins.
+    let live = store.read_live().await.unwrap();
+    assert!(live.0.is_empty(), "{:?}", live.0);
+}
+
 #[tokio::test]
 async fn flush_reaches_the_device_even_in_write_mode() {
     let dir = temp_dir();
