@@ -307,7 +307,9 @@ impl Writer {
                 }
                 Ok(n) => {
                     done += n;
-                    if start.is_none() {
+                    // A short write: learn now where it began, in case the rest fails.
+                    // A whole one is placed by the end offset below (one `lseek`).
+                    if start.is_none() && done < buf.len() {
                         start = Some(self.position().saturating_sub(n as u64));
                     }
                 }
@@ -316,6 +318,8 @@ impl Writer {
             }
         }
         let end = self.position();
+        // One append to an O_APPEND file lands in one piece.
+        let start = start.or_else(|| end.checked_sub(buf.len() as u64));
         if let Some(start) = start {
             // Nothing foreign between what this process knew and its own record.
             let _ =
