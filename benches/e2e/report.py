@@ -30,6 +30,10 @@ METRICS = [
     ("ping", "p99 us", lambda r: r["report"]["latency_us"]["p99"], False),
     ("ping", "p99.9 us", lambda r: r["report"]["latency_us"]["p999"], False),
     ("ping", "proxy CPU us/req", lambda r: cpu_per_req(r, "proxy_cpu_s"), False),
+    ("pingrate", "p50 us", lambda r: r["report"]["latency_us"]["p50"], False),
+    ("pingrate", "p99 us", lambda r: r["report"]["latency_us"]["p99"], False),
+    ("pingrate", "p99.9 us", lambda r: r["report"]["latency_us"]["p999"], False),
+    ("pingrate", "proxy CPU us/req", lambda r: cpu_per_req(r, "proxy_cpu_s"), False),
     ("frag4k", "requests/s", lambda r: r["report"]["requests_per_s"], True),
     ("frag4k", "p99 us", lambda r: r["report"]["latency_us"]["p99"], False),
     ("frag4k", "proxy CPU us/req", lambda r: cpu_per_req(r, "proxy_cpu_s"), False),
@@ -157,6 +161,8 @@ def main():
     print("  Ping requests/s >= 1.0x HAProxy:  " + check(("ping", "requests/s"), True))
     print("  Ping p99 <= HAProxy's:            " + check(("ping", "p99 us"), False))
     print("  Ping p99.9 <= HAProxy's:          " + check(("ping", "p99.9 us"), False))
+    print("  Ping p99 at 20,000/s <= HAProxy's: " + check(("pingrate", "p99 us"), False))
+    print("  Ping p99.9 at 20,000/s <= HAProxy's: " + check(("pingrate", "p99.9 us"), False))
     print("  Ping CPU per request <= HAProxy's: " + check(("ping", "proxy CPU us/req"), False))
     print("  1 MiB fragments CPU <= HAProxy's: " + check(("frag1m", "proxy CPU us/req"), False))
     print("  whole 1-byte uploads requests/s >= 1.0x: " + check(("tiny", "requests/s"), True))

@@ -35,8 +35,8 @@
 #                      change), run as target `bitsgate-base` with the same configuration
 #                      as `bitsgate`, so that the change's effect is measured in the
 #                      same rounds (ratio bitsgate/bitsgate-base)
-#   E2E_SCENARIOS      the scenarios to run, space-separated (default: all five,
-#                      "ping frag4k frag1m upload8m tiny")
+#   E2E_SCENARIOS      the scenarios to run, space-separated (default: all six,
+#                      "ping pingrate frag4k frag1m upload8m tiny")
 #   E2E_STORE          bitsgate's `[storage] mode` (default durable; memory keeps pins
 #                      in memory only, as HAProxy's stick table does)
 #   E2E_INSTALL        1 (default): when haproxy is missing and this runs as root on a
@@ -215,12 +215,13 @@ n() { local v=$(( $1 * scale / 100 )); echo $(( v > 0 ? v : 1 )); }
 # Scenarios: name and bits-load arguments (URL appended by run_one)
 declare -A scen_args=(
   [ping]="--ping --requests $(n 100000) --concurrency 64"
+  [pingrate]="--ping --requests $(n 100000) --concurrency 64 --rate 20000"
   [frag4k]="--uploads $(n 96) --size 2MiB --fragment-size 4KiB --concurrency 32"
   [frag1m]="--uploads $(n 16) --size 64MiB --fragment-size 1MiB --concurrency 4"
   [upload8m]="--uploads $(n 96) --size 8MiB --fragment-size 1MiB --concurrency 8 --new-connection-per-packet"
   [tiny]="--uploads $(n 10000) --size 1 --fragment-size 1 --concurrency 32"
 )
-read -r -a scenarios <<< "${E2E_SCENARIOS:-ping frag4k frag1m upload8m tiny}"
+read -r -a scenarios <<< "${E2E_SCENARIOS:-ping pingrate frag4k frag1m upload8m tiny}"
 for scen in "${scenarios[@]}"; do
   [ -n "${scen_args[$scen]:-}" ] || { echo "unknown scenario in E2E_SCENARIOS: $scen" >&2; exit 2; }
 done
@@ -238,7 +239,12 @@ run_one() { # round scenario target [extra measure.py arguments]
   local rnd=$1 scen=$2 t=$3 url="http://${target_addr[$3]}/"
   shift 3
   only_running "$t"
-  [ "$scen" = ping ] || url="http://${target_addr[$t]}/r$rnd-$scen-$t/{n}.bin"
+  # Uploads get a file name per upload; Pings the bare URL (bits-load fills in no
+  # `{n}` there, and braces are not URL characters a client would send).
+  case " ${scen_args[$scen]} " in
+    *" --ping "*) ;;
+    *) url="http://${target_addr[$t]}/r$rnd-$scen-$t/{n}.bin" ;;
+  esac
   local pidarg=()
   [ -n "${target_pid[$t]:-}" ] && pidarg=(--proxy-pid "${target_pid[$t]}")
   # shellcheck disable=SC2086

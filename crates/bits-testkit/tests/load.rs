@@ -103,6 +103,22 @@ async fn a_ping_run_sends_exactly_the_requested_pings() {
 }
 
 #[tokio::test]
+async fn a_rate_holds_the_pings_back_to_their_schedule() {
+    let (_dir, server) = server(|_| {}).await;
+    let report = run(LoadConfig {
+        mode: LoadMode::Ping { requests: 200 },
+        concurrency: 4,
+        rate: Some(1000.0),
+        ..LoadConfig::new(format!("http://{}/", server.addr()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.statuses.get(&200), Some(&200));
+    // Ping 199 may not start before 199 ms; unpaced, 200 loopback Pings take a few.
+    assert!(report.elapsed_s >= 0.199, "{report:?}");
+}
+
+#[tokio::test]
 async fn two_hundred_concurrent_uploads_with_a_connection_per_packet() {
     let (_dir, server) = server(|_| {}).await;
     let report = run(LoadConfig {
@@ -191,6 +207,14 @@ async fn invalid_configurations_are_refused_before_starting() {
                 size: 1,
                 fragment_size: 0,
             },
+            ..LoadConfig::new("http://127.0.0.1:1/")
+        },
+        LoadConfig {
+            rate: Some(0.0),
+            ..LoadConfig::new("http://127.0.0.1:1/")
+        },
+        LoadConfig {
+            rate: Some(f64::NAN),
             ..LoadConfig::new("http://127.0.0.1:1/")
         },
     ] {

@@ -40,6 +40,11 @@ struct Args {
     /// Runtime worker threads (1: single-threaded) [default: one per core].
     #[arg(long, value_name = "T")]
     threads: Option<usize>,
+    /// Start R uploads or Pings per second over all workers (open loop: number n starts
+    /// n/R seconds in, or when a worker is free); without it, each worker starts its
+    /// next as soon as the last is done.
+    #[arg(long, value_name = "R")]
+    rate: Option<f64>,
     /// Stop starting new uploads or Pings after this many seconds.
     #[arg(long, value_name = "SECONDS")]
     duration: Option<f64>,
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
         resolve: args.resolve.into_iter().collect(),
         threads: args.threads,
         duration,
+        rate: args.rate,
         ..LoadConfig::new(args.url)
     };
     let report = match run_blocking(config) {

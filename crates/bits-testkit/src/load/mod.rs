@@ -72,6 +72,11 @@ pub struct LoadConfig {
     pub threads: Option<usize>,
     /// Stop starting new uploads or Pings after this long.
     pub duration: Option<Duration>,
+    /// Uploads or Pings started per second over all workers (`None`: each worker starts
+    /// its next one as soon as the last is done). Number `n` starts `n / rate` seconds
+    /// after the run began, or as soon as a worker is free after that: an open-loop,
+    /// fixed offered load, as long as `concurrency` covers the requests in flight.
+    pub rate: Option<f64>,
 }
 
 impl LoadConfig {
@@ -89,6 +94,7 @@ impl LoadConfig {
             resolve: HashMap::new(),
             threads: None,
             duration: None,
+            rate: None,
         }
     }
 
@@ -121,6 +127,11 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
     if config.concurrency == 0 {
         return Err(LoadError::InvalidConfig(
             "concurrency must be at least 1".into(),
+        ));
+    }
+    if config.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return Err(LoadError::InvalidConfig(
+            "rate must be a positive number per second".into(),
         ));
     }
     // Checks the URL (and the resolve map) once, before any worker starts.

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use rand::RngCore;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 /// Takes the next number below `total`, unless the deadline has passed.
@@ -18,6 +18,34 @@ fn next(counter: &AtomicU64, total: u64, deadline: Option<Instant>) -> Option<u6
     }
     let n = counter.fetch_add(1, Ordering::Relaxed);
     (n < total).then_some(n)
+}
+
+/// When number `n` may start: `n / rate` seconds after `start` (see
+/// [`LoadConfig::rate`]); at once without a rate.
+#[derive(Clone, Copy)]
+struct Pace {
+    start: Instant,
+    rate: Option<f64>,
+}
+
+impl Pace {
+    fn new(config: &LoadConfig) -> Self {
+        Pace {
+            start: Instant::now(),
+            rate: config.rate,
+        }
+    }
+
+    fn due(&self, n: u64) -> Option<Instant> {
+        self.rate
+            .map(|rate| self.start + Duration::from_secs_f64(n as f64 / rate))
+    }
+
+    async fn wait(&self, n: u64) {
+        if let Some(due) = self.due(n) {
+            tokio::time::sleep_until(due.into()).await;
+        }
+    }
 }
 
 /// The URL of upload number `n` (see [`LoadConfig::url`]).
@@ -41,6 +69,7 @@ pub(super) async fn uploads(
     let run = format!("{:08x}", rand::random::<u32>());
     let counter = Arc::new(AtomicU64::new(0));
     let options = Arc::new(options);
+    let pace = Pace::new(config);
     let mut workers = JoinSet::new();
     for _ in 0..config.concurrency {
         let (data, counter, options) = (data.clone(), counter.clone(), options.clone());
@@ -48,6 +77,7 @@ pub(super) async fn uploads(
         workers.spawn(async move {
             let observer = TallyObserver::default();
             while let Some(n) = next(&counter, total, deadline) {
+                pace.wait(n).await;
                 let url = upload_url(&base, &run, n);
                 let source = UploadSource::Bytes(data.clone());
                 let outcome = upload(&url, source, &options, &observer).await;
@@ -75,6 +105,7 @@ pub(super) async fn pings(
     deadline: Option<Instant>,
 ) -> Tally {
     let counter = Arc::new(AtomicU64::new(0));
+    let pace = Pace::new(config);
     let mut workers = JoinSet::new();
     for _ in 0..config.concurrency {
         let counter = counter.clone();
@@ -84,7 +115,8 @@ pub(super) async fn pings(
         };
         workers.spawn(async move {
             let mut tally = Tally::default();
-            while next(&counter, total, deadline).is_some() {
+            while let Some(n) = next(&counter, total, deadline) {
+                pace.wait(n).await;
                 match pinger.ping().await {
                     Ok(response) => tally.response(response.status, response.latency),
                     Err(error) => tally.failure(error),
@@ -114,6 +146,18 @@ mod tests {
             upload_url("http://h/f-{n}.bin", "r1", 7),
             "http://h/f-7.bin"
         );
+    }
+
+    #[test]
+    fn a_rate_spaces_the_starts_evenly_from_the_first() {
+        let pace = Pace {
+            start: Instant::now(),
+            rate: Some(4.0),
+        };
+        assert_eq!(pace.due(0), Some(pace.start));
+        assert_eq!(pace.due(6), Some(pace.start + Duration::from_millis(1500)));
+        let unpaced = Pace { rate: None, ..pace };
+        assert_eq!(unpaced.due(6), None);
     }
 
     #[test]
