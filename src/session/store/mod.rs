@@ -4,8 +4,8 @@
 //! too; the journal is replayed at start. Whatever many request tasks queued goes into a
 //! single `write(2)` and, in `fsync` mode, a single `fdatasync(2)`, so durability costs
 //! one device flush per burst rather than per session; in `write` mode a pin is usually
-//! written by its own request task, without waking another thread (see `queue`). `docs/storage.md` gives the format, the crash semantics and the measured
-//! costs.
+//! written by its own request task, without waking another thread (see `queue`).
+//! `docs/storage.md` gives the format, the crash semantics and the measured costs.
 
 mod errors;
 mod files;

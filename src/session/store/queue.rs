@@ -14,8 +14,8 @@
 //! Records nobody waits for (unpins, activity touches) only ring the writer thread
 //! once per [`LAZY_DELAY`]; in the meantime the next pin's write usually carries them.
 
-use super::writer::{Msg, Writer};
-use super::StoreError;
+use super::writer::{Counters, Msg, Writer};
+use super::{StoreError, StoreHealth};
 use crate::config::model::StorageSync;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -40,6 +40,9 @@ pub(crate) struct Queue {
     queued: Mutex<Vec<Msg>>,
     writer: Mutex<Writer>,
     sync: StorageSync,
+    /// The writer's counters, so the writer thread reads the journal's health without
+    /// taking the writer from a request task that wants it.
+    counters: Arc<Counters>,
     /// Set when a lazy record rang the writer thread and the thread has not yet taken
     /// the queue since: later lazy records need not ring again.
     lazy_rung: AtomicBool,
@@ -54,6 +57,7 @@ impl Queue {
     pub fn start(writer: Writer) -> std::io::Result<(Arc<Queue>, Doorbell)> {
         let queue = Arc::new(Queue {
             sync: writer.sync,
+            counters: writer.counters.clone(),
             queued: Mutex::new(Vec::new()),
             writer: Mutex::new(writer),
             lazy_rung: AtomicBool::new(false),
@@ -87,7 +91,8 @@ impl Queue {
 
     /// Writes the queue on the caller's thread if nobody holds the writer. False when
     /// the writer thread has something to do: the writer was busy, the queue holds a
-    /// step (a flush, a compaction's swap) that may block, or writes began to fail.
+    /// step (a flush, a compaction's swap) that may block or more than one turn's worth,
+    /// or writes began to fail.
     fn write_here(&self) -> bool {
         let mut writer = match self.writer.try_lock() {
             Ok(writer) => writer,
@@ -95,10 +100,12 @@ impl Queue {
             Err(TryLockError::Poisoned(e)) => e.into_inner(),
         };
         let mut batch = std::mem::take(&mut *self.lock_queued());
+        // At most one writer turn's worth on a request task; the rest waits its turn.
         let cheap = batch
             .iter()
             .position(|m| !matches!(m, Msg::Append { .. } | Msg::Mark))
-            .unwrap_or(batch.len());
+            .unwrap_or(batch.len())
+            .min(MAX_BATCH);
         let rest = batch.split_off(cheap);
         writer.turn(&mut batch);
         if rest.is_empty() {
@@ -116,7 +123,9 @@ impl Queue {
     /// doorbell is gone; then writes the rest and flushes the file.
     fn serve(&self, rings: Receiver<()>) {
         loop {
-            let rung = if self.lock_writer().is_failing() {
+            // Failing, not poisoned: a poisoned journal takes no writes, probes included.
+            let failing = matches!(self.counters.health(), StoreHealth::Failing { .. });
+            let rung = if failing {
                 // Try a write of its own now and then, so an outage ends even when no
                 // Create-Session comes to try one.
                 match rings.recv_timeout(super::writer::PROBE_INTERVAL) {
