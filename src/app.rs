@@ -15,7 +15,7 @@ use crate::workers::{SharedListener, Worker};
 use anyhow::Context;
 use pingora::proxy::HttpProxy;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::sync::Arc;
@@ -40,6 +40,20 @@ pub struct Instance {
     pub server: Server,
     /// Its shared state (tests and the demo look at it).
     pub shared: Arc<Shared>,
+}
+
+impl Instance {
+    /// Serves until told to stop, waits for the runtimes to stop, then flushes the pin
+    /// journal: records queued while requests wound down would otherwise die with the
+    /// process (Pingora's own `run_forever` exits without a last step).
+    pub fn run(self, args: RunArgs) {
+        self.server.run(args);
+        if let Some(store) = &self.shared.store {
+            if let Err(e) = store.flush_blocking() {
+                tracing::error!(target: "bitsgate::store", error = %e, "flushing the pin journal at exit failed");
+            }
+        }
+    }
 }
 
 /// Opens the pin journal in durable mode, replaying its pins straight into the table

@@ -72,11 +72,10 @@ pub fn spawn_with(mut config: Config, process: ProcessOptions) -> anyhow::Result
     let shared = instance.shared.clone();
     let stop = Arc::new(StopSignal::default());
     let signal = stop.clone();
-    let server = instance.server;
     let thread = std::thread::Builder::new()
         .name("bitsgate".into())
         .spawn(move || {
-            server.run(RunArgs {
+            instance.run(RunArgs {
                 shutdown_signal: Box::new(StopWatch(signal)),
             })
         })?;

@@ -5,6 +5,7 @@ use bitsgate::app::{self, ProcessOptions};
 use bitsgate::backend::probe;
 use bitsgate::config;
 use bitsgate::systemd::SystemdNotifier;
+use pingora::server::RunArgs;
 use pingora::services::background::background_service;
 use std::path::Path;
 use std::process::ExitCode;
@@ -61,7 +62,8 @@ pub fn run(path: &Path, upgrade: bool) -> anyhow::Result<()> {
             SystemdNotifier::new(listeners, admin),
         ));
     }
-    instance.server.run_forever()
+    instance.run(RunArgs::default());
+    Ok(())
 }
 
 pub fn init_logging(format: config::LogFormat) {

@@ -816,3 +816,55 @@ async fn uploads_created_on_both_sides_of_an_upgrade_all_complete() {
     );
     stop_gracefully(&mut new);
 }
+
+/// Unpins are not waited for on the request path. One queued by the last request
+/// before a fast stop (SIGINT: no grace period, so no flush when it begins) is on disk
+/// once the process has exited: the journal is flushed after the runtimes stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpin_queued_just_before_a_fast_stop_is_on_disk_when_the_process_exits() {
+    use bits_proto::PacketType;
+    use bits_testkit::client::raw::{self, RawRequest};
+    let farm = farm(1).await;
+    let path = "/uploads/last.bin";
+    let mut first = start(&farm, false, "first.log");
+    tokio::task::block_in_place(|| wait_listening(farm.proxy));
+    let created = raw::send(
+        farm.proxy,
+        &RawRequest::bits(PacketType::CreateSession, path)
+            .header("BITS-Supported-Protocols", bits_proto::BITS_1_5_PROTOCOL),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status, 200, "{created:?}");
+    let session = created.ack().session_id.expect("session id").to_string();
+    let cancelled = raw::send(
+        farm.proxy,
+        &RawRequest::bits(PacketType::CancelSession, path).header("BITS-Session-Id", &session),
+    )
+    .await
+    .unwrap();
+    assert_eq!(cancelled.status, 200, "{cancelled:?}");
+    // At once, well inside the time an unpin may wait for a write to carry it.
+    let pid = libc::pid_t::try_from(first.id()).unwrap();
+    // SAFETY: kill(2) with a valid signal number only sends a signal.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    tokio::task::block_in_place(|| wait_exit(&mut first, Duration::from_secs(20)));
+
+    // The next process loads the journal: the cancelled session is not pinned.
+    let mut second = start(&farm, false, "second.log");
+    tokio::task::block_in_place(|| wait_listening(farm.admin));
+    let metrics = raw::send(farm.admin, &RawRequest::new("GET", "/metrics"))
+        .await
+        .unwrap();
+    let pinned = crate::cluster::sample(
+        &String::from_utf8_lossy(&metrics.body),
+        "bitsgate_pinned_sessions",
+    );
+    assert_eq!(
+        pinned,
+        Some(0.0),
+        "the journal lost the unpin; first process's log:\n{}",
+        log_of(&farm, "first.log")
+    );
+    stop_gracefully(&mut second);
+}

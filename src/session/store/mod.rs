@@ -477,6 +477,15 @@ impl PinStore {
         PendingWrite::new(Ok(rx)).await
     }
 
+    /// [`PinStore::flush`] for a thread outside any runtime. The process's last step,
+    /// once its runtimes have stopped: what the requests that ended during the stop
+    /// queued without waiting (unpins, activity touches) is on disk before it exits.
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        let (ack, rx) = oneshot::channel();
+        self.send(Msg::Flush { ack })?;
+        rx.blocking_recv().unwrap_or(Err(StoreError::Closed))
+    }
+
     /// Rewrites the journal to hold only the live pins, atomically (temp file, fsync,
     /// rename, fsync of the directory); a crash at any point leaves a loadable journal.
     ///

@@ -55,6 +55,16 @@ pub(crate) struct Doorbell(SyncSender<()>);
 impl Queue {
     /// Starts the writer thread for `writer`.
     pub fn start(writer: Writer) -> std::io::Result<(Arc<Queue>, Doorbell)> {
+        let (queue, doorbell, rings) = Queue::new(writer);
+        let thread_queue = queue.clone();
+        std::thread::Builder::new()
+            .name("pin-journal".into())
+            .spawn(move || thread_queue.serve(rings))?;
+        Ok((queue, doorbell))
+    }
+
+    /// The queue, its doorbell, and the rings the writer thread is to serve.
+    fn new(writer: Writer) -> (Arc<Queue>, Doorbell, Receiver<()>) {
         let queue = Arc::new(Queue {
             sync: writer.sync,
             counters: writer.counters.clone(),
@@ -64,11 +74,7 @@ impl Queue {
         });
         // One slot: a ring that finds it full finds the thread already due to run.
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let thread_queue = queue.clone();
-        std::thread::Builder::new()
-            .name("pin-journal".into())
-            .spawn(move || thread_queue.serve(rx))?;
-        Ok((queue, Doorbell(tx)))
+        (queue, Doorbell(tx), rx)
     }
 
     /// Queues `msg` behind everything queued before, and sees that it is written: at
@@ -192,5 +198,97 @@ impl Doorbell {
             Ok(()) | Err(TrySendError::Full(())) => Ok(()),
             Err(TrySendError::Disconnected(())) => Err(StoreError::Closed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::store::files;
+    use crate::session::store::writer::tests::{unwritable_writer, writer_on};
+    use tokio::sync::oneshot::{self, error::TryRecvError, Receiver as Answer};
+
+    fn append(byte: u8) -> (Msg, Answer<Result<(), StoreError>>) {
+        let (ack, answer) = oneshot::channel();
+        let msg = Msg::Append {
+            bytes: vec![byte; 8],
+            records: 1,
+            wait_sync: true,
+            ack,
+        };
+        (msg, answer)
+    }
+
+    #[test]
+    fn a_request_task_writes_up_to_a_queued_flush_and_leaves_the_rest_in_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("journal");
+        std::fs::write(&path, b"").expect("journal");
+        let file = files::open_append(&path).expect("journal");
+        let counters = Arc::new(Counters::default());
+        // No writer thread yet: the test decides when it runs.
+        let (queue, bell, rings) = Queue::new(writer_on(dir.path(), file, counters.clone()));
+
+        // The first pin finds the writer busy and is left queued for the thread.
+        let busy = queue.hold_writer();
+        let (first, mut first_written) = append(1);
+        queue.push(first, &bell).unwrap();
+        drop(busy);
+        let (ack, mut flushed) = oneshot::channel();
+        queue.push(Msg::Flush { ack }, &bell).unwrap();
+        let (second, mut second_written) = append(2);
+        queue.push(second, &bell).unwrap();
+
+        // The second pin's task wrote what came before the flush, and stopped there.
+        assert_eq!(std::fs::read(&path).unwrap(), vec![1; 8]);
+        assert!(matches!(first_written.try_recv(), Ok(Ok(()))));
+        assert!(matches!(flushed.try_recv(), Err(TryRecvError::Empty)));
+        assert!(matches!(
+            second_written.try_recv(),
+            Err(TryRecvError::Empty)
+        ));
+
+        // The writer thread takes the rest, in order.
+        let thread = std::thread::spawn({
+            let queue = queue.clone();
+            move || queue.serve(rings)
+        });
+        drop(bell);
+        thread.join().unwrap();
+        let mut journal = vec![1; 8];
+        journal.extend([2; 8]);
+        assert_eq!(std::fs::read(&path).unwrap(), journal);
+        assert!(matches!(flushed.try_recv(), Ok(Ok(()))));
+        assert!(matches!(second_written.try_recv(), Ok(Ok(()))));
+        assert_eq!(counters.syncs.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.writes.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_write_that_fails_on_a_request_task_leaves_the_writer_thread_probing_until_one_works() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (writer, counters) = unwritable_writer(dir.path());
+        let (queue, bell) = Queue::start(writer).unwrap();
+        // Time for the thread to find the journal healthy and wait for a ring, so that
+        // only a ring from the failed write can start its probing.
+        std::thread::sleep(Duration::from_millis(100));
+        let (pin, mut written) = append(1);
+        queue.push(pin, &bell).unwrap();
+        assert!(matches!(written.try_recv(), Ok(Err(_))));
+        assert!(matches!(counters.health(), StoreHealth::Failing { .. }));
+
+        // Room again, and no request comes to try: the writer thread finds out itself.
+        let path = dir.path().join("journal");
+        queue.hold_writer().file = files::open_append(&path).expect("reopen");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while counters.health() != StoreHealth::Healthy {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still {:?}",
+                counters.health()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(counters.writes.load(Ordering::Relaxed) >= 1);
     }
 }

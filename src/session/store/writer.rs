@@ -218,7 +218,9 @@ impl Writer {
             return;
         }
         let synced = if write_failed { written } else { self.sync() };
-        self.note(&synced, !buf_was_empty || force_sync);
+        // Only an append shows that appends work again: a flush with nothing to write
+        // succeeds on a full disk too.
+        self.note(&synced, !buf_was_empty);
         for ack in after_sync {
             let _ = ack.send(synced.clone());
         }
@@ -445,10 +447,10 @@ impl Writer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn writer_on(dir: &std::path::Path, file: File, counters: Arc<Counters>) -> Writer {
+    pub(crate) fn writer_on(dir: &std::path::Path, file: File, counters: Arc<Counters>) -> Writer {
         Writer::new(
             dir.join("journal"),
             file,
@@ -463,16 +465,22 @@ mod tests {
         )
     }
 
+    /// A writer on an empty journal in `dir` opened read-only: every append fails
+    /// before a byte lands, as on a full disk.
+    pub(crate) fn unwritable_writer(dir: &std::path::Path) -> (Writer, Arc<Counters>) {
+        let path = dir.join("journal");
+        std::fs::write(&path, b"").expect("journal");
+        let file = File::open(&path).expect("open read-only");
+        let counters = Arc::new(Counters::default());
+        (writer_on(dir, file, counters.clone()), counters)
+    }
+
     #[test]
     fn a_failed_append_that_wrote_nothing_is_an_outage_not_a_poisoning() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("journal");
-        std::fs::write(&path, b"").expect("journal");
-        // Read-only: the append fails before a byte lands, so nothing needs cutting off
-        // and the journal stays trustworthy: writes may work again.
-        let file = File::open(&path).expect("open read-only");
-        let counters = Arc::new(Counters::default());
-        let mut writer = writer_on(dir.path(), file, counters.clone());
+        // Nothing needs cutting off and the journal stays trustworthy: writes may work
+        // again.
+        let (mut writer, counters) = unwritable_writer(dir.path());
         let written = writer.write(b"record", 1);
         assert!(written.is_err());
         writer.note(&written, true);
@@ -481,6 +489,24 @@ mod tests {
             writer.write(b"record", 1),
             Err(StoreError::Failed { .. })
         ));
+    }
+
+    #[test]
+    fn a_flush_with_nothing_to_write_does_not_end_an_outage() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut writer, counters) = unwritable_writer(dir.path());
+        let written = writer.write(b"record", 1);
+        writer.note(&written, true);
+        assert!(matches!(counters.health(), StoreHealth::Failing { .. }));
+        // The device flush of a read-only handle succeeds; appends still fail.
+        let (ack, mut rx) = tokio::sync::oneshot::channel();
+        writer.turn(&mut vec![Msg::Flush { ack }]);
+        assert!(matches!(rx.try_recv(), Ok(Ok(()))));
+        assert!(
+            matches!(counters.health(), StoreHealth::Failing { .. }),
+            "{:?}",
+            counters.health()
+        );
     }
 
     #[test]
