@@ -2,8 +2,8 @@
 //! and the background services, over one shared state.
 
 use crate::admin::AdminApp;
-use crate::config::{Config, ListenerConfig, StorageMode};
-use crate::edge::{Accepting, Arrival, Arrivals, BeforeTls, Gate, Places};
+use crate::config::{Config, StorageMode};
+use crate::edge::{Accepting, Arrival, Gate, Places};
 use crate::health_service::HealthService;
 use crate::proxy::BitsProxy;
 use crate::reload::ReloadService;
@@ -11,7 +11,7 @@ use crate::session::store::PinStore;
 use crate::state::{Restored, Shared};
 use crate::sweeper::IdleSweeper;
 use crate::upgrade::UpgradeCatchUp;
-use crate::workers::{SharedListener, Worker};
+use crate::workers::SharedListener;
 use anyhow::Context;
 use pingora::proxy::HttpProxy;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -94,39 +94,6 @@ fn client_gate(
     Gate::new(http, shared.clone(), places.clone(), arrival)
 }
 
-/// A TLS client listener service: Pingora's listener, which runs the handshake.
-fn tls_proxy_service(
-    server: &Server,
-    shared: &Arc<Shared>,
-    listener: &ListenerConfig,
-    tls: &crate::config::TlsConfig,
-    places: &Places,
-    name: &str,
-) -> anyhow::Result<Service<Gate<HttpProxy<BitsProxy>>>> {
-    let arrivals = Arrivals::default();
-    let gate = client_gate(server, shared, Arrival::Tls(arrivals.clone()), places);
-    let mut proxy = Service::new(name.to_owned(), gate);
-    let endpoint = pingora::listeners::ListenerConfig::tcp(listener.address.to_string())
-        .l4_buffer(client_buffers())
-        .tls(pingora::listeners::tls::TlsSettings::intermediate(
-            &tls.cert_path.to_string_lossy(),
-            &tls.key_path.to_string_lossy(),
-        )?);
-    let before_tls = BeforeTls::new(shared.clone(), arrivals, listener.proxy_protocol);
-    proxy.endpoints().set_pre_tls_callback(Arc::new(before_tls));
-    proxy.add_listener(endpoint);
-    Ok(proxy)
-}
-
-/// No read buffer under the HTTP code of a client connection: Pingora's default is a
-/// 64 KiB buffer allocated at accept, held by every waiting client for as long as it
-/// waits, and the HTTP/1 reader already reads into buffers of its own (a 4 KiB header
-/// buffer, 64 KiB body buffers), so the L4 buffer only added a copy. Writes keep
-/// Pingora's small buffer (one TCP segment), which joins a head and a short body.
-fn client_buffers() -> pingora::listeners::L4BufferSettings {
-    pingora::listeners::L4BufferSettings::default().read(0)
-}
-
 /// Builds the server for a validated config.
 pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instance> {
     let conf = ServerConf {
@@ -192,29 +159,23 @@ pub fn build(config: Config, process: &ProcessOptions) -> anyhow::Result<Instanc
     } else {
         (threads, 1)
     };
+    let arrival = match &listener.tls {
+        None => Arrival::Plain {
+            proxy_protocol: listener.proxy_protocol,
+        },
+        Some(tls) => Arrival::Tls {
+            acceptor: crate::edge::tls_acceptor(tls).context("the client listener's TLS")?,
+            proxy_protocol: listener.proxy_protocol,
+        },
+    };
     for worker in 0..services {
         let name = match services {
             1 => "bitsgate proxy".to_owned(),
             _ => format!("bitsgate proxy {worker}"),
         };
-        match &listener.tls {
-            None => {
-                let arrival = Arrival::Plain {
-                    proxy_protocol: listener.proxy_protocol,
-                };
-                let gate = client_gate(&server, &shared, arrival, &places);
-                let accepting = Accepting::new(name, gate, shared_listener.clone(), threads_each);
-                server.add_service(accepting);
-            }
-            Some(tls) => {
-                let service = tls_proxy_service(&server, &shared, &listener, tls, &places, &name)?;
-                if services == 1 {
-                    server.add_service(service);
-                } else {
-                    server.add_service(Worker::new(service, shared_listener.clone()));
-                }
-            }
-        }
+        let gate = client_gate(&server, &shared, arrival.clone(), &places);
+        let accepting = Accepting::new(name, gate, shared_listener.clone(), threads_each);
+        server.add_service(accepting);
     }
     server.add_service(admin);
     server.add_service(sweeper);

@@ -18,14 +18,10 @@
 //! the next process, keeps the original under the listener's address, so an upgrade
 //! passes one socket whatever the number of workers on either side.
 
-use async_trait::async_trait;
-use pingora::apps::ServerApp;
-use pingora::server::{Fds, ListenFds, ShutdownWatch};
-use pingora::services::listening::Service as ListeningService;
-use pingora::services::Service;
+use pingora::server::ListenFds;
 use std::io;
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 
 /// The client listening socket the workers share.
@@ -72,16 +68,6 @@ impl SharedListener {
         let duplicate = TcpListener::from(duplicate);
         duplicate.set_nonblocking(true)?;
         Ok(duplicate)
-    }
-
-    /// A descriptor table for one worker of Pingora's listener, holding the worker's
-    /// own duplicate of the socket.
-    fn table_for_worker(&self, process: &ListenFds) -> io::Result<ListenFds> {
-        let duplicate = self.socket_for_worker(process)?;
-        let mut table = Fds::new();
-        // Pingora takes the worker's descriptor over and closes it when the worker stops.
-        table.add(self.key.clone(), duplicate.into_raw_fd());
-        Ok(Arc::new(parking_lot::Mutex::new(table)))
     }
 
     /// The address as configured.
@@ -138,67 +124,18 @@ fn duplicate_inherited(fd: RawFd) -> io::Result<OwnedFd> {
     borrowed.try_clone_to_owned()
 }
 
-/// One worker: a listening service of one thread, on its own copy of the socket.
-pub struct Worker<A> {
-    inner: ListeningService<A>,
-    listener: Arc<SharedListener>,
-}
-
-impl<A> Worker<A> {
-    /// Wraps a listening service whose only endpoint is `listener`'s address.
-    pub fn new(inner: ListeningService<A>, listener: Arc<SharedListener>) -> Self {
-        Worker { inner, listener }
-    }
-}
-
-#[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> Service for Worker<A> {
-    async fn start_service(
-        &mut self,
-        fds: Option<ListenFds>,
-        shutdown: ShutdownWatch,
-        listeners_per_fd: usize,
-    ) {
-        let fds = fds.map(|process| match self.listener.table_for_worker(&process) {
-            Ok(own) => own,
-            Err(e) => {
-                // Pingora's own binding (with its retries while the address is in
-                // use) still works; the workers then share one descriptor.
-                tracing::warn!(target: "bitsgate::proxy", address = %self.listener.key, error = %e, "could not give this worker its own copy of the listening socket");
-                process
-            }
-        });
-        Service::start_service(&mut self.inner, fds, shutdown, listeners_per_fd).await
-    }
-
-    fn name(&self) -> &str {
-        Service::name(&self.inner)
-    }
-
-    fn threads(&self) -> Option<usize> {
-        Some(1)
-    }
-
-    fn listen_addresses(&self) -> Option<Vec<String>> {
-        Service::listen_addresses(&self.inner)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pingora::server::Fds;
     use std::io::{Read, Write};
     use std::net::TcpStream;
 
-    fn worker_fd(table: &ListenFds, key: &str) -> RawFd {
+    fn process_fd(table: &ListenFds, key: &str) -> RawFd {
         *table
             .lock()
             .get(key)
-            .expect("the worker's table holds the socket")
-    }
-
-    fn listener_of(fd: RawFd) -> TcpListener {
-        TcpListener::from(duplicate_inherited(fd).expect("duplicates"))
+            .expect("the process table holds the socket")
     }
 
     #[test]
@@ -208,10 +145,10 @@ mod tests {
         drop(free);
         let shared = SharedListener::new(address.clone());
         let process: ListenFds = Arc::new(parking_lot::Mutex::new(Fds::new()));
-        let first = shared.table_for_worker(&process).expect("first worker");
-        let second = shared.table_for_worker(&process).expect("second worker");
-        let original = worker_fd(&process, &address);
-        let (a, b) = (worker_fd(&first, &address), worker_fd(&second, &address));
+        let first = shared.socket_for_worker(&process).expect("first worker");
+        let second = shared.socket_for_worker(&process).expect("second worker");
+        let original = process_fd(&process, &address);
+        let (a, b) = (first.as_raw_fd(), second.as_raw_fd());
         assert!(
             a != b && a != original && b != original,
             "{original} {a} {b}"
@@ -220,7 +157,7 @@ mod tests {
         // One socket: a connection made once is accepted through a worker's descriptor.
         let mut client = TcpStream::connect(&address).expect("connects");
         client.write_all(b"x").expect("writes");
-        let accepting = listener_of(b);
+        let accepting = second;
         accepting
             .set_nonblocking(false)
             .expect("blocking for the test");
@@ -255,11 +192,11 @@ mod tests {
         let process: ListenFds = Arc::new(parking_lot::Mutex::new(Fds::new()));
         process.lock().add(address.clone(), received.as_raw_fd());
         let shared = SharedListener::new(address.clone());
-        let table = shared
-            .table_for_worker(&process)
+        let socket = shared
+            .socket_for_worker(&process)
             .expect("no bind: the address is taken by the received socket");
-        assert_ne!(worker_fd(&table, &address), received.as_raw_fd());
+        assert_ne!(socket.as_raw_fd(), received.as_raw_fd());
         assert!(shared.bound.lock().expect("lock").is_none());
-        assert_eq!(worker_fd(&process, &address), received.as_raw_fd());
+        assert_eq!(process_fd(&process, &address), received.as_raw_fd());
     }
 }

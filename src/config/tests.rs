@@ -427,6 +427,25 @@ fn admin_tls_needs_both_files() {
 }
 
 #[test]
+fn tls_files_that_hold_no_pem_are_errors_on_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    let keys = keys_of(&format!(
+        "[listener.tls]\ncert_path = {0:?}\nkey_path = {0:?}\n{MINIMAL}",
+        not_pem.display().to_string()
+    ));
+    assert!(
+        keys.contains(&"listener.tls.cert_path".to_owned()),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&"listener.tls.key_path".to_owned()),
+        "{keys:?}"
+    );
+}
+
+#[test]
 fn the_admin_section_is_read_alone_and_the_token_only_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");

@@ -4,6 +4,7 @@ use super::defaults as d;
 use super::model::*;
 use super::raw::*;
 use super::ConfigError;
+use rustls_pki_types::pem::PemObject;
 use std::collections::HashSet;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -253,6 +254,26 @@ impl Validator {
         };
         let cert_path = path("cert_path", &raw.cert_path);
         let key_path = path("key_path", &raw.key_path);
+        if let Some(cert) = &cert_path {
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(cert)
+                .map(|certs| certs.filter(Result::is_ok).count());
+            if !matches!(certs, Ok(n) if n > 0) {
+                self.push(
+                    format!("{section}.cert_path"),
+                    format!("{} holds no PEM certificate", cert.display()),
+                    "point it at the PEM certificate chain (BEGIN CERTIFICATE blocks, leaf first)",
+                );
+            }
+        }
+        if let Some(key) = &key_path {
+            if rustls_pki_types::PrivateKeyDer::from_pem_file(key).is_err() {
+                self.push(
+                    format!("{section}.key_path"),
+                    format!("{} holds no PEM private key", key.display()),
+                    "point it at the certificate's PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                );
+            }
+        }
         Some(TlsConfig {
             cert_path: cert_path?,
             key_path: key_path?,

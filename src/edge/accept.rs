@@ -1,13 +1,13 @@
-//! The plain client listener's accept loop.
+//! The client listener's accept loop, plain and TLS.
 //!
 //! Pingora's listening service spawns one task per accepted connection whose state
 //! is sized for its TLS handshake, even on plain TCP: about 9 KiB that every waiting
 //! client holds for as long as it waits, next to HAProxy's 1 KiB for the whole
-//! connection. On a plain listener nothing needs that state, so bitsgate accepts
-//! itself: the task of a connection holds the [`Gate`]'s future and no more, over the
-//! bare socket ([`Transport::Tcp`]): no buffers, and no Pingora L4 stream (its writes
-//! go straight to the socket; Pingora's HTTP/1 code writes a whole head at once). TLS
-//! listeners keep Pingora's loop, which runs the handshake.
+//! connection. So bitsgate accepts itself: the task of a connection holds the
+//! [`Gate`]'s future and no more, over the bare socket ([`Transport::Tcp`]): no
+//! buffers, and no Pingora L4 stream (its writes go straight to the socket; Pingora's
+//! HTTP/1 code writes a whole head at once). On a TLS listener the Gate runs the
+//! handshake in a future of its own that is gone once it is over.
 //!
 //! The socket comes from the shared listener ([`crate::workers::SharedListener`]),
 //! which binds it once or takes it over from the previous process in an upgrade, so
@@ -17,7 +17,7 @@ use super::Gate;
 use super::Transport;
 use crate::workers::SharedListener;
 use async_trait::async_trait;
-use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::apps::HttpServerApp;
 use pingora::server::{Fds, ListenFds, ShutdownWatch};
 use pingora::services::Service;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 /// repeats at once until a connection closes, and would spin the thread.
 const OUT_OF_DESCRIPTORS_PAUSE: Duration = Duration::from_millis(100);
 
-/// A plain client listener of one worker (or of the only service): accepts on the
+/// The client listener of one worker (or of the only service): accepts on the
 /// shared socket and hands every connection to the Gate.
 pub struct Accepting<A> {
     name: String,
@@ -107,7 +107,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> Service for Accepting<A> {
                 }
             }
         }
-        ServerApp::cleanup(self.gate.as_ref()).await;
+        self.gate.cleanup().await;
     }
 
     fn name(&self) -> &str {

@@ -6,11 +6,8 @@
 //! Also the proxy's way to tell the connection where its request is.
 
 use super::stream::{EdgeStream, Phase};
-use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
-use pingora::protocols::{SocketDigest, Stream};
 use pingora::proxy::Session;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 /// The client's address for this request.
 pub fn client_addr(session: &Session) -> Option<SocketAddr> {
@@ -39,19 +36,4 @@ pub fn stay_on_general_path(session: &Session) {
     {
         edge.stay_on_general_path();
     }
-}
-
-/// The socket digest of `stream` with `client` as its peer address.
-pub(super) fn digest_with_peer(stream: &Stream, client: SocketAddr) -> Option<Arc<SocketDigest>> {
-    let peer = Some(PingoraAddr::Inet(client));
-    let digest = stream.get_socket_digest()?;
-    if digest.peer_addr.set(peer.clone()).is_ok() {
-        return Some(digest);
-    }
-    // Something looked at the TCP peer already (Pingora does, before a TLS
-    // handshake): a digest of our own for the socket, which the stream's id names
-    // (its descriptor, through a TLS layer too).
-    let own = SocketDigest::from_raw_fd(stream.id());
-    let _ = own.peer_addr.set(peer);
-    Some(Arc::new(own))
 }

@@ -17,11 +17,10 @@ use super::transport::Transport;
 use crate::metrics::EdgeClose;
 use crate::proxy::{FastPath, Served};
 use crate::state::Shared;
-use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::{Stream, UniqueID, ALPN};
+use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use prometheus::IntGauge;
 use std::sync::Arc;
@@ -46,9 +45,13 @@ pub enum Arrival {
         /// Whether every connection opens with a PROXY protocol header.
         proxy_protocol: bool,
     },
-    /// A TLS listener: the time of accept and the PROXY header's source were noted
-    /// before the handshake ([`super::BeforeTls`]).
-    Tls(super::Arrivals),
+    /// A TLS listener: the Gate reads the PROXY header if the listener expects one,
+    /// then runs the handshake ([`super::tls`]).
+    Tls {
+        acceptor: tokio_rustls::TlsAcceptor,
+        /// Whether every connection opens with a PROXY protocol header.
+        proxy_protocol: bool,
+    },
 }
 
 /// Places for client connections, shared by every worker of the listener.
@@ -110,33 +113,49 @@ impl Drop for Open {
     }
 }
 
-#[async_trait]
-impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Gate<A> {
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        self.serve(Box::new(Transport::Pingora(stream)), shutdown)
-            .await
-    }
-
-    async fn cleanup(&self) {
+impl<A: HttpServerApp + Send + Sync + 'static> Gate<A> {
+    /// Lets the HTTP application clean up when the listener stops.
+    pub async fn cleanup(&self) {
         ServerApp::cleanup(self.inner.as_ref()).await
     }
-}
 
-impl<A: HttpServerApp + Send + Sync + 'static> Gate<A> {
-    /// Serves one client connection: a place, its PROXY header when expected, then
-    /// its requests. Returns a stream only from HTTP/2, which Pingora may reuse. The
-    /// transport comes boxed so that the connection's state does not keep copies of
-    /// it after it moved into the stream.
+    /// Serves one client connection, just accepted: a place, its PROXY header when
+    /// expected, its TLS handshake on a TLS listener, then its requests. Returns a
+    /// stream only from HTTP/2, which Pingora may reuse. The transport comes boxed so
+    /// that the connection's state does not keep copies of it after it moved into the
+    /// stream.
     pub async fn serve(
         self: &Arc<Self>,
         mut stream: Box<Transport>,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let accepted = Instant::now();
         let metrics = &self.shared.metrics.edge;
+        let limits = self.shared.generation().config.listener.edge;
+        // The first header block is due `header_timeout` after accept, a PROXY header
+        // and a TLS handshake included.
+        let deadline = tokio::time::Instant::from_std(accepted + limits.header_timeout);
+        let mut client = None;
+        if let Arrival::Tls {
+            acceptor,
+            proxy_protocol,
+        } = &self.arrival
+        {
+            let Transport::Tcp { tcp, peer } = *stream else {
+                return None;
+            };
+            // Before the place is taken, as when Pingora ran the handshake: a client
+            // over capacity is told so over TLS. Boxed: the handshake's state is gone
+            // once it is over.
+            let handshake =
+                super::tls::handshake(tcp, acceptor, *proxy_protocol, deadline, metrics);
+            let (tls, source) = Box::pin(handshake).await?;
+            client = source;
+            *stream = Transport::Tls {
+                tls: Box::new(tls),
+                peer,
+            };
+        }
         let Ok(place) = self.places.clone().try_acquire_owned() else {
             metrics.closed(EdgeClose::OverCapacity);
             refuse(&mut stream).await;
@@ -144,24 +163,17 @@ impl<A: HttpServerApp + Send + Sync + 'static> Gate<A> {
         };
         metrics.open.inc();
         let _open = Open(metrics.open.clone());
-        let limits = self.shared.generation().config.listener.edge;
-        let (accepted, client, rest) = match &self.arrival {
-            Arrival::Tls(arrivals) => match arrivals.remove(&stream.id()) {
-                // The header deadline counts from accept, the handshake included.
-                Some((_, noted)) => (noted.accepted, noted.source, Bytes::new()),
-                None => (Instant::now(), None, Bytes::new()),
-            },
-            Arrival::Plain {
+        let (client, rest) = match &self.arrival {
+            Arrival::Tls { .. }
+            | Arrival::Plain {
                 proxy_protocol: false,
-            } => (Instant::now(), None, Bytes::new()),
+            } => (client, Bytes::new()),
             Arrival::Plain {
                 proxy_protocol: true,
             } => {
-                let accepted = Instant::now();
-                let deadline = tokio::time::Instant::from_std(accepted + limits.header_timeout);
                 // Boxed: its buffer is not part of every waiting connection's state.
                 match Box::pin(proxy_header::read(&mut stream, deadline)).await {
-                    Ok(header) => (accepted, header.source, header.rest),
+                    Ok(header) => (header.source, header.rest),
                     Err(refused) => {
                         if let Some(reason) = refused.close_reason() {
                             metrics.closed(reason);

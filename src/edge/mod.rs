@@ -4,17 +4,17 @@
 //! address.
 
 mod accept;
-mod before_tls;
 pub mod capacity;
 pub mod client;
 mod gate;
 mod proxy_header;
 mod stream;
+mod tls;
 mod transport;
 
 pub use accept::Accepting;
-pub use before_tls::{Arrivals, BeforeTls, Noted};
 pub use client::{announce, client_addr, stay_on_general_path};
 pub use gate::{places, Arrival, Gate, Places};
 pub use stream::{EdgeStream, Phase, Waited};
+pub use tls::acceptor as tls_acceptor;
 pub use transport::Transport;

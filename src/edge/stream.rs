@@ -13,10 +13,9 @@ use crate::config::EdgeLimits;
 use crate::metrics::{EdgeClose, EdgeMetrics};
 use async_trait::async_trait;
 use bytes::{Buf, Bytes};
-use pingora::protocols::tls::TlsRef;
 use pingora::protocols::{
-    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
-    TimingDigest, UniqueID, UniqueIDType, ALPN,
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
+    TimingDigest, UniqueID, UniqueIDType,
 };
 use std::future::Future;
 use std::io;
@@ -54,15 +53,6 @@ impl Phase {
     }
 }
 
-/// The source of a connection's socket digest.
-enum Peer {
-    /// A plain connection: a digest naming this address is made for each request
-    /// (a waiting connection holds none).
-    Plain(std::net::SocketAddr),
-    /// A connection Pingora made: its digest, kept.
-    Made(Option<Arc<SocketDigest>>),
-}
-
 /// How the wait for a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Waited {
@@ -85,9 +75,10 @@ pub struct EdgeStream {
     /// Bytes already read (past a PROXY protocol header, or by the wait for a
     /// request), handed out before the socket's.
     prefix: Bytes,
-    /// Where the socket digest the proxy sees comes from: its peer address is the
-    /// client's (the PROXY header's source when there is one).
-    peer: Peer,
+    /// The client's address (the PROXY header's source when there is one, else the
+    /// TCP peer): the peer address of the socket digest the proxy sees, made for each
+    /// request (a waiting connection holds none).
+    peer: std::net::SocketAddr,
     limits: EdgeLimits,
     metrics: EdgeMetrics,
     /// Set by the proxy (through a shared reference): see [`Phase`].
@@ -140,13 +131,7 @@ impl EdgeStream {
         metrics: EdgeMetrics,
         accepted: Instant,
     ) -> EdgeStream {
-        let peer = match (&inner, client) {
-            (Transport::Tcp { peer, .. }, client) => Peer::Plain(client.unwrap_or(*peer)),
-            (Transport::Pingora(stream), Some(addr)) => {
-                Peer::Made(super::client::digest_with_peer(stream, addr))
-            }
-            (Transport::Pingora(stream), None) => Peer::Made(stream.get_socket_digest()),
-        };
+        let peer = client.unwrap_or(inner.peer());
         EdgeStream {
             inner,
             prefix,
@@ -225,13 +210,7 @@ impl EdgeStream {
     /// The client's address: the PROXY header's source when there was one, else
     /// the TCP peer.
     pub fn client(&self) -> Option<std::net::SocketAddr> {
-        match &self.peer {
-            Peer::Plain(addr) => Some(*addr),
-            Peer::Made(digest) => digest
-                .as_ref()
-                .and_then(|d| d.peer_addr())
-                .and_then(|a| a.as_inet().copied()),
-        }
+        Some(self.peer)
     }
 
     /// Keeps the connection's later requests on Pingora's proxy.
@@ -575,7 +554,9 @@ impl Shutdown for EdgeStream {
             Transport::Tcp { tcp, .. } => {
                 let _ = tokio::io::AsyncWriteExt::shutdown(tcp).await;
             }
-            Transport::Pingora(stream) => stream.shutdown().await,
+            Transport::Tls { tls, .. } => {
+                let _ = tokio::io::AsyncWriteExt::shutdown(tls.as_mut()).await;
+            }
         }
     }
 }
@@ -586,17 +567,13 @@ impl UniqueID for EdgeStream {
     }
 }
 
+/// No ALPN (the client listener offers none), no client certificates, and no timing
+/// or proxy digests: what Pingora's TLS stream reported for the same connection.
 impl Ssl for EdgeStream {
-    fn get_ssl(&self) -> Option<&TlsRef> {
-        self.pingora().and_then(|s| s.get_ssl())
-    }
-
     fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
-        self.pingora().and_then(|s| s.get_ssl_digest())
-    }
-
-    fn selected_alpn_proto(&self) -> Option<ALPN> {
-        self.pingora().and_then(|s| s.selected_alpn_proto())
+        self.inner
+            .tls()
+            .map(|tls| Arc::new(super::tls::digest(tls)))
     }
 }
 
@@ -604,30 +581,17 @@ impl GetTimingDigest for EdgeStream {
     fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
         self.inner.timing_digest()
     }
-
-    fn get_read_pending_time(&self) -> Duration {
-        self.pingora()
-            .map_or(Duration::ZERO, |s| s.get_read_pending_time())
-    }
-
-    fn get_write_pending_time(&self) -> Duration {
-        self.pingora()
-            .map_or(Duration::ZERO, |s| s.get_write_pending_time())
-    }
 }
 
 impl GetProxyDigest for EdgeStream {
     fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
-        self.pingora().and_then(|s| s.get_proxy_digest())
+        None
     }
 }
 
 impl GetSocketDigest for EdgeStream {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        match &self.peer {
-            Peer::Plain(addr) => Some(self.inner.plain_digest(*addr)),
-            Peer::Made(digest) => digest.clone(),
-        }
+        Some(self.inner.digest(self.peer))
     }
 }
 
@@ -639,20 +603,7 @@ impl Peek for EdgeStream {
             buf[..n].copy_from_slice(&self.prefix.chunk()[..n]);
             return Ok(true);
         }
-        match &mut self.inner {
-            Transport::Tcp { .. } => Ok(false),
-            Transport::Pingora(stream) => stream.try_peek(buf).await,
-        }
-    }
-}
-
-impl EdgeStream {
-    /// The stream Pingora made, if it made this one.
-    fn pingora(&self) -> Option<&Stream> {
-        match &self.inner {
-            Transport::Pingora(stream) => Some(stream),
-            Transport::Tcp { .. } => None,
-        }
+        Ok(false)
     }
 }
 

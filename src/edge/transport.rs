@@ -1,14 +1,16 @@
 //! What carries a client connection's bytes under the [`super::EdgeStream`].
 //!
-//! A plain connection bitsgate accepted itself ([`super::Accepting`]) is its bare
-//! socket: Pingora's L4 stream would add 376 bytes of state and a layer to every read
-//! and write, and a waiting connection can wait for readiness on the socket itself,
-//! holding no buffer until bytes are there. A connection Pingora made (TLS) keeps
-//! Pingora's stream.
+//! Every connection is one bitsgate accepted itself ([`super::Accepting`]). A plain
+//! one is its bare socket: Pingora's L4 stream would add 376 bytes of state and a
+//! layer to every read and write, and a waiting connection can wait for readiness on
+//! the socket itself, holding no buffer until bytes are there. A TLS one is the rustls
+//! stream over the socket, boxed, so that a plain connection's state does not grow by
+//! a TLS connection's size.
 
+use super::tls::ClientTls;
 use bytes::{Bytes, BytesMut};
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
-use pingora::protocols::{SocketDigest, Stream, TimingDigest, UniqueID, UniqueIDType};
+use pingora::protocols::{SocketDigest, TimingDigest, UniqueID, UniqueIDType};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -32,8 +34,12 @@ pub enum Transport {
         /// The TCP peer.
         peer: SocketAddr,
     },
-    /// A stream Pingora's listener made (TLS).
-    Pingora(Stream),
+    /// A TLS connection, its handshake done.
+    Tls {
+        tls: Box<ClientTls>,
+        /// The TCP peer.
+        peer: SocketAddr,
+    },
 }
 
 /// What a wait for bytes found.
@@ -61,9 +67,9 @@ impl Transport {
                     Err(_) => return Arrived::Closed,
                 }
             },
-            Transport::Pingora(stream) => {
+            Transport::Tls { tls, .. } => {
                 let mut buf = BytesMut::with_capacity(FIRST_READ);
-                match stream.read_buf(&mut buf).await {
+                match tls.read_buf(&mut buf).await {
                     Ok(0) | Err(_) => Arrived::Closed,
                     Ok(_) => Arrived::Bytes(buf.freeze()),
                 }
@@ -71,22 +77,34 @@ impl Transport {
         }
     }
 
-    /// The socket digest of a plain connection, with `peer` as its peer address. Made
+    /// The socket digest of the connection, with `peer` as its peer address. Made
     /// when a request's session asks for it, so a waiting connection does not hold
     /// one.
-    pub fn plain_digest(&self, peer: SocketAddr) -> Arc<SocketDigest> {
+    pub fn digest(&self, peer: SocketAddr) -> Arc<SocketDigest> {
         let digest = SocketDigest::from_raw_fd(self.id());
         let _ = digest.peer_addr.set(Some(PingoraAddr::Inet(peer)));
         Arc::new(digest)
     }
 
-    /// The timing digest of the connection's layers: Pingora's, or none for a plain
-    /// connection (nothing in bitsgate reads it; Pingora's logs do without).
-    pub fn timing_digest(&self) -> Vec<Option<TimingDigest>> {
+    /// The TCP peer.
+    pub fn peer(&self) -> SocketAddr {
         match self {
-            Transport::Tcp { .. } => Vec::new(),
-            Transport::Pingora(stream) => stream.get_timing_digest(),
+            Transport::Tcp { peer, .. } | Transport::Tls { peer, .. } => *peer,
         }
+    }
+
+    /// The TLS stream, on a TLS connection.
+    pub fn tls(&self) -> Option<&ClientTls> {
+        match self {
+            Transport::Tls { tls, .. } => Some(tls),
+            Transport::Tcp { .. } => None,
+        }
+    }
+
+    /// The timing digest of the connection's layers: none (nothing in bitsgate reads
+    /// it; Pingora's logs do without).
+    pub fn timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        Vec::new()
     }
 }
 
@@ -94,7 +112,7 @@ impl UniqueID for Transport {
     fn id(&self) -> UniqueIDType {
         match self {
             Transport::Tcp { tcp, .. } => tcp.as_raw_fd(),
-            Transport::Pingora(stream) => stream.id(),
+            Transport::Tls { tls, .. } => tls.get_ref().0.tcp().as_raw_fd(),
         }
     }
 }
@@ -107,7 +125,7 @@ impl AsyncRead for Transport {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Transport::Tcp { tcp, .. } => Pin::new(tcp).poll_read(cx, buf),
-            Transport::Pingora(stream) => Pin::new(stream).poll_read(cx, buf),
+            Transport::Tls { tls, .. } => Pin::new(tls.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -120,21 +138,21 @@ impl AsyncWrite for Transport {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Transport::Tcp { tcp, .. } => Pin::new(tcp).poll_write(cx, buf),
-            Transport::Pingora(stream) => Pin::new(stream).poll_write(cx, buf),
+            Transport::Tls { tls, .. } => Pin::new(tls.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Transport::Tcp { tcp, .. } => Pin::new(tcp).poll_flush(cx),
-            Transport::Pingora(stream) => Pin::new(stream).poll_flush(cx),
+            Transport::Tls { tls, .. } => Pin::new(tls.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Transport::Tcp { tcp, .. } => Pin::new(tcp).poll_shutdown(cx),
-            Transport::Pingora(stream) => Pin::new(stream).poll_shutdown(cx),
+            Transport::Tls { tls, .. } => Pin::new(tls.as_mut()).poll_shutdown(cx),
         }
     }
 
@@ -145,14 +163,14 @@ impl AsyncWrite for Transport {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Transport::Tcp { tcp, .. } => Pin::new(tcp).poll_write_vectored(cx, bufs),
-            Transport::Pingora(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Transport::Tls { tls, .. } => Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
             Transport::Tcp { tcp, .. } => tcp.is_write_vectored(),
-            Transport::Pingora(stream) => stream.is_write_vectored(),
+            Transport::Tls { tls, .. } => tls.is_write_vectored(),
         }
     }
 }

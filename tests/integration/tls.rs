@@ -91,7 +91,16 @@ fn client_config() -> rustls::ClientConfig {
 /// Sends `request` over TLS (trusting only the test certificate) and reads the answer
 /// until the server closes.
 async fn exchange_over_tls(addr: std::net::SocketAddr, request: &'static [u8]) -> String {
-    exchange_over_tls_after(addr, &[], request).await
+    exchange_over_tls_after(addr, &[], Preamble::Alone, request).await
+}
+
+/// How a preamble travels.
+#[derive(Clone, Copy)]
+enum Preamble {
+    /// In a write of its own.
+    Alone,
+    /// In one write with the TLS ClientHello that follows it.
+    WithClientHello,
 }
 
 /// As [`exchange_over_tls`], with `preamble` (a PROXY protocol header) written on the
@@ -99,6 +108,7 @@ async fn exchange_over_tls(addr: std::net::SocketAddr, request: &'static [u8]) -
 async fn exchange_over_tls_after(
     addr: std::net::SocketAddr,
     preamble: &'static [u8],
+    how: Preamble,
     request: &'static [u8],
 ) -> String {
     let config = client_config();
@@ -110,7 +120,14 @@ async fn exchange_over_tls_after(
         socket
             .set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .unwrap();
-        socket.write_all(preamble).unwrap();
+        match how {
+            Preamble::Alone => socket.write_all(preamble).unwrap(),
+            Preamble::WithClientHello => {
+                let mut first = preamble.to_vec();
+                connection.write_tls(&mut first).unwrap();
+                socket.write_all(&first).unwrap();
+            }
+        }
         let mut tls = rustls::Stream::new(&mut connection, &mut socket);
         // A server that refuses the handshake (closes) answers nothing.
         if tls.write_all(request).is_err() {
@@ -202,19 +219,25 @@ async fn a_proxy_header_before_the_tls_handshake_names_the_client() {
         .await;
     let addr = cluster.proxy_addr();
     let v1: &[u8] = b"PROXY TCP4 192.0.2.7 127.0.0.1 50123 443\r\n";
-    let answer = exchange_over_tls_after(addr, v1, PING_CLOSE).await;
+    let answer = exchange_over_tls_after(addr, v1, Preamble::Alone, PING_CLOSE).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The TLS bytes read with the header open the handshake.
+    let answer = exchange_over_tls_after(addr, v1, Preamble::WithClientHello, PING_CLOSE).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     // Without the header, the TLS bytes are not a PROXY header: closed, nothing sent.
-    let refused = exchange_over_tls_after(addr, &[], PING_CLOSE).await;
+    let refused = exchange_over_tls_after(addr, &[], Preamble::Alone, PING_CLOSE).await;
     assert!(refused.is_empty(), "{refused}");
-    assert_eq!(cluster.stats(0).packets.get("ping"), Some(&1));
+    assert_eq!(cluster.stats(0).packets.get("ping"), Some(&2));
     eventually(
-        "an access-log line",
+        "two access-log lines",
         std::time::Duration::from_secs(10),
-        || !access_log_clients(&log).is_empty(),
+        || access_log_clients(&log).len() >= 2,
     )
     .await;
-    assert_eq!(access_log_clients(&log), vec!["192.0.2.7:50123".to_owned()]);
+    assert_eq!(
+        access_log_clients(&log),
+        vec!["192.0.2.7:50123".to_owned(); 2]
+    );
     let metrics = cluster.metrics().await;
     assert_eq!(
         crate::cluster::sample(
@@ -226,9 +249,10 @@ async fn a_proxy_header_before_the_tls_handshake_names_the_client() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_connection_to_the_tls_listener_is_closed_after_the_header_timeout() {
-    use tokio::io::AsyncReadExt;
+/// A TLS listener with a one-second `header_timeout`; a connection to it that sends
+/// `first` and then nothing is closed after that second, and counted.
+async fn closed_at_the_header_timeout_after(first: &[u8]) -> Cluster {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let cluster = Cluster::new()
         .backends(1)
         .listener_config("header_timeout = \"1s\"")
@@ -236,13 +260,14 @@ async fn a_silent_connection_to_the_tls_listener_is_closed_after_the_header_time
         .start()
         .await;
     let started = std::time::Instant::now();
-    let mut silent = tokio::net::TcpStream::connect(cluster.proxy_addr())
+    let mut stalled = tokio::net::TcpStream::connect(cluster.proxy_addr())
         .await
         .expect("connects");
+    stalled.write_all(first).await.unwrap();
     let mut byte = [0u8; 1];
-    let read = tokio::time::timeout(std::time::Duration::from_secs(10), silent.read(&mut byte))
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), stalled.read(&mut byte))
         .await
-        .expect("closed well before Pingora's 60 s handshake timeout");
+        .expect("closed at the header timeout, well before any limit of rustls's own");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     let waited = started.elapsed();
     assert!(
@@ -259,9 +284,21 @@ async fn a_silent_connection_to_the_tls_listener_is_closed_after_the_header_time
         Some(1.0),
         "{metrics}"
     );
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_to_the_tls_listener_is_closed_after_the_header_timeout() {
+    let cluster = closed_at_the_header_timeout_after(&[]).await;
     // A real client still gets through.
     let answer = exchange_over_tls(cluster.proxy_addr(), PING_CLOSE).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_that_stalls_is_cut_at_the_header_timeout() {
+    // The start of a ClientHello record, whose rest never comes.
+    closed_at_the_header_timeout_after(&[0x16, 0x03, 0x01, 0x02, 0x00]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
