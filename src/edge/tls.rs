@@ -66,7 +66,8 @@ pub fn acceptor(tls: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
 /// Reads the PROXY header when `proxy_protocol` asks for one, then runs the TLS
 /// handshake, all by `deadline`. `None` when the connection is to close: it said
 /// nothing in time, sent no valid PROXY header, or failed its handshake (each counted
-/// or logged here).
+/// here). A client that closes before or during its handshake is not counted: a load
+/// balancer's TCP health check does that.
 pub async fn handshake(
     mut tcp: TcpStream,
     acceptor: &TlsAcceptor,
@@ -99,6 +100,9 @@ pub async fn handshake(
     match tokio::time::timeout_at(deadline, acceptor.accept(Rewound { rest, tcp })).await {
         Ok(Ok(tls)) => Some((tls, source)),
         Ok(Err(e)) => {
+            if e.kind() != io::ErrorKind::UnexpectedEof {
+                metrics.closed(EdgeClose::TlsHandshakeFailed);
+            }
             tracing::debug!(target: "bitsgate::edge", error = %e, "TLS handshake failed");
             None
         }

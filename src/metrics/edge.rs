@@ -17,16 +17,20 @@ pub enum EdgeClose {
     OverCapacity,
     /// `proxy_protocol` is on and the connection did not open with a valid header.
     ProxyHeaderInvalid,
+    /// A TLS listener's client sent something that is not a TLS handshake bitsgate
+    /// can complete (plain HTTP, no common version or cipher suite).
+    TlsHandshakeFailed,
 }
 
 impl EdgeClose {
     /// Every reason, for series created at zero.
-    pub const ALL: [EdgeClose; 5] = [
+    pub const ALL: [EdgeClose; 6] = [
         EdgeClose::HeaderTimeout,
         EdgeClose::HeaderTooLarge,
         EdgeClose::BodyTooSlow,
         EdgeClose::OverCapacity,
         EdgeClose::ProxyHeaderInvalid,
+        EdgeClose::TlsHandshakeFailed,
     ];
 
     /// The label value.
@@ -37,6 +41,7 @@ impl EdgeClose {
             EdgeClose::BodyTooSlow => "body_too_slow",
             EdgeClose::OverCapacity => "over_capacity",
             EdgeClose::ProxyHeaderInvalid => "proxy_header_invalid",
+            EdgeClose::TlsHandshakeFailed => "tls_handshake_failed",
         }
     }
 }

@@ -340,3 +340,44 @@ async fn a_tls_connection_owes_its_first_request_header_timeout_after_accept() {
         "closed {waited:?} after connecting"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_to_the_tls_listener_is_counted_and_a_bare_connect_is_not() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cluster = Cluster::new()
+        .backends(1)
+        .config(&tls_files("listener.tls"))
+        .start()
+        .await;
+    // A load balancer's TCP health check: connect, then close.
+    drop(
+        tokio::net::TcpStream::connect(cluster.proxy_addr())
+            .await
+            .expect("connects"),
+    );
+    let mut plain = tokio::net::TcpStream::connect(cluster.proxy_addr())
+        .await
+        .expect("connects");
+    plain.write_all(PING_CLOSE).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        plain.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the connection closes");
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("HTTP/1.1 200"),
+        "{answer:?}"
+    );
+    let metrics = cluster.metrics().await;
+    assert_eq!(
+        crate::cluster::sample(
+            &metrics,
+            "bitsgate_client_connections_closed_total{reason=\"tls_handshake_failed\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(cluster.stats(0).packets.get("ping"), None);
+}
