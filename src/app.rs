@@ -44,13 +44,23 @@ pub struct Instance {
 
 impl Instance {
     /// Serves until told to stop, waits for the runtimes to stop, then flushes the pin
-    /// journal: records queued while requests wound down would otherwise die with the
-    /// process (Pingora's own `run_forever` exits without a last step).
+    /// journal, within `[server] shutdown_timeout`: records queued while requests wound
+    /// down would otherwise die with the process (Pingora's own `run_forever` exits
+    /// without a last step).
     pub fn run(self, args: RunArgs) {
         self.server.run(args);
-        if let Some(store) = &self.shared.store {
-            if let Err(e) = store.flush_blocking() {
+        let Some(store) = &self.shared.store else {
+            return;
+        };
+        // As long as the runtimes had to stop.
+        let limit = self.shared.generation().config.server.shutdown_timeout;
+        match store.flush_blocking(limit) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
                 tracing::error!(target: "bitsgate::store", error = %e, "flushing the pin journal at exit failed");
+            }
+            None => {
+                tracing::error!(target: "bitsgate::store", limit_s = limit.as_secs_f64(), "the pin journal did not flush within [server] shutdown_timeout; exiting without it (unpins since the last write may be lost: stale pins that expire)");
             }
         }
     }

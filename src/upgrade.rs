@@ -33,12 +33,13 @@ impl BackgroundService for UpgradeCatchUp {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let server = self.shared.generation().config.server.clone();
         // After handing the listeners over, the old process waits Pingora's 5 s close
-        // delay, then its grace period, then its shutdown timeout. It is gone when the
+        // delay, then its grace period, then its shutdown timeout, then at most as long
+        // for its journal's last flush. It is gone when the
         // data dir's lock passes to this process; should that never happen (the old
         // process hangs), read the journal anyway once it should have been gone.
         let started = Instant::now();
         let expected_gone =
-            OLD_PROCESS_CLOSE_DELAY + server.grace_period + server.shutdown_timeout + POLL;
+            OLD_PROCESS_CLOSE_DELAY + server.grace_period + 2 * server.shutdown_timeout + POLL;
         let mut read_without_lock = false;
         loop {
             tokio::select! {

@@ -20,7 +20,7 @@ use crate::state::Shared;
 use bytes::Bytes;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::{Stream, ALPN};
+use pingora::protocols::{Shutdown, Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use prometheus::IntGauge;
 use std::sync::Arc;
@@ -33,7 +33,8 @@ use tokio::sync::Semaphore;
 const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 Content-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n";
 
-/// The longest the 503 to a connection over capacity may take to write.
+/// The longest the 503 to a connection over capacity, or the TLS close_notify of a
+/// connection bitsgate ends, may take to write.
 const REFUSAL_WRITE: Duration = Duration::from_secs(1);
 
 /// What the Gate knows of a connection before it sees it.
@@ -215,6 +216,12 @@ impl<A: HttpServerApp + Send + Sync + 'static> Gate<A> {
         let mut watch = shutdown.clone();
         loop {
             if !self.next_request(&mut edge, until, &mut watch).await {
+                // No request came (in time, or before shutdown): a TLS client learns
+                // that the close is bitsgate's, not a truncation.
+                if edge.is_tls() {
+                    let _ =
+                        tokio::time::timeout(REFUSAL_WRITE, Shutdown::shutdown(&mut *edge)).await;
+                }
                 return;
             }
             let shutting_down = *shutdown.borrow();
@@ -306,7 +313,8 @@ fn speaks_http2<A: HttpServerApp>(edge: &EdgeStream, app: &A) -> bool {
 async fn refuse(stream: &mut Transport) {
     let _ = tokio::time::timeout(REFUSAL_WRITE, async {
         stream.write_all(OVER_CAPACITY).await?;
-        stream.flush().await
+        // Over TLS, with its close_notify.
+        stream.shutdown().await
     })
     .await;
 }

@@ -64,7 +64,12 @@ pub async fn read<S: AsyncRead + Unpin>(
             Parsed::Incomplete if buf.len() < MAX_HEADER => continue,
             Parsed::Incomplete | Parsed::Invalid => return Err(Refused::Invalid),
             Parsed::Header { len, source } => {
-                let rest = buf.split_off(len).freeze();
+                // A copy, not a slice of `buf`: the connection keeps `rest` until it is
+                // read, and a slice would keep the whole read buffer with it.
+                let rest = match &buf[len..] {
+                    [] => Bytes::new(),
+                    after => Bytes::copy_from_slice(after),
+                };
                 return Ok(ProxyHeader { source, rest });
             }
         }

@@ -207,6 +207,11 @@ impl EdgeStream {
         matches!(self.inner, Transport::Tcp { .. })
     }
 
+    /// Whether this is a TLS connection.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.inner, Transport::Tls { .. })
+    }
+
     /// The client's address: the PROXY header's source when there was one, else
     /// the TCP peer.
     pub fn client(&self) -> Option<std::net::SocketAddr> {

@@ -66,8 +66,8 @@ pub fn acceptor(tls: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
 /// Reads the PROXY header when `proxy_protocol` asks for one, then runs the TLS
 /// handshake, all by `deadline`. `None` when the connection is to close: it said
 /// nothing in time, sent no valid PROXY header, or failed its handshake (each counted
-/// here). A client that closes before or during its handshake is not counted: a load
-/// balancer's TCP health check does that.
+/// here). A client that closes or resets the connection before or during its
+/// handshake is not counted: a load balancer's TCP health check does that.
 pub async fn handshake(
     mut tcp: TcpStream,
     acceptor: &TlsAcceptor,
@@ -100,7 +100,9 @@ pub async fn handshake(
     match tokio::time::timeout_at(deadline, acceptor.accept(Rewound { rest, tcp })).await {
         Ok(Ok(tls)) => Some((tls, source)),
         Ok(Err(e)) => {
-            if e.kind() != io::ErrorKind::UnexpectedEof {
+            // Only TLS's own errors: a client that closes or resets the connection
+            // before or during its handshake (a load balancer's health check) is none.
+            if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
                 metrics.closed(EdgeClose::TlsHandshakeFailed);
             }
             tracing::debug!(target: "bitsgate::edge", error = %e, "TLS handshake failed");
@@ -138,6 +140,10 @@ impl AsyncRead for Rewound {
             let n = this.rest.len().min(buf.remaining());
             buf.put_slice(&this.rest[..n]);
             this.rest.advance(n);
+            if !this.rest.has_remaining() {
+                // Drained: let its allocation go now, not when the connection closes.
+                this.rest = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.tcp).poll_read(cx, buf)

@@ -17,7 +17,7 @@ use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// How many bytes the wait for a request reads at most: most BITS request heads fit,
@@ -67,12 +67,22 @@ impl Transport {
                     Err(_) => return Arrived::Closed,
                 }
             },
+            // Read into a buffer on the stack of each poll, not one made before the
+            // wait: a waiting connection then holds no buffer of its own. rustls
+            // decrypts into its own buffers, so there is no readiness to wait for.
             Transport::Tls { tls, .. } => {
-                let mut buf = BytesMut::with_capacity(FIRST_READ);
-                match tls.read_buf(&mut buf).await {
-                    Ok(0) | Err(_) => Arrived::Closed,
-                    Ok(_) => Arrived::Bytes(buf.freeze()),
-                }
+                std::future::poll_fn(|cx| {
+                    let mut stack = [0u8; FIRST_READ];
+                    let mut read = ReadBuf::new(&mut stack);
+                    match Pin::new(tls.as_mut()).poll_read(cx, &mut read) {
+                        Poll::Pending => Poll::Pending,
+                        Poll::Ready(Ok(())) if !read.filled().is_empty() => {
+                            Poll::Ready(Arrived::Bytes(Bytes::copy_from_slice(read.filled())))
+                        }
+                        Poll::Ready(_) => Poll::Ready(Arrived::Closed),
+                    }
+                })
+                .await
             }
         }
     }

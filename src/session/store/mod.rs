@@ -477,13 +477,27 @@ impl PinStore {
         PendingWrite::new(Ok(rx)).await
     }
 
-    /// [`PinStore::flush`] for a thread outside any runtime. The process's last step,
-    /// once its runtimes have stopped: what the requests that ended during the stop
-    /// queued without waiting (unpins, activity touches) is on disk before it exits.
-    pub fn flush_blocking(&self) -> Result<(), StoreError> {
-        let (ack, rx) = oneshot::channel();
-        self.send(Msg::Flush { ack })?;
-        rx.blocking_recv().unwrap_or(Err(StoreError::Closed))
+    /// [`PinStore::flush`] for a thread outside any runtime, waiting at most `limit`
+    /// (`None` when it gave up: a disk that stalls must not keep a stopping process
+    /// alive, and the process's signal handlers are gone by then). The process's last
+    /// step, once its runtimes have stopped: what the requests that ended during the
+    /// stop queued without waiting (unpins, activity touches) is on disk before it
+    /// exits.
+    pub fn flush_blocking(&self, limit: std::time::Duration) -> Option<Result<(), StoreError>> {
+        use tokio::sync::oneshot::error::TryRecvError;
+        let (ack, mut rx) = oneshot::channel();
+        if let Err(e) = self.send(Msg::Flush { ack }) {
+            return Some(Err(e));
+        }
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            match rx.try_recv() {
+                Ok(answer) => return Some(answer),
+                Err(TryRecvError::Closed) => return Some(Err(StoreError::Closed)),
+                Err(TryRecvError::Empty) if std::time::Instant::now() >= deadline => return None,
+                Err(TryRecvError::Empty) => std::thread::sleep(std::time::Duration::from_millis(2)),
+            }
+        }
     }
 
     /// Rewrites the journal to hold only the live pins, atomically (temp file, fsync,

@@ -299,6 +299,21 @@ async fn an_unpin_no_pin_follows_is_written_by_the_writer_thread_soon() {
     assert!(live.0.is_empty(), "{:?}", live.0);
 }
 
+#[test]
+fn a_flush_at_exit_gives_up_after_its_limit_when_the_writer_is_stuck() {
+    let dir = temp_dir();
+    let (store, _) = open(dir.path());
+    let stuck = store.shared.queue.hold_writer();
+    let limit = std::time::Duration::from_millis(50);
+    assert!(store.flush_blocking(limit).is_none());
+    drop(stuck);
+    assert!(matches!(
+        store.flush_blocking(std::time::Duration::from_secs(10)),
+        Some(Ok(()))
+    ));
+    assert!(store.stats().syncs >= 1);
+}
+
 #[tokio::test]
 async fn flush_reaches_the_device_even_in_write_mode() {
     let dir = temp_dir();
