@@ -14,6 +14,10 @@
 #                      e.g. an older build kept for a before/after comparison
 #   CG_FAST_PATH       false: `[listener] fast_path = false`, every Ping through
 #                      Pingora's proxy (default: the configuration's default, true)
+#   CG_TLS             1: the client listener speaks TLS (a self-signed ECDSA P-256
+#                      certificate made with openssl), and the Pings come from a
+#                      Python client over one kept-alive TLS connection; needs
+#                      openssl and python3
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 pings=${1:-3000}
@@ -47,20 +51,55 @@ bench_config "$work/bitsgate.toml" "$proxy" "127.0.0.1:$(free_port)" memory "$wo
 if [ -n "${CG_FAST_PATH:-}" ]; then
   sed -i "s/^\[listener\]\$/[listener]\nfast_path = $CG_FAST_PATH/" "$work/bitsgate.toml"
 fi
+scheme=http
+if [ "${CG_TLS:-0}" = 1 ]; then
+  scheme=https
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+  printf '[listener.tls]\ncert_path = "%s"\nkey_path = "%s"\n' "$work/cert.pem" "$work/key.pem" \
+    >>"$work/bitsgate.toml"
+fi
+# PINGS Pings (keep-alive); bits-load over plain HTTP, a Python client over TLS.
+pings_to_proxy() {
+  if [ "$scheme" = http ]; then
+    "$bin/bits-load" "http://$proxy/" --ping --requests "$1" --concurrency "$2" --threads 1 >/dev/null
+    return
+  fi
+  python3 - "$proxy" "$1" "$work/cert.pem" <<'PY'
+import socket, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+count, ca = int(sys.argv[2]), sys.argv[3]
+context = ssl.create_default_context(cafile=ca)
+ping = b"BITS_POST / HTTP/1.1\r\nHost: bench\r\nBITS-Packet-Type: Ping\r\nContent-Length: 0\r\n\r\n"
+with context.wrap_socket(socket.create_connection((host, int(port))), server_hostname=host) as tls:
+    pending = b""
+    for _ in range(count):
+        tls.sendall(ping)
+        while b"\r\n\r\n" not in pending:
+            chunk = tls.recv(65536)
+            if not chunk:
+                sys.exit("the proxy closed the connection")
+            pending += chunk
+        head, _, pending = pending.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            sys.exit("unexpected answer: " + head.decode(errors="replace"))
+PY
+}
 BITSGATE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
   "${CG_BITSGATE:-$bin/bitsgate}" run --config "$work/bitsgate.toml" >"$work/bitsgate.log" 2>&1 &
 pids+=($!); cg_pid=$!
 wait_port "$backend" "$work"/*.log
 WAIT_PORT_SECONDS=60 wait_port "$proxy" "$work"/*.log   # valgrind starts slowly
 
-"$bin/bits-load" "http://$proxy/" --ping --requests 200 --concurrency 4 --threads 1 >/dev/null
+pings_to_proxy 200 4
 callgrind_control -z "$cg_pid" >/dev/null 2>&1
-"$bin/bits-load" "http://$proxy/" --ping --requests "$pings" --concurrency 8 --threads 1 >/dev/null
+pings_to_proxy "$pings" 8
 callgrind_control -d "$cg_pid" >/dev/null 2>&1
 dump=$(find "$work" -name "cg.out.*" | head -n 1)
 
 total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1; exit}')
-echo "== commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src crates || echo ' (+ local changes)'), $pings Pings, fast_path ${CG_FAST_PATH:-default}"
+echo "== commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src crates || echo ' (+ local changes)'), $pings Pings, fast_path ${CG_FAST_PATH:-default}, $scheme"
 echo "instructions: $total total, $(( total / pings )) per Ping"
 # The function lines, without the thread and runtime frames every cost sits under.
 listing() { sed -n '/file:function/,$p' | grep -E '^ *[0-9,]+ ' | grep -vE '\((100\.0|99\.[0-9]+)%\)' | head -n "$top"; }

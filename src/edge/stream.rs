@@ -202,11 +202,6 @@ impl EdgeStream {
         }
     }
 
-    /// Whether this is a plain TCP connection bitsgate accepted itself.
-    pub fn is_plain(&self) -> bool {
-        matches!(self.inner, Transport::Tcp { .. })
-    }
-
     /// Whether this is a TLS connection.
     pub fn is_tls(&self) -> bool {
         matches!(self.inner, Transport::Tls { .. })

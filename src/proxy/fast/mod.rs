@@ -31,6 +31,7 @@ use crate::state::{Generation, Shared};
 use bytes::BytesMut;
 use head::{Head, Read};
 use pingora::http::ResponseHeader;
+use pingora::protocols::Shutdown;
 use pingora::{Error, ErrorType};
 use response::Framing;
 use std::any::Any;
@@ -38,6 +39,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+
+/// The longest the close_notify of a TLS connection the fast path ends may take.
+const TLS_CLOSE_WRITE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What became of a connection's next request.
 pub enum Served {
@@ -128,7 +132,7 @@ impl FastPath {
 
     /// Serves the request whose first bytes are in `edge`, or hands it back.
     pub async fn serve(&self, mut edge: Box<EdgeStream>, shutting_down: bool) -> Served {
-        if !edge.is_plain() || edge.stays_on_general_path() {
+        if edge.stays_on_general_path() {
             return Served::NotMine(edge);
         }
         // One load of the configuration for the rule and the request.
@@ -196,6 +200,11 @@ impl FastPath {
         };
         self.log(&mut request);
         if !kept {
+            if request.edge.is_tls() {
+                // A close, not a truncation, for a TLS client.
+                let close = Shutdown::shutdown(&mut *request.edge);
+                let _ = tokio::time::timeout(TLS_CLOSE_WRITE, close).await;
+            }
             return Served::Closed;
         }
         let Request {

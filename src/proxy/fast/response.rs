@@ -505,13 +505,18 @@ pub async fn relay_body<W: AsyncWrite + Unpin>(
     }
 }
 
-/// Writes to the client within `timeout`; errors are the client's.
+/// Writes to the client within `timeout`; errors are the client's. Flushed: over TLS
+/// a write may leave a record in rustls when the socket is full (a no-op on TCP).
 pub async fn write_client<W: AsyncWrite + Unpin>(
     client: &mut W,
     bytes: &[u8],
     timeout: Duration,
 ) -> Result<()> {
-    match tokio::time::timeout(timeout, client.write_all(bytes)).await {
+    let written = async {
+        client.write_all(bytes).await?;
+        client.flush().await
+    };
+    match tokio::time::timeout(timeout, written).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(Error::explain(
             ErrorType::WriteError,
