@@ -188,13 +188,21 @@ impl EdgeStream {
     }
 
     /// Gives back bytes read from the connection but not used, to be read again
-    /// first. They count once towards the header block's size: its accounting starts
-    /// again (its deadline stays).
+    /// first, ahead of any bytes given back earlier and not read yet (a read may have
+    /// taken only part of them). They count once towards the header block's size: its
+    /// accounting starts again (its deadline stays).
     pub fn unread(&mut self, bytes: Bytes) {
         if bytes.is_empty() {
             return;
         }
-        self.prefix = bytes;
+        self.prefix = if self.prefix.is_empty() {
+            bytes
+        } else {
+            let mut joined = bytes::BytesMut::with_capacity(bytes.len() + self.prefix.len());
+            joined.extend_from_slice(&bytes);
+            joined.extend_from_slice(&self.prefix);
+            joined.freeze()
+        };
         if self.current == Phase::Header {
             self.header_bytes = 0;
             self.line_len = 1;

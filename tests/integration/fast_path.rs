@@ -233,3 +233,44 @@ async fn a_spliced_body_that_stalls_is_dropped_after_the_body_timeout() {
     assert_eq!(closed_slow, Some(1.0), "{metrics}");
     assert!(spliced(&metrics) >= (64 * 1024) as f64, "{metrics}");
 }
+
+/// Pipelined requests behind one whose head is longer than the fast path's first read
+/// (1 KiB): the bytes past what the first read took are read later, not dropped when
+/// the first request's leftovers are given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_pings_behind_a_long_head_are_all_answered() {
+    let cluster = Cluster::new().backends(1).start().await;
+    let ping = "BITS_POST /uploads/p.bin HTTP/1.1\r\nHost: a\r\nBITS-Packet-Type: Ping\r\nContent-Length: 0\r\n\r\n";
+    let mut burst = format!(
+        "BITS_POST /uploads/p.bin HTTP/1.1\r\nHost: a\r\nBITS-Packet-Type: Ping\r\nX-Pad: {}\r\nContent-Length: 0\r\n\r\n",
+        "p".repeat(2400)
+    );
+    for _ in 0..20 {
+        burst.push_str(ping);
+    }
+    let mut stream = TcpStream::connect(cluster.proxy_addr()).await.unwrap();
+    stream.write_all(burst.as_bytes()).await.unwrap();
+    let mut answers = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 16384];
+    while count(&answers, b"HTTP/1.1 ") < 21 && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => answers.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    assert_eq!(
+        count(&answers, b"HTTP/1.1 200"),
+        21,
+        "{}",
+        String::from_utf8_lossy(&answers)
+    );
+    assert_eq!(served_on_fast_path(&cluster).await, Some(21.0));
+}
+
+fn count(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .filter(|w| *w == needle)
+        .count()
+}
