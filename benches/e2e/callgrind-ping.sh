@@ -67,23 +67,11 @@ pings_to_proxy() {
     return
   fi
   python3 - "$proxy" "$1" "$work/cert.pem" <<'PY'
-import socket, ssl, sys
-host, port = sys.argv[1].rsplit(":", 1)
-count, ca = int(sys.argv[2]), sys.argv[3]
-context = ssl.create_default_context(cafile=ca)
-ping = b"BITS_POST / HTTP/1.1\r\nHost: bench\r\nBITS-Packet-Type: Ping\r\nContent-Length: 0\r\n\r\n"
-with context.wrap_socket(socket.create_connection((host, int(port))), server_hostname=host) as tls:
-    pending = b""
-    for _ in range(count):
-        tls.sendall(ping)
-        while b"\r\n\r\n" not in pending:
-            chunk = tls.recv(65536)
-            if not chunk:
-                sys.exit("the proxy closed the connection")
-            pending += chunk
-        head, _, pending = pending.partition(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200"):
-            sys.exit("unexpected answer: " + head.decode(errors="replace"))
+import ssl, sys
+sys.path.insert(0, "benches/e2e")
+from benchlib import tls_pings
+port, count, ca = int(sys.argv[1].rsplit(":", 1)[1]), int(sys.argv[2]), sys.argv[3]
+tls_pings(port, ssl.create_default_context(cafile=ca), count)
 PY
 }
 BITSGATE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \

@@ -50,12 +50,11 @@ import tempfile
 import time
 import urllib.request
 
-from benchlib import free_port, rss_kib, wait_port
+from benchlib import (PING, free_port, haproxy_config, haproxy_has_openssl, make_certificate,
+                      rss_kib, wait_port)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release")
-PING = (b"BITS_POST /uploads/x HTTP/1.1\r\nHost: bench\r\nBITS-Packet-Type: Ping\r\n"
-        b"Content-Length: 0\r\n\r\n")
 
 
 def arguments():
@@ -161,22 +160,6 @@ def measure(name, pid, port, conns, kind):
           f" Ping p50 {p50:5.0f} us p99 {p99:5.0f} us; opened in {opened:.1f} s", flush=True)
 
 
-def make_certificate(work):
-    """A self-signed ECDSA P-256 certificate for 127.0.0.1: (cert, key, cert + key)."""
-    cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "7",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", key, "-out", cert],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    both = os.path.join(work, "cert-and-key.pem")
-    with open(both, "w") as out:
-        for path in (cert, key):
-            with open(path) as f:
-                out.write(f.read())
-    return cert, key, both
-
-
 def pinned_sessions(admin):
     """bitsgate_pinned_sessions from the admin listener's /metrics."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=30).read().decode()
@@ -247,27 +230,11 @@ def haproxy_maxconn():
 
 def start_haproxy(work, backends):
     port = free_port()
-    with open(os.path.join(os.path.dirname(__file__), "haproxy.cfg.in")) as f:
-        cfg = f.read()
-    if CERT:
-        cfg = cfg.replace("bind @LISTEN@", f"bind @LISTEN@ ssl crt {CERT[2]}")
-    cfg = (cfg.replace("@LISTEN@", f"127.0.0.1:{port}")
-           .replace("@B1@", f"127.0.0.1:{backends[0]}")
-           .replace("@B2@", f"127.0.0.1:{backends[-1]}")
-           .replace("@NBTHREAD@", "1")
-           .replace("maxconn 4096", f"maxconn {haproxy_maxconn()}"))
-    path = os.path.join(work, "haproxy.cfg")
-    with open(path, "w") as f:
-        f.write(cfg)
+    path = haproxy_config(work, port, backends, CERT[2] if CERT else None, haproxy_maxconn())
     proc = subprocess.Popen(["haproxy", "-db", "-f", path], stdout=subprocess.DEVNULL,
                             stderr=open(os.path.join(work, "haproxy.log"), "a"))
     wait_port(port)
     return proc, port
-
-
-def haproxy_has_openssl():
-    out = subprocess.run(["haproxy", "-vv"], capture_output=True, text=True).stdout
-    return "USE_OPENSSL=1" in out or "Built with OpenSSL" in out
 
 
 def main():

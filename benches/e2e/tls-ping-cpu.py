@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""CPU time per BITS Ping over a TLS client listener: bitsgate (fast path), bitsgate
+with `[listener] fast_path = false` (Pingora's proxy) and HAProxy (`bind ... ssl crt`,
+benches/e2e/haproxy.cfg.in), one thread each, in front of one reference server.
+
+Every target gets a fresh process per round: CONNS client threads each open one TLS
+connection (a self-signed ECDSA P-256 certificate) and send Pings on it, kept alive,
+one at a time; a warm-up of 1,000 Pings, then PINGS Pings whose proxy CPU time (user
+plus system, from /proc, 10 ms ticks) is divided by their count. The client is Python,
+so the rate is the client's, far below what either proxy can do: this compares CPU per
+Ping at the same modest load, not throughput. Targets alternate within each round.
+
+Usage: benches/e2e/tls-ping-cpu.py [--pings N] [--conns C] [--rounds R]
+Environment: CARGO_TARGET_DIR (default target); build first:
+cargo build --release -p bitsgate -p bits-testkit --bins
+"""
+
+import argparse
+import os
+import shutil
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from benchlib import (cpu_seconds, free_port, haproxy_config, make_certificate, tls_pings,
+                      wait_port)
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release")
+def load(port, context, total, conns):
+    """`total` Pings over `conns` connections at once; the seconds they took."""
+    errors = []
+
+    def one(count):
+        try:
+            tls_pings(port, context, count)
+        except Exception as e:  # reported below, after every thread ended
+            errors.append(e)
+
+    threads = [threading.Thread(target=one, args=(total // conns,)) for _ in range(conns)]
+    started = time.time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        sys.exit(f"Pings failed: {errors[0]}")
+    return time.time() - started
+
+
+def start_bitsgate(work, backend, cert, fast_path):
+    proxy, admin = free_port(), free_port()
+    config = os.path.join(work, "bitsgate.toml")
+    with open(config, "w") as f:
+        f.write(f'[listener]\naddress = "127.0.0.1:{proxy}"\nfast_path = {str(fast_path).lower()}\n'
+                f'[listener.tls]\ncert_path = "{cert[0]}"\nkey_path = "{cert[1]}"\n'
+                f'[admin]\naddress = "127.0.0.1:{admin}"\n[storage]\nmode = "memory"\n'
+                f'[server]\nthreads = 1\nupgrade_sock = "{work}/u.sock"\npid_file = "{work}/b.pid"\n'
+                f'[health_check]\nkind = "none"\n'
+                f'[[backends]]\nid = "b1"\naddress = "127.0.0.1:{backend}"\n')
+    proc = subprocess.Popen([os.path.join(BIN, "bitsgate"), "run", "--config", config],
+                            stdout=subprocess.DEVNULL,
+                            stderr=open(os.path.join(work, "bitsgate.log"), "a"),
+                            env=dict(os.environ, BITSGATE_LOG="warn"))
+    wait_port(proxy, "bitsgate")
+    return proc, proxy
+
+
+def start_haproxy(work, backend, cert):
+    port = free_port()
+    path = haproxy_config(work, port, [backend], cert[2])
+    proc = subprocess.Popen(["haproxy", "-db", "-f", path], stdout=subprocess.DEVNULL,
+                            stderr=open(os.path.join(work, "haproxy.log"), "a"))
+    wait_port(port, "haproxy")
+    return proc, port
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pings", type=int, default=20000)
+    parser.add_argument("--conns", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if not shutil.which("haproxy"):
+        sys.exit("needs haproxy (apt-get install haproxy)")
+    work = tempfile.mkdtemp(prefix="bitsgate-tls-cpu.")
+    server = None
+    try:
+        cert = make_certificate(work)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_verify_locations(cert[0])
+        backend = free_port()
+        os.makedirs(os.path.join(work, "root"))
+        server = subprocess.Popen(
+            [os.path.join(BIN, "bits-server"), "--listen", f"127.0.0.1:{backend}",
+             "--root", os.path.join(work, "root")],
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "server.log"), "w"))
+        wait_port(backend, "bits-server")
+        targets = [
+            ("bitsgate", lambda: start_bitsgate(work, backend, cert, True)),
+            ("bitsgate-pingora", lambda: start_bitsgate(work, backend, cert, False)),
+            ("haproxy", lambda: start_haproxy(work, backend, cert)),
+        ]
+        print(f"== {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, "
+              f"{os.cpu_count()} cores, {args.pings} Pings over {args.conns} TLS connections "
+              f"per target and round; load average {os.getloadavg()[0]:.2f}", flush=True)
+        results = {name: [] for name, _ in targets}
+        for round_ in range(args.rounds):
+            order = targets[round_ % len(targets):] + targets[:round_ % len(targets)]
+            for name, start in order:
+                proc, port = start()
+                try:
+                    load(port, context, 1000, args.conns)
+                    before = cpu_seconds(proc.pid)
+                    seconds = load(port, context, args.pings, args.conns)
+                    used = cpu_seconds(proc.pid) - before
+                finally:
+                    proc.terminate()
+                    proc.wait()
+                per_ping = used / args.pings * 1e6
+                results[name].append(per_ping)
+                print(f"round {round_ + 1}  {name:17} {per_ping:6.1f} us CPU per Ping  "
+                      f"({args.pings / seconds:7.0f} Pings/s, the client's rate)", flush=True)
+        print("== median CPU per Ping over the rounds (min-max)")
+        haproxy = statistics.median(results["haproxy"])
+        for name, values in results.items():
+            median = statistics.median(values)
+            print(f"{name:17} {median:6.1f} us ({min(values):.1f}-{max(values):.1f}), "
+                  f"{median / haproxy:.2f}x HAProxy's")
+    finally:
+        if server:
+            server.terminate()
+            server.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
