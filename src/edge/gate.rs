@@ -20,7 +20,7 @@ use crate::state::Shared;
 use bytes::Bytes;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::{Shutdown, Stream, ALPN};
+use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use prometheus::IntGauge;
 use std::sync::Arc;
@@ -33,8 +33,7 @@ use tokio::sync::Semaphore;
 const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 Content-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n";
 
-/// The longest the 503 to a connection over capacity, or the TLS close_notify of a
-/// connection bitsgate ends, may take to write.
+/// The longest the 503 to a connection over capacity may take to write.
 const REFUSAL_WRITE: Duration = Duration::from_secs(1);
 
 /// What the Gate knows of a connection before it sees it.
@@ -173,16 +172,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> Gate<A> {
                 proxy_protocol: true,
             } => {
                 // Boxed: its buffer is not part of every waiting connection's state.
-                match Box::pin(proxy_header::read(&mut stream, deadline)).await {
-                    Ok(header) => (header.source, header.rest),
-                    Err(refused) => {
-                        if let Some(reason) = refused.close_reason() {
-                            metrics.closed(reason);
-                        }
-                        tracing::debug!(target: "bitsgate::edge", ?refused, "connection without a valid PROXY protocol header closed");
-                        return None;
-                    }
-                }
+                let header =
+                    Box::pin(proxy_header::read_or_refuse(&mut stream, deadline, metrics)).await?;
+                (header.source, header.rest)
             }
         };
         // Boxed from the start: not a copy in every waiting connection's state.
@@ -216,12 +208,8 @@ impl<A: HttpServerApp + Send + Sync + 'static> Gate<A> {
         let mut watch = shutdown.clone();
         loop {
             if !self.next_request(&mut edge, until, &mut watch).await {
-                // No request came (in time, or before shutdown): a TLS client learns
-                // that the close is bitsgate's, not a truncation.
-                if edge.is_tls() {
-                    let _ =
-                        tokio::time::timeout(REFUSAL_WRITE, Shutdown::shutdown(&mut *edge)).await;
-                }
+                // No request came (in time, or before shutdown).
+                edge.close_tls().await;
                 return;
             }
             let shutting_down = *shutdown.borrow();
@@ -306,7 +294,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> Gate<A> {
 fn speaks_http2<A: HttpServerApp>(edge: &EdgeStream, app: &A) -> bool {
     use pingora::protocols::Ssl;
     matches!(edge.selected_alpn_proto(), Some(ALPN::H2))
-        || (edge.get_ssl_digest().is_none() && app.server_options().is_some_and(|o| o.h2c))
+        || (!edge.is_tls() && app.server_options().is_some_and(|o| o.h2c))
 }
 
 /// Tells a connection over capacity to come back later, within a bounded time.

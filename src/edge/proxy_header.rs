@@ -47,6 +47,26 @@ impl Refused {
     }
 }
 
+/// Reads the header that must open `stream`, by `deadline`; a refusal is counted in
+/// `metrics` (unless the connection just closed) and logged, and the connection is to
+/// close.
+pub async fn read_or_refuse<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    deadline: Instant,
+    metrics: &crate::metrics::EdgeMetrics,
+) -> Option<ProxyHeader> {
+    match read(stream, deadline).await {
+        Ok(header) => Some(header),
+        Err(refused) => {
+            if let Some(reason) = refused.close_reason() {
+                metrics.closed(reason);
+            }
+            tracing::debug!(target: "bitsgate::edge", ?refused, "connection without a valid PROXY protocol header closed");
+            None
+        }
+    }
+}
+
 /// Reads the header that must open `stream`, by `deadline`.
 pub async fn read<S: AsyncRead + Unpin>(
     stream: &mut S,

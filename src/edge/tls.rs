@@ -76,16 +76,8 @@ pub async fn handshake(
     metrics: &EdgeMetrics,
 ) -> Option<(ClientTls, Option<SocketAddr>)> {
     let (source, rest) = if proxy_protocol {
-        match proxy_header::read(&mut tcp, deadline).await {
-            Ok(header) => (header.source, header.rest),
-            Err(refused) => {
-                if let Some(reason) = refused.close_reason() {
-                    metrics.closed(reason);
-                }
-                tracing::debug!(target: "bitsgate::edge", ?refused, "TLS connection without a valid PROXY protocol header closed");
-                return None;
-            }
-        }
+        let header = proxy_header::read_or_refuse(&mut tcp, deadline, metrics).await?;
+        (header.source, header.rest)
     } else {
         // No handshake state until the client speaks.
         if tokio::time::timeout_at(deadline, tcp.readable())

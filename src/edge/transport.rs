@@ -10,7 +10,7 @@
 use super::tls::ClientTls;
 use bytes::{Bytes, BytesMut};
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
-use pingora::protocols::{SocketDigest, TimingDigest, UniqueID, UniqueIDType};
+use pingora::protocols::{SocketDigest, UniqueID, UniqueIDType};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -109,12 +109,6 @@ impl Transport {
             Transport::Tls { tls, .. } => Some(tls),
             Transport::Tcp { .. } => None,
         }
-    }
-
-    /// The timing digest of the connection's layers: none (nothing in bitsgate reads
-    /// it; Pingora's logs do without).
-    pub fn timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        Vec::new()
     }
 }
 

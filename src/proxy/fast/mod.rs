@@ -31,17 +31,12 @@ use crate::state::{Generation, Shared};
 use bytes::BytesMut;
 use head::{Head, Read};
 use pingora::http::ResponseHeader;
-use pingora::protocols::Shutdown;
 use pingora::{Error, ErrorType};
 use response::Framing;
 use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-/// The longest the close_notify of a TLS connection the fast path ends may take.
-const TLS_CLOSE_WRITE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What became of a connection's next request.
 pub enum Served {
@@ -200,11 +195,7 @@ impl FastPath {
         };
         self.log(&mut request);
         if !kept {
-            if request.edge.is_tls() {
-                // A close, not a truncation, for a TLS client.
-                let close = Shutdown::shutdown(&mut *request.edge);
-                let _ = tokio::time::timeout(TLS_CLOSE_WRITE, close).await;
-            }
+            request.edge.close_tls().await;
             return Served::Closed;
         }
         let Request {
@@ -442,9 +433,6 @@ impl FastPath {
         request.bytes_out = relayed.bytes;
         if answer.keepalive && relayed.clean {
             self.pool.put(addr, upstream, upstream_config.idle_timeout);
-        }
-        if keep_client {
-            let _ = request.edge.flush().await;
         }
         if early {
             body::discard(request, &generation.config.listener).await;
