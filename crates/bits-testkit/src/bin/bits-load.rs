@@ -13,8 +13,9 @@ use std::time::Duration;
 #[derive(Parser, Debug)]
 #[command(name = "bits-load", version)]
 struct Args {
-    /// Upload mode: base URL; `{n}` is replaced by the upload number, otherwise
+    /// Upload mode: base URL; an n in braces is replaced by the upload number, otherwise
     /// /load-<run>-<n>.bin is appended. Ping mode: the URL pinged.
+    // (Not written out: clap's help turns an n in braces into a line break.)
     url: String,
     /// Uploads in total.
     #[arg(long, value_name = "N", default_value_t = 100)]

@@ -9,6 +9,7 @@ use rand::RngCore;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// Takes the next number below `total`, unless the deadline has passed.
@@ -22,29 +23,109 @@ fn next(counter: &AtomicU64, total: u64, deadline: Option<Instant>) -> Option<u6
 
 /// When number `n` may start: `n / rate` seconds after `start` (see
 /// [`LoadConfig::rate`]); at once without a rate.
-#[derive(Clone, Copy)]
+///
+/// The starts are released by a thread of its own, not by the runtime's timer: tokio's
+/// timer wheel has a 1 ms resolution, so at 20,000 per second it would let 20 requests
+/// go at once every millisecond, and those bursts, queued at the target, would be most
+/// of the measured tail. The pacer thread sleeps with a 1 ns timer slack and releases
+/// each start within microseconds of its due time, or at once if it woke late.
 struct Pace {
-    start: Instant,
-    rate: Option<f64>,
+    schedule: Schedule,
+    /// One permit per start whose time has come; `None` without a rate.
+    starts: Option<Arc<Semaphore>>,
 }
 
-impl Pace {
-    fn new(config: &LoadConfig) -> Self {
-        Pace {
-            start: Instant::now(),
-            rate: config.rate,
-        }
-    }
+/// The due times of a paced run.
+#[derive(Clone, Copy)]
+struct Schedule {
+    start: Instant,
+    rate: Option<f64>,
+    total: u64,
+}
 
+impl Schedule {
     fn due(&self, n: u64) -> Option<Instant> {
         self.rate
             .map(|rate| self.start + Duration::from_secs_f64(n as f64 / rate))
     }
 
+    /// How many starts are due at `now` (number 0 is due at once), at most `total`.
+    fn due_by(&self, now: Instant) -> u64 {
+        match self.rate {
+            None => self.total,
+            Some(rate) => {
+                let elapsed = now.saturating_duration_since(self.start).as_secs_f64();
+                ((elapsed * rate).floor() as u64)
+                    .saturating_add(1)
+                    .min(self.total)
+            }
+        }
+    }
+}
+
+/// The longest a pacer sleeps at once, so that it notices a run that ended early.
+const PACER_NAP: Duration = Duration::from_millis(10);
+
+impl Pace {
+    fn new(config: &LoadConfig, total: u64) -> Self {
+        let schedule = Schedule {
+            start: Instant::now(),
+            rate: config.rate,
+            total,
+        };
+        // Without a thread (the system refused one), the runtime's timer paces.
+        let starts = config.rate.and_then(|_| {
+            let starts = Arc::new(Semaphore::new(0));
+            let released = starts.clone();
+            std::thread::Builder::new()
+                .name("bits-load-pacer".into())
+                .spawn(move || release_on_time(schedule, &released))
+                .ok()
+                .map(|_| starts)
+        });
+        Pace { schedule, starts }
+    }
+
+    /// Waits until number `n` may start.
     async fn wait(&self, n: u64) {
-        if let Some(due) = self.due(n) {
+        if let Some(starts) = &self.starts {
+            if let Ok(permit) = starts.acquire().await {
+                permit.forget();
+            }
+        } else if let Some(due) = self.schedule.due(n) {
             tokio::time::sleep_until(due.into()).await;
         }
+    }
+}
+
+impl Drop for Pace {
+    fn drop(&mut self) {
+        if let Some(starts) = &self.starts {
+            starts.close();
+        }
+    }
+}
+
+/// The pacer thread: releases each start at its due time until all are released or
+/// the run is over.
+fn release_on_time(schedule: Schedule, starts: &Semaphore) {
+    // SAFETY: PR_SET_TIMERSLACK takes an integer and changes only this thread.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
+    }
+    let mut released = 0;
+    while released < schedule.total && !starts.is_closed() {
+        let due = schedule.due_by(Instant::now());
+        if due > released {
+            starts.add_permits((due - released) as usize);
+            released = due;
+            continue;
+        }
+        let next = schedule.due(released).unwrap_or_else(Instant::now);
+        std::thread::sleep(
+            next.saturating_duration_since(Instant::now())
+                .min(PACER_NAP),
+        );
     }
 }
 
@@ -69,9 +150,10 @@ pub(super) async fn uploads(
     let run = format!("{:08x}", rand::random::<u32>());
     let counter = Arc::new(AtomicU64::new(0));
     let options = Arc::new(options);
-    let pace = Pace::new(config);
+    let pace = Arc::new(Pace::new(config, config.uploads));
     let mut workers = JoinSet::new();
     for _ in 0..config.concurrency {
+        let pace = pace.clone();
         let (data, counter, options) = (data.clone(), counter.clone(), options.clone());
         let (base, run, total) = (config.url.clone(), run.clone(), config.uploads);
         workers.spawn(async move {
@@ -105,10 +187,10 @@ pub(super) async fn pings(
     deadline: Option<Instant>,
 ) -> Tally {
     let counter = Arc::new(AtomicU64::new(0));
-    let pace = Pace::new(config);
+    let pace = Arc::new(Pace::new(config, total));
     let mut workers = JoinSet::new();
     for _ in 0..config.concurrency {
-        let counter = counter.clone();
+        let (counter, pace) = (counter.clone(), pace.clone());
         // The URL was checked before the workers started.
         let Ok(mut pinger) = Pinger::new(&config.url, &options) else {
             break;
@@ -150,14 +232,46 @@ mod tests {
 
     #[test]
     fn a_rate_spaces_the_starts_evenly_from_the_first() {
-        let pace = Pace {
+        let schedule = Schedule {
             start: Instant::now(),
             rate: Some(4.0),
+            total: 5,
         };
-        assert_eq!(pace.due(0), Some(pace.start));
-        assert_eq!(pace.due(6), Some(pace.start + Duration::from_millis(1500)));
-        let unpaced = Pace { rate: None, ..pace };
+        assert_eq!(schedule.due(0), Some(schedule.start));
+        assert_eq!(
+            schedule.due(6),
+            Some(schedule.start + Duration::from_millis(1500))
+        );
+        let at = |ms| schedule.start + Duration::from_millis(ms);
+        assert_eq!(schedule.due_by(at(0)), 1);
+        assert_eq!(schedule.due_by(at(249)), 1);
+        assert_eq!(schedule.due_by(at(250)), 2);
+        assert_eq!(schedule.due_by(at(999)), 4);
+        assert_eq!(schedule.due_by(at(60_000)), 5, "never more than the total");
+        let unpaced = Schedule {
+            rate: None,
+            ..schedule
+        };
         assert_eq!(unpaced.due(6), None);
+        assert_eq!(unpaced.due_by(at(0)), 5);
+    }
+
+    #[tokio::test]
+    async fn the_pacer_releases_every_start_and_stops_when_the_run_ends() {
+        let config = LoadConfig {
+            rate: Some(2_000.0),
+            ..LoadConfig::new("http://127.0.0.1:1/")
+        };
+        let pace = Pace::new(&config, 20);
+        for n in 0..20 {
+            pace.wait(n).await;
+        }
+        // Number 19 is due 9.5 ms in; none may start before its time.
+        assert!(pace.schedule.start.elapsed() >= Duration::from_micros(9_500));
+        let starts = pace.starts.clone().expect("a pacer thread");
+        assert_eq!(starts.available_permits(), 0, "one permit per start");
+        drop(pace);
+        assert!(starts.is_closed());
     }
 
     #[test]
