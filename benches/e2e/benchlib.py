@@ -54,6 +54,8 @@ def make_certificate(work):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:prime256v1", "-nodes", "-days", "7",
                     "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    # Not a CA: rustls clients (bits-load) refuse a CA as end entity.
+                    "-addext", "basicConstraints=critical,CA:FALSE",
                     "-keyout", key, "-out", cert],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     both = os.path.join(work, "cert-and-key.pem")

@@ -10,12 +10,18 @@ plus system, from /proc, 10 ms ticks) is divided by their count. The client is P
 so the rate is the client's, far below what either proxy can do: this compares CPU per
 Ping at the same modest load, not throughput. Targets alternate within each round.
 
-Usage: benches/e2e/tls-ping-cpu.py [--pings N] [--conns C] [--rounds R]
+With --bits-load the client is `bits-load --ping` instead (closed loop, CONNS kept-alive
+TLS connections, default 64, one runtime thread), as in run.sh's `ping` scenario: the
+proxy on core 1 (SCHED_FIFO priority 1 when root), bits-load and the reference server
+on core 0 (nice -10 when root). Then requests/s and latency are the proxies' as well,
+as far as the load core allows.
+
+Usage: benches/e2e/tls-ping-cpu.py [--pings N] [--conns C] [--rounds R] [--bits-load]
 Environment: CARGO_TARGET_DIR (default target); build first:
-cargo build --release -p bitsgate -p bits-testkit --bins
-"""
+cargo build --release -p bitsgate -p bits-testkit --bins"""
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -53,6 +59,37 @@ def load(port, context, total, conns):
     return time.time() - started
 
 
+def pinned(core, argv, proxy=False):
+    """`argv` on `core` with run.sh's priorities (when root): SCHED_FIFO 1 for a proxy,
+    nice -10 for the load and the server."""
+    prio = []
+    if os.geteuid() == 0:
+        prio = ["chrt", "-f", "1"] if proxy else ["nice", "-n", "-10"]
+    return prio + ["taskset", "-c", str(core)] + argv
+
+
+PIN = {"on": False}
+
+
+def spawn(argv, proxy=False, **kwargs):
+    """Starts `argv`, pinned as run.sh pins it when --bits-load asked for that."""
+    if PIN["on"]:
+        argv = pinned(1 if proxy else 0, argv, proxy)
+    return subprocess.Popen(argv, **kwargs)
+
+
+def bits_load(port, cert, total, conns):
+    """`total` Pings with bits-load over `conns` TLS connections: its JSON report."""
+    out = subprocess.run(
+        pinned(0, [os.path.join(BIN, "bits-load"), "--ping", "--requests", str(total),
+                   "--concurrency", str(conns), "--threads", "1", "--json",
+                   "--ca-file", cert, f"https://127.0.0.1:{port}/"]),
+        check=False, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"bits-load failed: {out.stderr.strip() or out.stdout.strip()}")
+    return json.loads(out.stdout)
+
+
 def start_bitsgate(work, backend, cert, fast_path):
     proxy, admin = free_port(), free_port()
     config = os.path.join(work, "bitsgate.toml")
@@ -63,8 +100,8 @@ def start_bitsgate(work, backend, cert, fast_path):
                 f'[server]\nthreads = 1\nupgrade_sock = "{work}/u.sock"\npid_file = "{work}/b.pid"\n'
                 f'[health_check]\nkind = "none"\n'
                 f'[[backends]]\nid = "b1"\naddress = "127.0.0.1:{backend}"\n')
-    proc = subprocess.Popen([os.path.join(BIN, "bitsgate"), "run", "--config", config],
-                            stdout=subprocess.DEVNULL,
+    proc = spawn([os.path.join(BIN, "bitsgate"), "run", "--config", config], proxy=True,
+                 stdout=subprocess.DEVNULL,
                             stderr=open(os.path.join(work, "bitsgate.log"), "a"),
                             env=dict(os.environ, BITSGATE_LOG="warn"))
     wait_port(proxy, "bitsgate")
@@ -74,8 +111,8 @@ def start_bitsgate(work, backend, cert, fast_path):
 def start_haproxy(work, backend, cert):
     port = free_port()
     path = haproxy_config(work, port, [backend], cert[2])
-    proc = subprocess.Popen(["haproxy", "-db", "-f", path], stdout=subprocess.DEVNULL,
-                            stderr=open(os.path.join(work, "haproxy.log"), "a"))
+    proc = spawn(["haproxy", "-db", "-f", path], proxy=True, stdout=subprocess.DEVNULL,
+                 stderr=open(os.path.join(work, "haproxy.log"), "a"))
     wait_port(port, "haproxy")
     return proc, port
 
@@ -83,9 +120,15 @@ def start_haproxy(work, backend, cert):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pings", type=int, default=20000)
-    parser.add_argument("--conns", type=int, default=4)
+    parser.add_argument("--conns", type=int)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--bits-load", action="store_true",
+                        help="bits-load as the client, closed loop, pinned as in run.sh")
     args = parser.parse_args()
+    args.conns = args.conns or (64 if args.bits_load else 4)
+    PIN["on"] = args.bits_load
+    if args.bits_load and os.cpu_count() < 2:
+        sys.exit("--bits-load pins the proxy and the load to two cores: this machine has one")
     if not shutil.which("haproxy"):
         sys.exit("needs haproxy (apt-get install haproxy)")
     work = tempfile.mkdtemp(prefix="bitsgate-tls-cpu.")
@@ -96,7 +139,7 @@ def main():
         context.load_verify_locations(cert[0])
         backend = free_port()
         os.makedirs(os.path.join(work, "root"))
-        server = subprocess.Popen(
+        server = spawn(
             [os.path.join(BIN, "bits-server"), "--listen", f"127.0.0.1:{backend}",
              "--root", os.path.join(work, "root")],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "server.log"), "w"))
@@ -110,28 +153,56 @@ def main():
               f"{os.cpu_count()} cores, {args.pings} Pings over {args.conns} TLS connections "
               f"per target and round; load average {os.getloadavg()[0]:.2f}", flush=True)
         results = {name: [] for name, _ in targets}
+        rates = {name: [] for name, _ in targets}
+        p99s = {name: [] for name, _ in targets}
         for round_ in range(args.rounds):
             order = targets[round_ % len(targets):] + targets[:round_ % len(targets)]
             for name, start in order:
                 proc, port = start()
+                report = None
                 try:
-                    load(port, context, 1000, args.conns)
-                    before = cpu_seconds(proc.pid)
-                    seconds = load(port, context, args.pings, args.conns)
+                    if args.bits_load:
+                        bits_load(port, cert[0], 1000, args.conns)
+                        before = cpu_seconds(proc.pid)
+                        report = bits_load(port, cert[0], args.pings, args.conns)
+                        seconds = report["elapsed_s"]
+                    else:
+                        load(port, context, 1000, args.conns)
+                        before = cpu_seconds(proc.pid)
+                        seconds = load(port, context, args.pings, args.conns)
                     used = cpu_seconds(proc.pid) - before
                 finally:
                     proc.terminate()
                     proc.wait()
                 per_ping = used / args.pings * 1e6
                 results[name].append(per_ping)
-                print(f"round {round_ + 1}  {name:17} {per_ping:6.1f} us CPU per Ping  "
-                      f"({args.pings / seconds:7.0f} Pings/s, the client's rate)", flush=True)
+                if report:
+                    latency = report["latency_us"]
+                    rates[name].append(report["requests_per_s"])
+                    p99s[name].append(latency["p99"])
+                    print(f"round {round_ + 1}  {name:17} {per_ping:6.1f} us CPU per Ping  "
+                          f"{report['requests_per_s']:8.0f} Pings/s  p50 {latency['p50']} "
+                          f"p99 {latency['p99']} p99.9 {latency['p999']} us", flush=True)
+                else:
+                    print(f"round {round_ + 1}  {name:17} {per_ping:6.1f} us CPU per Ping  "
+                          f"({args.pings / seconds:7.0f} Pings/s, the client's rate)",
+                          flush=True)
         print("== median CPU per Ping over the rounds (min-max)")
         haproxy = statistics.median(results["haproxy"])
         for name, values in results.items():
             median = statistics.median(values)
             print(f"{name:17} {median:6.1f} us ({min(values):.1f}-{max(values):.1f}), "
                   f"{median / haproxy:.2f}x HAProxy's")
+        if args.bits_load:
+            for label, table in (("Pings/s", rates), ("p99 us", p99s)):
+                print(f"== {label}, median over the rounds (min-max) and x HAProxy's "
+                      "(median of the per-round ratios)")
+                for name, values in table.items():
+                    ratios = [v / h for v, h in zip(values, table["haproxy"])]
+                    print(f"{name:17} {statistics.median(values):9.0f} "
+                          f"({min(values):.0f}-{max(values):.0f}), "
+                          f"{statistics.median(ratios):.2f}x "
+                          f"({min(ratios):.2f}-{max(ratios):.2f})")
     finally:
         if server:
             server.terminate()

@@ -2,7 +2,7 @@
 //! agree with each other and with what the server counted.
 
 use bits_testkit::load::{run, run_blocking, LoadConfig, LoadMode, LoadReport};
-use bits_testkit::server::{spawn, ServerConfig, ServerHandle};
+use bits_testkit::server::{spawn, ServerConfig, ServerHandle, TlsFiles};
 use std::time::Duration;
 
 async fn server(configure: impl FnOnce(&mut ServerConfig)) -> (tempfile::TempDir, ServerHandle) {
@@ -116,6 +116,39 @@ async fn a_rate_holds_the_pings_back_to_their_schedule() {
     assert_eq!(report.statuses.get(&200), Some(&200));
     // Ping 199 may not start before 199 ms; unpaced, 200 loopback Pings take a few.
     assert!(report.elapsed_s >= 0.199, "{report:?}");
+}
+
+#[tokio::test]
+async fn pings_over_https_trust_the_given_ca_file() {
+    let certs = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_path, key_path) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let (_dir, server) = server(|c| {
+        c.tls = Some(TlsFiles {
+            cert: cert_path.clone(),
+            key: key_path,
+        })
+    })
+    .await;
+    let config = |ca_file| LoadConfig {
+        mode: LoadMode::Ping { requests: 50 },
+        concurrency: 2,
+        ca_file,
+        ..LoadConfig::new(format!("https://{}/", server.addr()))
+    };
+    let report = run(config(Some(cert_path))).await.unwrap();
+    assert_consistent(&report);
+    assert_eq!(report.statuses.get(&200), Some(&50), "{report:?}");
+    // Without it the system's roots do not know the certificate: every Ping fails.
+    let untrusted = run(config(None)).await.unwrap();
+    assert_eq!(untrusted.errors, 50, "{untrusted:?}");
+    assert_eq!(server.stats().packets.get("ping"), Some(&50));
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ use bits_testkit::client::parse_resolve;
 use bits_testkit::load::{parse_size, run_blocking, LoadConfig, LoadMode};
 use clap::Parser;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -52,6 +53,9 @@ struct Args {
     /// Connect to ADDR whenever the URL names HOST (repeatable), e.g. node2:127.0.0.1:8080.
     #[arg(long, value_name = "HOST:ADDR", value_parser = parse_resolve)]
     resolve: Vec<(String, SocketAddr)>,
+    /// PEM file of the CAs trusted for https:// [default: the system's roots].
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
         threads: args.threads,
         duration,
         rate: args.rate,
+        ca_file: args.ca_file,
         ..LoadConfig::new(args.url)
     };
     let report = match run_blocking(config) {

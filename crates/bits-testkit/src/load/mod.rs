@@ -30,6 +30,7 @@ pub use size::{format_size, parse_size};
 use crate::client::{Pinger, UploadOptions};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tally::Tally;
 
@@ -77,6 +78,8 @@ pub struct LoadConfig {
     /// after the run began, or as soon as a worker is free after that: an open-loop,
     /// fixed offered load, as long as `concurrency` covers the requests in flight.
     pub rate: Option<f64>,
+    /// PEM file of the CAs trusted for `https` URLs (`None`: the system's roots).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl LoadConfig {
@@ -95,6 +98,7 @@ impl LoadConfig {
             threads: None,
             duration: None,
             rate: None,
+            ca_file: None,
         }
     }
 
@@ -106,6 +110,7 @@ impl LoadConfig {
             ping: false,
             new_connection_per_packet: self.new_connection_per_packet,
             resolve: self.resolve.clone(),
+            ca_file: self.ca_file.clone(),
             ..UploadOptions::default()
         }
     }
