@@ -567,6 +567,17 @@ impl AsyncWrite for EdgeStream {
     }
 }
 
+/// A TLS connection is not dropped without the close_notify it can still send: a
+/// client must see a close, not a truncation, whichever path ended the connection
+/// ([`EdgeStream::close_tls`] is the bounded, waiting form, where bitsgate ends it).
+impl Drop for EdgeStream {
+    fn drop(&mut self) {
+        if let Transport::Tls { tls, .. } = &mut self.inner {
+            super::tls::close_without_waiting(tls);
+        }
+    }
+}
+
 #[async_trait]
 impl Shutdown for EdgeStream {
     async fn shutdown(&mut self) {

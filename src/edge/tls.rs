@@ -172,6 +172,36 @@ impl AsyncWrite for Rewound {
     }
 }
 
+/// Sends the close_notify of a connection that is being dropped, if the socket takes
+/// it at once; never waits. For the paths that end a connection without its async
+/// close (Pingora's proxy drops the stream after an error answer it will not keep the
+/// connection for): an alert of a few dozen bytes into a send buffer that the ended
+/// exchange has left all but empty. A connection already closed sends nothing again.
+pub fn close_without_waiting(tls: &mut ClientTls) {
+    let (io, connection) = tls.get_mut();
+    connection.send_close_notify();
+    let mut socket = WriteIfReady(io.tcp());
+    while connection.wants_write() {
+        match connection.write_tls(&mut socket) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Writes what the socket takes now (`WouldBlock` when it takes nothing).
+struct WriteIfReady<'a>(&'a TcpStream);
+
+impl io::Write for WriteIfReady<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// What Pingora's TLS stream tells of a connection without client certificates: the
 /// cipher suite and the protocol version.
 pub fn digest(tls: &ClientTls) -> pingora::protocols::tls::SslDigest {

@@ -111,6 +111,17 @@ async fn exchange_over_tls_after(
     how: Preamble,
     request: &'static [u8],
 ) -> String {
+    exchange_and_close(addr, preamble, how, request).await.0
+}
+
+/// The exchange of [`exchange_over_tls_after`]: the answer, and whether the server's
+/// close was a TLS close (close_notify) rather than a bare TCP close.
+async fn exchange_and_close(
+    addr: std::net::SocketAddr,
+    preamble: &'static [u8],
+    how: Preamble,
+    request: &'static [u8],
+) -> (String, Result<(), String>) {
     let config = client_config();
     tokio::task::spawn_blocking(move || {
         let mut connection =
@@ -130,12 +141,15 @@ async fn exchange_over_tls_after(
         }
         let mut tls = rustls::Stream::new(&mut connection, &mut socket);
         // A server that refuses the handshake (closes) answers nothing.
-        if tls.write_all(request).is_err() {
-            return String::new();
+        if let Err(e) = tls.write_all(request) {
+            return (String::new(), Err(e.to_string()));
         }
         let mut answer = Vec::new();
-        let _ = tls.read_to_end(&mut answer);
-        String::from_utf8_lossy(&answer).into_owned()
+        let closed = tls
+            .read_to_end(&mut answer)
+            .map(drop)
+            .map_err(|e| e.to_string());
+        (String::from_utf8_lossy(&answer).into_owned(), closed)
     })
     .await
     .unwrap()
@@ -447,4 +461,45 @@ async fn plain_http_to_the_tls_listener_is_counted_and_a_bare_connect_or_reset_i
         "{metrics}"
     );
     assert_eq!(cluster.stats(0).packets.get("ping"), None);
+}
+
+/// Every way a TLS connection can end after a request: the fast path, Pingora's
+/// proxy, answers bitsgate makes itself, and Pingora's error answer when no backend
+/// is up, which it ends by dropping the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tls_connection_bitsgate_ends_ends_with_a_close_notify() {
+    let mut cluster = Cluster::new()
+        .backends(1)
+        .config(&tls_files("listener.tls"))
+        .start()
+        .await;
+    let get: &[u8] = b"GET /x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let http10: &[u8] = b"GET /x HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    let cases: [(&str, &'static [u8], &str); 5] = [
+        ("a Ping (fast path)", PING_CLOSE, "HTTP/1.1 200"),
+        ("a GET (Pingora's proxy)", get, "HTTP/1.1 404"),
+        ("an HTTP/1.0 GET", http10, "HTTP/1.1 404"),
+        ("a request line that is not HTTP", b"NOT HTTP\r\n\r\n", "HTTP/1.1 400"),
+        (
+            "an unknown packet type",
+            b"BITS_POST /u HTTP/1.1\r\nHost: localhost\r\nBITS-Packet-Type: Nonsense\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 400",
+        ),
+    ];
+    for (what, request, status) in cases {
+        let (answer, closed) =
+            exchange_and_close(cluster.proxy_addr(), &[], Preamble::Alone, request).await;
+        assert!(answer.starts_with(status), "{what}: {answer}");
+        assert_eq!(closed, Ok(()), "{what}");
+    }
+    cluster.stop_backend(0).await;
+    for (what, request, _) in &cases[..3] {
+        let (answer, closed) =
+            exchange_and_close(cluster.proxy_addr(), &[], Preamble::Alone, request).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 503"),
+            "{what}, no backend: {answer}"
+        );
+        assert_eq!(closed, Ok(()), "{what}, no backend");
+    }
 }
