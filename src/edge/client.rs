@@ -14,26 +14,33 @@ pub fn client_addr(session: &Session) -> Option<SocketAddr> {
     session.as_downstream().client_addr()?.as_inet().copied()
 }
 
-/// Tells the connection of `session` where its request is (no-op on a connection
-/// that is not an [`EdgeStream`], e.g. HTTP/2).
-pub fn announce(session: &Session, phase: Phase) {
-    if let Some(edge) = session
+/// The connection of `session`, when it is an [`EdgeStream`] (not, e.g., HTTP/2).
+fn edge_of(session: &Session) -> Option<&EdgeStream> {
+    session
         .as_downstream()
         .stream()
         .and_then(|s| s.as_any().downcast_ref::<EdgeStream>())
-    {
+}
+
+/// Tells the connection of `session` where its request is.
+pub fn announce(session: &Session, phase: Phase) {
+    if let Some(edge) = edge_of(session) {
         edge.announce(phase);
     }
 }
 
-/// Keeps the connection of `session` on Pingora's proxy for its later requests
-/// (no-op on a connection that is not an [`EdgeStream`]).
+/// Keeps the connection of `session` on Pingora's proxy for its later requests.
 pub fn stay_on_general_path(session: &Session) {
-    if let Some(edge) = session
-        .as_downstream()
-        .stream()
-        .and_then(|s| s.as_any().downcast_ref::<EdgeStream>())
-    {
+    if let Some(edge) = edge_of(session) {
         edge.stay_on_general_path();
+    }
+}
+
+/// Marks the connection of `session` as ended by a failure, its answer incomplete or
+/// missing: over TLS it closes without a close_notify, which would tell the client
+/// that what it received was all there is.
+pub fn cut_short(session: &Session) {
+    if let Some(edge) = edge_of(session) {
+        edge.cut_short();
     }
 }

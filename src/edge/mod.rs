@@ -13,7 +13,7 @@ mod tls;
 mod transport;
 
 pub use accept::Accepting;
-pub use client::{announce, client_addr, stay_on_general_path};
+pub use client::{announce, client_addr, cut_short, stay_on_general_path};
 pub use gate::{places, Arrival, Gate, Places};
 pub use stream::{EdgeStream, Phase, Waited};
 pub use tls::acceptor as tls_acceptor;

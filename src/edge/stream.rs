@@ -89,6 +89,9 @@ pub struct EdgeStream {
     /// Its requests go to Pingora's proxy, not the fast path (set through a shared
     /// reference, by the proxy that bound it for Windows authentication).
     general_only: AtomicBool,
+    /// Ended by a failure before its answer was whole (set through a shared
+    /// reference, by the proxy): dropped without a close_notify.
+    cut_short: AtomicBool,
     /// The phase the clocks below belong to.
     current: Phase,
     /// When the current header block must be complete.
@@ -144,6 +147,7 @@ impl EdgeStream {
             metrics,
             announced: AtomicU8::new(Phase::Header as u8),
             general_only: AtomicBool::new(false),
+            cut_short: AtomicBool::new(false),
             current: Phase::Header,
             header_bytes: 0,
             line_len: 1,
@@ -221,8 +225,9 @@ impl EdgeStream {
     /// Before bitsgate drops a connection it ends: on TLS, sends the close_notify
     /// (within [`TLS_CLOSE_WRITE`]), so the client sees a close, not a truncation.
     /// Nothing on plain TCP, where dropping the socket closes it.
+    /// Nothing either on a connection [cut short](Self::cut_short).
     pub async fn close_tls(&mut self) {
-        if self.is_tls() {
+        if self.is_tls() && !*self.cut_short.get_mut() {
             let _ = tokio::time::timeout(TLS_CLOSE_WRITE, Shutdown::shutdown(self)).await;
         }
     }
@@ -236,6 +241,12 @@ impl EdgeStream {
     /// Keeps the connection's later requests on Pingora's proxy.
     pub fn stay_on_general_path(&self) {
         self.general_only.store(true, Ordering::Relaxed);
+    }
+
+    /// Marks the connection as ended by a failure, its answer incomplete or missing
+    /// (see [`super::cut_short`]).
+    pub fn cut_short(&self) {
+        self.cut_short.store(true, Ordering::Relaxed);
     }
 
     /// Whether its requests must go to Pingora's proxy.
@@ -567,11 +578,17 @@ impl AsyncWrite for EdgeStream {
     }
 }
 
-/// A TLS connection is not dropped without the close_notify it can still send: a
-/// client must see a close, not a truncation, whichever path ended the connection
-/// ([`EdgeStream::close_tls`] is the bounded, waiting form, where bitsgate ends it).
+/// A TLS connection whose answers were whole is not dropped without the close_notify
+/// it can still send: the client must see a close, not a truncation, whichever path
+/// ended the connection ([`EdgeStream::close_tls`] is the bounded, waiting form, where
+/// bitsgate ends it). One cut short by a failure mid-answer closes without one, as
+/// nginx's and HAProxy's do after an error: a close_notify there would tell the client
+/// that a truncated answer was complete.
 impl Drop for EdgeStream {
     fn drop(&mut self) {
+        if *self.cut_short.get_mut() {
+            return;
+        }
         if let Transport::Tls { tls, .. } = &mut self.inner {
             super::tls::close_without_waiting(tls);
         }
@@ -585,6 +602,8 @@ impl Shutdown for EdgeStream {
             Transport::Tcp { tcp, .. } => {
                 let _ = tokio::io::AsyncWriteExt::shutdown(tcp).await;
             }
+            // A connection cut short ends as a truncation (see `EdgeStream::cut_short`).
+            Transport::Tls { .. } if *self.cut_short.get_mut() => {}
             Transport::Tls { tls, .. } => {
                 let _ = tokio::io::AsyncWriteExt::shutdown(tls.as_mut()).await;
             }

@@ -638,12 +638,15 @@ impl ProxyHttp for BitsProxy {
             can_reuse_downstream: false,
         };
         if session.response_written().is_some() {
-            // Mid-response: the status is out, all that is left is to close.
+            // Mid-response: the status is out, all that is left is to close, as a
+            // truncation the client can tell.
+            crate::edge::cut_short(session);
             return no_reuse(0);
         }
         let Some((ack, reason)) = Self::failure_answer(e, ctx) else {
             // The client went away, or its bound connection was lost: closed without
             // an answer.
+            crate::edge::cut_short(session);
             return no_reuse(0);
         };
         let status = ack.status;

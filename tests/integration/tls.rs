@@ -503,3 +503,59 @@ async fn every_tls_connection_bitsgate_ends_ends_with_a_close_notify() {
         assert_eq!(closed, Ok(()), "{what}, no backend");
     }
 }
+
+/// A backend that answers every request with a head announcing 1,000 bytes of body,
+/// sends 10 and closes.
+async fn backend_that_breaks_off() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head =
+                    "HTTP/1.1 200 OK\r\nBITS-Packet-Type: Ack\r\nContent-Length: 1000\r\n\r\n";
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(b"0123456789").await;
+            });
+        }
+    });
+    address
+}
+
+/// An answer a backend breaks off mid-body reaches the client as a truncation, on
+/// either path: a close_notify would tell it the answer was complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_cut_off_mid_body_ends_without_a_close_notify() {
+    let backend = backend_that_breaks_off().await;
+    let cluster = Cluster::new()
+        .backends(0)
+        .config(&format!(
+            "{}\n[[backends]]\nid = \"cut\"\naddress = \"{backend}\"\n",
+            tls_files("listener.tls")
+        ))
+        .start()
+        .await;
+    let get: &[u8] = b"GET /x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    for (what, request) in [
+        ("a Ping (fast path)", PING_CLOSE),
+        ("a GET (Pingora's proxy)", get),
+    ] {
+        let (answer, closed) =
+            exchange_and_close(cluster.proxy_addr(), &[], Preamble::Alone, request).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{what}: {answer}");
+        assert!(answer.ends_with("0123456789"), "{what}: {answer}");
+        assert!(
+            closed.as_ref().is_err_and(|e| e.contains("close_notify")),
+            "{what}: {closed:?}"
+        );
+    }
+}

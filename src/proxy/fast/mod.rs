@@ -279,9 +279,12 @@ impl FastPath {
         generation: &Generation,
     ) -> bool {
         if request.written.is_some() {
+            // Mid-answer: closed as a truncation the client can tell.
+            request.edge.cut_short();
             return false;
         }
         let Some((ack, reason)) = BitsProxy::failure_answer(e, &request.ctx) else {
+            request.edge.cut_short();
             return false;
         };
         let answer = Answer::for_request(&request.ctx, ack);
@@ -428,7 +431,11 @@ impl FastPath {
         .await
         {
             Ok(relayed) => relayed,
-            Err(_) => return Ok(false),
+            Err(_) => {
+                // Closed as a truncation the client can tell.
+                request.edge.cut_short();
+                return Ok(false);
+            }
         };
         request.bytes_out = relayed.bytes;
         if answer.keepalive && relayed.clean {
