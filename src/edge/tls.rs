@@ -89,9 +89,12 @@ pub async fn handshake(
         }
         (None, Bytes::new())
     };
-    match tokio::time::timeout_at(deadline, acceptor.accept(Rewound { rest, tcp })).await {
+    // The socket stays open until the close is counted (it is dropped after the match),
+    // so that whoever sees the connection close also sees it counted.
+    let mut accept = acceptor.accept(Rewound { rest, tcp }).into_fallible();
+    match tokio::time::timeout_at(deadline, &mut accept).await {
         Ok(Ok(tls)) => Some((tls, source)),
-        Ok(Err(e)) => {
+        Ok(Err((e, _socket))) => {
             // Only TLS's own errors: a client that closes or resets the connection
             // before or during its handshake (a load balancer's health check) is none.
             if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
