@@ -578,15 +578,20 @@ impl AsyncWrite for EdgeStream {
     }
 }
 
-/// A TLS connection whose answers were whole is not dropped without the close_notify
+/// A TLS connection dropped between requests is not dropped without the close_notify
 /// it can still send: the client must see a close, not a truncation, whichever path
 /// ended the connection ([`EdgeStream::close_tls`] is the bounded, waiting form, where
-/// bitsgate ends it). One cut short by a failure mid-answer closes without one, as
+/// bitsgate ends it). One dropped with a request under way (a task cut at the end of
+/// a shutdown's grace) or cut short by a failure mid-answer closes without one, as
 /// nginx's and HAProxy's do after an error: a close_notify there would tell the client
 /// that a truncated answer was complete.
 impl Drop for EdgeStream {
     fn drop(&mut self) {
-        if *self.cut_short.get_mut() {
+        let between_requests = matches!(
+            Phase::from_u8(*self.announced.get_mut()),
+            Phase::Idle | Phase::Header
+        );
+        if *self.cut_short.get_mut() || !between_requests {
             return;
         }
         if let Transport::Tls { tls, .. } = &mut self.inner {

@@ -559,3 +559,48 @@ async fn an_answer_cut_off_mid_body_ends_without_a_close_notify() {
         );
     }
 }
+
+/// A request still waiting for its answer when bitsgate stops ends as a truncation,
+/// not a TLS close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cut_by_a_stop_ends_without_a_close_notify() {
+    use tokio::io::AsyncReadExt;
+    // A backend that reads requests and never answers; it says when one came.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = silent.local_addr().unwrap();
+    let (arrived, mut request_in) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = silent.accept().await {
+            let mut byte = [0u8; 1];
+            if stream.read(&mut byte).await.is_ok_and(|n| n > 0) {
+                let _ = arrived.send(());
+            }
+            held.push(stream);
+        }
+    });
+    let cluster = Cluster::new()
+        .backends(0)
+        .config(&format!(
+            "{}\n[[backends]]\nid = \"silent\"\naddress = \"{backend}\"\n",
+            tls_files("listener.tls")
+        ))
+        .start()
+        .await;
+    let client = tokio::spawn(exchange_and_close(
+        cluster.proxy_addr(),
+        &[],
+        Preamble::Alone,
+        PING_CLOSE,
+    ));
+    tokio::time::timeout(std::time::Duration::from_secs(10), request_in.recv())
+        .await
+        .expect("the Ping reaches the backend");
+    tokio::task::block_in_place(|| drop(cluster));
+    let (answer, closed) = client.await.unwrap();
+    assert!(answer.is_empty(), "{answer}");
+    assert!(
+        closed.as_ref().is_err_and(|e| e.contains("close_notify")),
+        "{closed:?}"
+    );
+}

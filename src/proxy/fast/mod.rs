@@ -185,7 +185,10 @@ impl FastPath {
             Verdict::Local(answer, reason) => {
                 match acks::local_header(&mut request.ctx, &self.shared.metrics, answer, reason) {
                     Ok(header) => self.answer_locally(&mut request, header, generation).await,
-                    Err(_) => false,
+                    Err(_) => {
+                        request.edge.cut_short();
+                        false
+                    }
                 }
             }
             Verdict::Forward => match self.forward(&mut request, generation).await {
@@ -254,6 +257,7 @@ impl FastPath {
         let left = request.body_left();
         let mut keepalive = request.keepalive && left <= super::linger::KEEPALIVE_DRAIN_MAX_BYTES;
         let Ok(head) = response::head_of(&mut header, keepalive) else {
+            request.edge.cut_short();
             return false;
         };
         request.written = Some(Written::Local(header));
@@ -262,6 +266,8 @@ impl FastPath {
             .await
             .is_err()
         {
+            // Not written whole, and the client is not reading: no close to wait on.
+            request.edge.cut_short();
             return false;
         }
         if !body::discard(request, listener).await {
@@ -290,6 +296,7 @@ impl FastPath {
         let answer = Answer::for_request(&request.ctx, ack);
         let Ok(header) = acks::local_header(&mut request.ctx, &self.shared.metrics, answer, reason)
         else {
+            request.edge.cut_short();
             return false;
         };
         request.keepalive = false;
