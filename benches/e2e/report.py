@@ -162,7 +162,7 @@ def main():
     print("  Ping requests/s >= 1.0x HAProxy:  " + check(("ping", "requests/s"), True))
     print("  Ping p99 <= HAProxy's:            " + check(("ping", "p99 us"), False))
     print("  Ping p99.9 <= HAProxy's:          " + check(("ping", "p99.9 us"), False))
-    rate = f"{int(os.environ.get('E2E_PING_RATE', '10000')):,}/s"
+    rate = f"{float(os.environ.get('E2E_PING_RATE', '10000')):,g}/s"
     print(f"  Ping p99 at {rate} <= HAProxy's: " + check(("pingrate", "p99 us"), False))
     print(f"  Ping p99.9 at {rate} <= HAProxy's: " + check(("pingrate", "p99.9 us"), False))
     print("  Ping CPU per request <= HAProxy's: " + check(("ping", "proxy CPU us/req"), False))

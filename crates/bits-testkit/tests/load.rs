@@ -250,7 +250,22 @@ async fn invalid_configurations_are_refused_before_starting() {
             rate: Some(f64::NAN),
             ..LoadConfig::new("http://127.0.0.1:1/")
         },
+        LoadConfig {
+            rate: Some(1e-300),
+            ..LoadConfig::new("http://127.0.0.1:1/")
+        },
+        LoadConfig {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..LoadConfig::new("https://127.0.0.1:1/")
+        },
     ] {
-        assert!(run(config).await.is_err());
+        let refused = run(config).await;
+        assert!(
+            matches!(
+                refused,
+                Err(bits_testkit::load::LoadError::InvalidConfig(_))
+            ),
+            "{refused:?}"
+        );
     }
 }

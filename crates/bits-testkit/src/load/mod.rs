@@ -139,6 +139,23 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
             "rate must be a positive number per second".into(),
         ));
     }
+    // The last start's time must be a time (a rate of 1e-300 would put it past any).
+    let total = match config.mode {
+        LoadMode::Upload { .. } => config.uploads,
+        LoadMode::Ping { requests } => requests,
+    };
+    if let Some(rate) = config.rate {
+        if Duration::try_from_secs_f64(total as f64 / rate).is_err() {
+            return Err(LoadError::InvalidConfig(format!(
+                "a rate of {rate} per second puts the last of {total} starts past any time"
+            )));
+        }
+    }
+    // A CA file that cannot be read stops the run before it starts, not in every request.
+    if let Some(ca_file) = &config.ca_file {
+        crate::tls::client_config(Some(ca_file))
+            .map_err(|e| LoadError::InvalidConfig(format!("{}: {e}", ca_file.display())))?;
+    }
     // Checks the URL (and the resolve map) once, before any worker starts.
     Pinger::new(&config.url, &UploadOptions::default())
         .map_err(|e| LoadError::InvalidConfig(e.to_string()))?;
