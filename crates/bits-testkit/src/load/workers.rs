@@ -33,6 +33,8 @@ struct Pace {
     schedule: Schedule,
     /// One permit per start whose time has come; `None` without a rate.
     starts: Option<Arc<Semaphore>>,
+    /// The pacer thread, joined when the run is over (see `Drop`).
+    pacer: Option<std::thread::JoinHandle<()>>,
 }
 
 /// The due times of a paced run.
@@ -74,16 +76,21 @@ impl Pace {
             total,
         };
         // Without a thread (the system refused one), the runtime's timer paces.
-        let starts = config.rate.and_then(|_| {
+        let paced = config.rate.and_then(|_| {
             let starts = Arc::new(Semaphore::new(0));
             let released = starts.clone();
             std::thread::Builder::new()
                 .name("bits-load-pacer".into())
                 .spawn(move || release_on_time(schedule, &released))
                 .ok()
-                .map(|_| starts)
+                .map(|pacer| (starts, pacer))
         });
-        Pace { schedule, starts }
+        let (starts, pacer) = paced.unzip();
+        Pace {
+            schedule,
+            starts,
+            pacer,
+        }
     }
 
     /// Waits until number `n` may start.
@@ -98,10 +105,15 @@ impl Pace {
     }
 }
 
+/// The run is over: the pacer stops, woken from its nap, and ends with the run.
 impl Drop for Pace {
     fn drop(&mut self) {
         if let Some(starts) = &self.starts {
             starts.close();
+        }
+        if let Some(pacer) = self.pacer.take() {
+            pacer.thread().unpark();
+            let _ = pacer.join();
         }
     }
 }
@@ -124,7 +136,8 @@ fn release_on_time(schedule: Schedule, starts: &Semaphore) {
             continue;
         }
         let next = schedule.due(released).unwrap_or_else(Instant::now);
-        std::thread::sleep(
+        // Parked, not asleep, so that the end of the run can wake it.
+        std::thread::park_timeout(
             next.saturating_duration_since(Instant::now())
                 .min(PACER_NAP),
         );
@@ -274,6 +287,27 @@ mod tests {
         assert_eq!(starts.available_permits(), 0, "one permit per start");
         drop(pace);
         assert!(starts.is_closed());
+    }
+
+    #[tokio::test]
+    async fn a_run_that_ends_early_stops_its_pacer() {
+        let config = LoadConfig {
+            rate: Some(10.0),
+            ..LoadConfig::new("http://127.0.0.1:1/")
+        };
+        // 1,000 starts at 10 per second: the run ends after the first.
+        let mut pace = Pace::new(&config, 1_000);
+        pace.wait(0).await;
+        let pacer = pace.pacer.take().expect("a pacer thread");
+        drop(pace);
+        let stopped = Instant::now();
+        while !pacer.is_finished() {
+            assert!(
+                stopped.elapsed() < Duration::from_secs(5),
+                "the pacer still runs after its run ended"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     #[test]
