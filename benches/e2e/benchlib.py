@@ -66,6 +66,25 @@ def make_certificate(work):
     return cert, key, both
 
 
+def bitsgate_config(work, port, admin, backends, listener="", storage=""):
+    """Writes a configuration for one bitsgate with one thread to WORK/bitsgate.toml:
+    the client listener on 127.0.0.1:`port` (`listener`: more of its lines, then any
+    tables to follow them, such as [listener.tls] or [upstream]), the admin API on
+    127.0.0.1:`admin`, `storage` (default: pins in memory only), health checks off,
+    backends b1, b2, ... on the `backends` ports; returns its path."""
+    storage = storage or '[storage]\nmode = "memory"\n'
+    path = os.path.join(work, "bitsgate.toml")
+    with open(path, "w") as f:
+        f.write(f'[listener]\naddress = "127.0.0.1:{port}"\n{listener}'
+                f'[admin]\naddress = "127.0.0.1:{admin}"\n'
+                f'{storage}'
+                f'[server]\nthreads = 1\nupgrade_sock = "{work}/u.sock"\npid_file = "{work}/b.pid"\n'
+                f'[health_check]\nkind = "none"\n')
+        for i, backend in enumerate(backends):
+            f.write(f'[[backends]]\nid = "b{i + 1}"\naddress = "127.0.0.1:{backend}"\n')
+    return path
+
+
 def haproxy_config(work, port, backends, cert_and_key=None, maxconn=4096):
     """Writes HAProxy's configuration (haproxy.cfg.in, one thread) for a listener on
     127.0.0.1:`port`, with TLS when `cert_and_key` names a PEM of both, in front of the

@@ -50,7 +50,7 @@ import tempfile
 import time
 import urllib.request
 
-from benchlib import (PING, free_port, haproxy_config, haproxy_has_openssl, make_certificate,
+from benchlib import (PING, bitsgate_config, free_port, haproxy_config, haproxy_has_openssl, make_certificate,
                       rss_kib, wait_port)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -185,22 +185,16 @@ def settle(pid, limit=60):
 
 def start_bitsgate(work, backends):
     proxy, admin = free_port(), free_port()
-    config = os.path.join(work, "bitsgate.toml")
     storage = f'[storage]\nmode = "{ARGS.store}"\n'
     if ARGS.store == "durable":
         storage += f'data_dir = "{work}/data"\n'
     tls = ""
     if CERT:
         tls = f'[listener.tls]\ncert_path = "{CERT[0]}"\nkey_path = "{CERT[1]}"\n'
-    with open(config, "w") as f:
-        f.write(f'[listener]\naddress = "127.0.0.1:{proxy}"\nheader_timeout = "60s"\n'
-                f'keepalive_timeout = "60s"\nmax_connections = {max(COUNTS) + 500}\n{tls}'
-                f'[admin]\naddress = "127.0.0.1:{admin}"\n'
-                f'{storage}[server]\nthreads = 1\n'
-                f'upgrade_sock = "{work}/u.sock"\npid_file = "{work}/b.pid"\n'
-                f'[health_check]\nkind = "none"\n')
-        for i, backend in enumerate(backends):
-            f.write(f'[[backends]]\nid = "b{i + 1}"\naddress = "127.0.0.1:{backend}"\n')
+    config = bitsgate_config(
+        work, proxy, admin, backends, storage=storage,
+        listener=f'header_timeout = "60s"\nkeepalive_timeout = "60s"\n'
+                 f'max_connections = {max(COUNTS) + 500}\n{tls}')
     started = time.time()
     gate = subprocess.Popen([os.path.join(BIN, "bitsgate"), "run", "--config", config],
                             stdout=subprocess.DEVNULL,

@@ -32,7 +32,7 @@ import tempfile
 import time
 import urllib.request
 
-from benchlib import fds, free_port, rss_kib, wait_port
+from benchlib import bitsgate_config, fds, free_port, rss_kib, wait_port
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")),
@@ -120,27 +120,25 @@ async def main():
     work = tempfile.mkdtemp(prefix="bitsgate-slow.")
     procs = []
     try:
-        backend = f"127.0.0.1:{free_port()}"
+        backend_port = free_port()
+        backend = f"127.0.0.1:{backend_port}"
         os.makedirs(os.path.join(work, "root"))
         procs.append(subprocess.Popen(
             [os.path.join(BIN, "bits-server"), "--listen", backend, "--root", os.path.join(work, "root")],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "server.log"), "w")))
-        wait_port(backend.rsplit(":", 1)[1], "bits-server")
-        proxy, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-        config = os.path.join(work, "bitsgate.toml")
-        with open(config, "w") as f:
-            f.write(f'[listener]\naddress = "{proxy}"\nheader_timeout = "{TIMEOUT}s"\n'
-                    f'body_timeout = "{TIMEOUT}s"\n[admin]\naddress = "{admin}"\n'
-                    f'[upstream]\nidle_timeout = "5s"\n'
-                    f'[storage]\nmode = "memory"\n[server]\nthreads = 1\n'
-                    f'upgrade_sock = "{work}/u.sock"\npid_file = "{work}/b.pid"\n'
-                    f'[health_check]\nkind = "none"\n[[backends]]\nid = "b1"\naddress = "{backend}"\n')
+        wait_port(backend_port, "bits-server")
+        proxy_port, admin_port = free_port(), free_port()
+        proxy, admin = f"127.0.0.1:{proxy_port}", f"127.0.0.1:{admin_port}"
+        config = bitsgate_config(
+            work, proxy_port, admin_port, [backend_port],
+            listener=f'header_timeout = "{TIMEOUT}s"\nbody_timeout = "{TIMEOUT}s"\n'
+                     f'[upstream]\nidle_timeout = "5s"\n')
         env = dict(os.environ, BITSGATE_LOG="warn")
         gate = subprocess.Popen([os.path.join(BIN, "bitsgate"), "run", "--config", config],
                                 stdout=subprocess.DEVNULL,
                                 stderr=open(os.path.join(work, "bitsgate.log"), "w"), env=env)
         procs.append(gate)
-        wait_port(proxy.rsplit(":", 1)[1], "bitsgate")
+        wait_port(proxy_port, "bitsgate")
         data = os.path.join(work, "data.bin")
         with open(data, "wb") as f:
             f.write(os.urandom(4 * 1024 * 1024))

@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 
-from benchlib import (cpu_seconds, free_port, haproxy_config, make_certificate, tls_pings,
+from benchlib import (bitsgate_config, cpu_seconds, free_port, haproxy_config, make_certificate, tls_pings,
                       wait_port)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -92,18 +92,14 @@ def bits_load(port, cert, total, conns):
 
 def start_bitsgate(work, backend, cert, fast_path):
     proxy, admin = free_port(), free_port()
-    config = os.path.join(work, "bitsgate.toml")
-    with open(config, "w") as f:
-        f.write(f'[listener]\naddress = "127.0.0.1:{proxy}"\nfast_path = {str(fast_path).lower()}\n'
-                f'[listener.tls]\ncert_path = "{cert[0]}"\nkey_path = "{cert[1]}"\n'
-                f'[admin]\naddress = "127.0.0.1:{admin}"\n[storage]\nmode = "memory"\n'
-                f'[server]\nthreads = 1\nupgrade_sock = "{work}/u.sock"\npid_file = "{work}/b.pid"\n'
-                f'[health_check]\nkind = "none"\n'
-                f'[[backends]]\nid = "b1"\naddress = "127.0.0.1:{backend}"\n')
+    config = bitsgate_config(
+        work, proxy, admin, [backend],
+        listener=f'fast_path = {str(fast_path).lower()}\n'
+                 f'[listener.tls]\ncert_path = "{cert[0]}"\nkey_path = "{cert[1]}"\n')
     proc = spawn([os.path.join(BIN, "bitsgate"), "run", "--config", config], proxy=True,
                  stdout=subprocess.DEVNULL,
-                            stderr=open(os.path.join(work, "bitsgate.log"), "a"),
-                            env=dict(os.environ, BITSGATE_LOG="warn"))
+                 stderr=open(os.path.join(work, "bitsgate.log"), "a"),
+                 env=dict(os.environ, BITSGATE_LOG="warn"))
     wait_port(proxy, "bitsgate")
     return proc, proxy
 

@@ -20,7 +20,7 @@ use crate::state::Shared;
 use bytes::Bytes;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::{Stream, ALPN};
+use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use prometheus::IntGauge;
 use std::sync::Arc;
@@ -289,12 +289,10 @@ impl<A: HttpServerApp + Send + Sync + 'static> Gate<A> {
     }
 }
 
-/// Whether the connection speaks HTTP/2: negotiated by ALPN, or cleartext HTTP/2
-/// configured on the application.
+/// Whether the connection speaks HTTP/2: cleartext HTTP/2 configured on the
+/// application (the TLS listener offers no ALPN, so never over TLS).
 fn speaks_http2<A: HttpServerApp>(edge: &EdgeStream, app: &A) -> bool {
-    use pingora::protocols::Ssl;
-    matches!(edge.selected_alpn_proto(), Some(ALPN::H2))
-        || (!edge.is_tls() && app.server_options().is_some_and(|o| o.h2c))
+    !edge.is_tls() && app.server_options().is_some_and(|o| o.h2c)
 }
 
 /// Tells a connection over capacity to come back later, within a bounded time.

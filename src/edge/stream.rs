@@ -225,9 +225,9 @@ impl EdgeStream {
     /// Before bitsgate drops a connection it ends: on TLS, sends the close_notify
     /// (within [`TLS_CLOSE_WRITE`]), so the client sees a close, not a truncation.
     /// Nothing on plain TCP, where dropping the socket closes it.
-    /// Nothing either on a connection [cut short](Self::cut_short).
+    /// Nothing either on a connection [cut short](Self::cut_short) (see `Shutdown`).
     pub async fn close_tls(&mut self) {
-        if self.is_tls() && !*self.cut_short.get_mut() {
+        if self.is_tls() {
             let _ = tokio::time::timeout(TLS_CLOSE_WRITE, Shutdown::shutdown(self)).await;
         }
     }
@@ -603,16 +603,11 @@ impl Drop for EdgeStream {
 #[async_trait]
 impl Shutdown for EdgeStream {
     async fn shutdown(&mut self) {
-        match &mut self.inner {
-            Transport::Tcp { tcp, .. } => {
-                let _ = tokio::io::AsyncWriteExt::shutdown(tcp).await;
-            }
-            // A connection cut short ends as a truncation (see `EdgeStream::cut_short`).
-            Transport::Tls { .. } if *self.cut_short.get_mut() => {}
-            Transport::Tls { tls, .. } => {
-                let _ = tokio::io::AsyncWriteExt::shutdown(tls.as_mut()).await;
-            }
+        // A TLS connection cut short ends as a truncation (see `EdgeStream::cut_short`).
+        if self.is_tls() && *self.cut_short.get_mut() {
+            return;
         }
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut self.inner).await;
     }
 }
 

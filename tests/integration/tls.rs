@@ -275,6 +275,17 @@ async fn an_upload_over_tls_takes_the_fast_path_and_arrives_intact() {
     );
 }
 
+/// Exactly one client connection was closed for `reason`.
+async fn assert_closed_once(cluster: &Cluster, reason: &str) {
+    let metrics = cluster.metrics().await;
+    let name = format!("bitsgate_client_connections_closed_total{{reason=\"{reason}\"}}");
+    assert_eq!(
+        crate::cluster::sample(&metrics, &name),
+        Some(1.0),
+        "{metrics}"
+    );
+}
+
 const PING_CLOSE: &[u8] = b"BITS_POST /uploads/t.bin HTTP/1.1\r\nHost: localhost\r\nBITS-Packet-Type: Ping\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,15 +323,7 @@ async fn a_proxy_header_before_the_tls_handshake_names_the_client() {
         access_log_clients(&log),
         vec!["192.0.2.7:50123".to_owned(); 2]
     );
-    let metrics = cluster.metrics().await;
-    assert_eq!(
-        crate::cluster::sample(
-            &metrics,
-            "bitsgate_client_connections_closed_total{reason=\"proxy_header_invalid\"}"
-        ),
-        Some(1.0),
-        "{metrics}"
-    );
+    assert_closed_once(&cluster, "proxy_header_invalid").await;
 }
 
 /// A TLS listener with a one-second `header_timeout`; a connection to it that sends
@@ -349,15 +352,7 @@ async fn closed_at_the_header_timeout_after(first: &[u8]) -> Cluster {
             && waited < std::time::Duration::from_secs(5),
         "{waited:?}"
     );
-    let metrics = cluster.metrics().await;
-    assert_eq!(
-        crate::cluster::sample(
-            &metrics,
-            "bitsgate_client_connections_closed_total{reason=\"header_timeout\"}"
-        ),
-        Some(1.0),
-        "{metrics}"
-    );
+    assert_closed_once(&cluster, "header_timeout").await;
     cluster
 }
 
@@ -451,15 +446,7 @@ async fn plain_http_to_the_tls_listener_is_counted_and_a_bare_connect_or_reset_i
         !String::from_utf8_lossy(&answer).contains("HTTP/1.1 200"),
         "{answer:?}"
     );
-    let metrics = cluster.metrics().await;
-    assert_eq!(
-        crate::cluster::sample(
-            &metrics,
-            "bitsgate_client_connections_closed_total{reason=\"tls_handshake_failed\"}"
-        ),
-        Some(1.0),
-        "{metrics}"
-    );
+    assert_closed_once(&cluster, "tls_handshake_failed").await;
     assert_eq!(cluster.stats(0).packets.get("ping"), None);
 }
 
